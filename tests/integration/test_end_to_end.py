@@ -1,0 +1,141 @@
+"""From the Django views to a real `temporal server start-dev` and back to the database."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.core import mail
+from django.test import Client
+from django.urls import reverse
+from temporalio.client import Client as TemporalClient
+from temporalio.client import WorkflowExecutionStatus
+
+from approvals import services
+from approvals.models import ApprovalRequest, OutboundEmail, RequestStatus, RequestType
+from tests.conftest import PASSWORD, LoopThread, wait_until
+from workflows import client as temporal_client
+from workflows.approval import ApprovalWorkflow
+from workflows.worker import relay_outbox
+
+pytestmark = pytest.mark.temporal_server
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def as_user(user: User) -> Client:
+    client = Client()
+    assert client.login(username=user.username, password=PASSWORD)
+    return client
+
+
+def test_submit_review_approve_and_see_the_outcome(
+    loop: LoopThread, use_dev_server: TemporalClient, people: dict[str, User], purchase: RequestType
+) -> None:
+    requester = as_user(people["requester"])
+    response = requester.post(
+        reverse("request_create"),
+        {"request_type": purchase.pk, "title": "Conference ticket", "amount": "800"},
+        follow=True,
+    )
+    assert "submitted and waiting for review" in response.content.decode()
+    request = ApprovalRequest.objects.get()
+    assert request.workflow_started_at is not None
+    description = loop.run(use_dev_server.get_workflow_handle(request.workflow_id).describe())
+    assert description.status == WorkflowExecutionStatus.RUNNING
+
+    # The worker's activity projects "in review" into the read model and emails both reviewers.
+    wait_until(lambda: ApprovalRequest.objects.get(pk=request.pk).status == RequestStatus.IN_REVIEW, what="in review")
+    wait_until(lambda: OutboundEmail.objects.filter(kind="assigned", status="sent").count() == 2, what="emails")
+
+    reviewer = as_user(people["reviewer1"])
+    inbox = reviewer.get(reverse("inbox")).content.decode()
+    assert f'id="request-{request.public_id}"' in inbox
+
+    row = reviewer.post(
+        reverse("request_decide", args=[request.public_id]),
+        {"decision": "approve", "comment": "Enjoy the talks"},
+        HTTP_HX_TARGET=f"request-{request.public_id}",
+        **HTMX,
+    )
+    assert row.status_code == 200
+    fragment = row.content.decode()
+    assert "<html" not in fragment
+    assert fragment.strip().startswith(f'<tr id="request-{request.public_id}"')
+    assert "Approved" in fragment  # the query after the signal already sees the decision
+
+    wait_until(lambda: ApprovalRequest.objects.get(pk=request.pk).status == RequestStatus.APPROVED, what="approved")
+    request.refresh_from_db()
+    assert (request.decided_by, request.decision_comment) == (people["reviewer1"], "Enjoy the talks")
+    assert list(request.events.values_list("kind", flat=True)) == ["submitted", "review_started", "approved"]
+    wait_until(lambda: OutboundEmail.objects.filter(kind="decided", status="sent").exists(), what="decision email")
+    assert [m.to for m in mail.outbox if "was approved" in m.subject] == [["requester@example.com"]]
+
+    page = requester.get(request.get_absolute_url()).content.decode()
+    assert "Approved by reviewer1" in page
+    assert "Enjoy the talks" in page
+    home = requester.get(reverse("home")).content.decode()
+    assert "Conference ticket" in home and "Approved" in home
+
+    # The same reviewer, or the other one, deciding again is told it is already decided.
+    again = as_user(people["reviewer2"]).post(
+        reverse("request_decide", args=[request.public_id]), {"decision": "reject", "comment": "no"}, **HTMX
+    )
+    assert again.status_code == 409
+    assert "already approved by reviewer1" in again.content.decode()
+
+
+def test_request_page_shows_the_workflows_live_state(
+    loop: LoopThread, use_dev_server: TemporalClient, people: dict[str, User], purchase: RequestType
+) -> None:
+    request = services.request_submit(requester=people["requester"], request_type=purchase, title="Monitor")
+    request.refresh_from_db()
+    state = wait_until(lambda: services.request_live_state(request=request), what="live state")
+    assert state.status.value == "in_review"
+    assert sorted(state.approver_ids) == sorted([people["reviewer1"].pk, people["reviewer2"].pk])
+
+    fragment = as_user(people["requester"]).get(request.get_absolute_url(), **HTMX).content.decode()
+    assert 'data-testid="live-status">In review</span>' in fragment
+    assert "Review deadline" in fragment
+
+
+def test_request_saved_while_temporal_was_down_starts_by_itself_when_it_is_back(
+    loop: LoopThread,
+    settings: Any,
+    people: dict[str, User],
+    purchase: RequestType,
+    temporal_unreachable: str,
+    dev_server: Any,
+    dev_worker: Any,
+) -> None:
+    response = as_user(people["requester"]).post(
+        reverse("request_create"), {"request_type": purchase.pk, "title": "Headset"}, follow=True
+    )
+    assert "as soon as it is back" in response.content.decode()
+    request = ApprovalRequest.objects.get()
+    assert request.workflow_started_at is None
+
+    # Temporal comes back: the worker process's outbox relay starts the workflow, nobody acts.
+    settings.TEMPORAL_ADDRESS = dev_server.client.service_client.config.target_host
+    temporal_client.reset()
+    stop = asyncio.Event()
+    relay = asyncio.run_coroutine_threadsafe(relay_outbox(stop, interval=0.2), loop.loop)
+    try:
+        wait_until(lambda: ApprovalRequest.objects.get(pk=request.pk).workflow_started_at, what="outbox start")
+        wait_until(lambda: ApprovalRequest.objects.get(pk=request.pk).status == RequestStatus.IN_REVIEW, what="review")
+    finally:
+        loop.loop.call_soon_threadsafe(stop.set)
+        relay.result(10)
+    handle = dev_server.client.get_workflow_handle(request.workflow_id)
+    assert loop.run(handle.query(ApprovalWorkflow.state)).status.value == "in_review"
+    # Starting again (a second relay, a double submit) finds the running workflow and starts no other.
+    assert services.request_start_workflow(public_id=request.public_id) is True
+    ApprovalRequest.objects.filter(pk=request.pk).update(workflow_started_at=None)
+    assert services.request_start_workflow(public_id=request.public_id) is True
+    runs = wait_until(lambda: loop.run(_count_runs(dev_server.client, request.workflow_id)), what="visibility")
+    assert runs == 1
+
+
+async def _count_runs(client: TemporalClient, workflow_id: str) -> int:
+    return len([w async for w in client.list_workflows(f'WorkflowId = "{workflow_id}"')])

@@ -1,0 +1,61 @@
+"""Activities: thin, idempotent adapters from the workflow to approvals.services.
+
+They are synchronous (the ORM is), so the worker runs them in a thread pool. Errors a retry
+cannot fix are raised as non-retryable ApplicationErrors so the workflow learns at once.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from workflows.types import NotificationInput, TransitionInput
+
+NOT_FOUND = "NotFound"
+INVALID = "Invalid"
+NON_RETRYABLE_ERROR_TYPES = (NOT_FOUND, INVALID)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _django_activity(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run fn with fresh database connections and turn domain errors into Temporal ones."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from django.db import close_old_connections
+
+        from approvals.exceptions import InvalidInput, NotFound
+
+        close_old_connections()
+        try:
+            return fn(*args, **kwargs)
+        except NotFound as exc:
+            raise ApplicationError(str(exc), type=NOT_FOUND, non_retryable=True) from exc
+        except InvalidInput as exc:
+            raise ApplicationError(str(exc), type=INVALID, non_retryable=True) from exc
+        finally:
+            close_old_connections()
+
+    return wrapper
+
+
+@activity.defn
+@_django_activity
+def record_transition(transition: TransitionInput) -> None:
+    from approvals import services
+
+    services.request_record_transition(transition=transition)
+
+
+@activity.defn
+@_django_activity
+def send_notification(notification: NotificationInput) -> None:
+    from approvals import services
+
+    services.notification_send(notification=notification)

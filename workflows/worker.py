@@ -1,0 +1,60 @@
+"""Builds the worker, and runs it beside the outbox relay until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+
+from asgiref.sync import sync_to_async
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from workflows import activities
+from workflows.approval import ApprovalWorkflow
+from workflows.types import INTERACTIVE_TASK_QUEUE
+
+logger = logging.getLogger(__name__)
+
+ACTIVITIES = [activities.record_transition, activities.send_notification]
+
+
+def build_worker(
+    client: Client, executor: concurrent.futures.ThreadPoolExecutor, task_queue: str = INTERACTIVE_TASK_QUEUE
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[ApprovalWorkflow],
+        activities=ACTIVITIES,
+        activity_executor=executor,
+        max_concurrent_activities=executor._max_workers,
+    )
+
+
+async def relay_outbox(stop: asyncio.Event, interval: float) -> None:
+    """Start workflows for requests saved while Temporal was unreachable."""
+    from approvals import services
+
+    start_pending = sync_to_async(services.requests_start_pending, thread_sensitive=False)
+    while not stop.is_set():
+        try:
+            started = await start_pending()
+            if started:
+                logger.info("Started %d workflow(s) from the outbox", started)
+        except Exception:
+            logger.exception("Outbox relay round failed; retrying")
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        except asyncio.TimeoutError:
+            pass
+
+
+async def run_until_stopped(client: Client, stop: asyncio.Event, outbox_interval: float) -> None:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="activity") as executor:
+        worker = build_worker(client, executor)
+        relay = asyncio.create_task(relay_outbox(stop, outbox_interval))
+        async with worker:
+            logger.info("Worker polling task queue %s", INTERACTIVE_TASK_QUEUE)
+            await stop.wait()
+        await relay
