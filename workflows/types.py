@@ -33,6 +33,10 @@ class Decision(str, Enum):
     APPROVE = "approve"
     REJECT = "reject"
 
+    @property
+    def past(self) -> str:
+        return {"approve": "approved", "reject": "rejected"}[self.value]
+
 
 class EventKind(str, Enum):
     REVIEW_STARTED = "review_started"
