@@ -100,17 +100,18 @@ TEMPLATES = [
 ]
 
 # SQLite by default; DATABASE_URL (postgres://...) selects PostgreSQL through psycopg 3.
+# Connections close after each request and activity (Django's advice under ASGI); put a pooler
+# in front of PostgreSQL, or raise DB_CONN_MAX_AGE, where connection set-up costs matter.
 DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}",
-        conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60")),
+        conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "0")),
         conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web, worker and tests share one file from several threads and processes: wait for locks
     # instead of failing, take write locks up front, and let readers run beside a writer.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 30,
         "transaction_mode": "IMMEDIATE",

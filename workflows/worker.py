@@ -34,9 +34,18 @@ def build_worker(
 
 async def relay_outbox(stop: asyncio.Event, interval: float) -> None:
     """Start workflows for requests saved while Temporal was unreachable."""
+    from django.db import close_old_connections
+
     from approvals import services
 
-    start_pending = sync_to_async(services.requests_start_pending, thread_sensitive=False)
+    def start_pending_round() -> int:
+        close_old_connections()
+        try:
+            return services.requests_start_pending()
+        finally:
+            close_old_connections()
+
+    start_pending = sync_to_async(start_pending_round, thread_sensitive=False)
     while not stop.is_set():
         try:
             started = await start_pending()

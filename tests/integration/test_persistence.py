@@ -59,7 +59,9 @@ def test_in_flight_request_survives_a_server_restart_and_its_deadline_still_fire
             timeout=30,
             what="the deadline timer to fire after the restart",
         )
-        assert OutboundEmail.objects.filter(kind="escalated", to="manager@example.com").count() == 1
+        escalations = OutboundEmail.objects.filter(kind="escalated", to="manager@example.com", status="sent")
+        wait_until(escalations.exists, what="the escalation email")
+        assert escalations.count() == 1
         assert OutboundEmail.objects.filter(kind="assigned").count() == 2  # none sent twice
     finally:
         worker.stop()
