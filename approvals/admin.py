@@ -36,7 +36,15 @@ class RequestEventInline(admin.TabularInline):
 class ApprovalRequestAdmin(admin.ModelAdmin):
     """Read-only: requests change only through their workflow."""
 
-    list_display = ["title", "request_type", "requester", "status", "deadline", "created_at", "workflow_started_at"]
+    list_display = [
+        "title",
+        "request_type",
+        "requester",
+        "status",
+        "deadline",
+        "created_at",
+        "workflow_started_at",
+    ]
     list_filter = ["status", "request_type"]
     search_fields = ["title", "public_id", "requester__username"]
     inlines = [ApproverInline, RequestEventInline]

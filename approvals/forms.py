@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django import forms
@@ -9,6 +10,15 @@ from workflows.types import Decision
 
 
 class RequestForm(forms.ModelForm):
+    # Generated when the form is shown: submitting the same form twice makes one request.
+    submission_id = forms.UUIDField(
+        widget=forms.HiddenInput,
+        initial=uuid.uuid4,
+        error_messages={
+            "required": "This form is incomplete; reload the page and submit again.",
+            "invalid": "This form is incomplete; reload the page and submit again.",
+        },
+    )
     request_type = forms.ModelChoiceField(
         queryset=RequestType.objects.filter(is_active=True), empty_label="Choose a type of request"
     )

@@ -35,7 +35,9 @@ def inbox_for_reviewer(*, user: User, limit: int = 100) -> list[ApprovalRequest]
     qs = (
         _with_related(ApprovalRequest.objects.filter(approvers__user=user).exclude(requester=user))
         .annotate(
-            closed=Case(When(status__in=OPEN_STATUSES, then=Value(0)), default=Value(1), output_field=IntegerField())
+            closed=Case(
+                When(status__in=OPEN_STATUSES, then=Value(0)), default=Value(1), output_field=IntegerField()
+            )
         )
         .order_by("closed", "deadline", "-created_at")
     )
@@ -43,7 +45,11 @@ def inbox_for_reviewer(*, user: User, limit: int = 100) -> list[ApprovalRequest]
 
 
 def reviewer_pending_count(*, user: User) -> int:
-    return ApprovalRequest.objects.filter(approvers__user=user, status__in=OPEN_STATUSES).exclude(requester=user).count()
+    return (
+        ApprovalRequest.objects.filter(approvers__user=user, status__in=OPEN_STATUSES)
+        .exclude(requester=user)
+        .count()
+    )
 
 
 def user_may_decide(*, user: User, request: ApprovalRequest) -> bool:

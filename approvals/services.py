@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.mail import EmailMultiAlternatives
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -55,7 +56,6 @@ UNREACHABLE = (temporal.TemporalUnreachable, RPCError, RuntimeError, OSError)
 # --- Submitting and starting --------------------------------------------------------------
 
 
-@transaction.atomic
 def request_submit(
     *,
     requester: User,
@@ -63,25 +63,70 @@ def request_submit(
     title: str,
     details: str = "",
     amount: Decimal | None = None,
+    public_id: uuid.UUID | None = None,
 ) -> ApprovalRequest:
     """Save the request and its reviewers; start its workflow once the transaction commits.
 
-    The row is the outbox: if Temporal cannot be reached now, the worker process starts the
-    workflow later (see `requests_start_pending`).
+    `public_id` comes with the form, so submitting the same form twice (a double click, a
+    retried POST) returns the first request instead of making a second one. The row is the
+    outbox: if Temporal cannot be reached now, the worker process starts the workflow later
+    (see `requests_start_pending`).
     """
+    public_id = public_id or uuid.uuid4()
+    if existing := _earlier_submission(public_id=public_id, requester=requester):
+        return existing
+    try:
+        return _request_create(
+            requester=requester,
+            request_type=request_type,
+            title=title,
+            details=details,
+            amount=amount,
+            public_id=public_id,
+        )
+    except IntegrityError:
+        # The same form, submitted twice at once: the other submission won the race.
+        if existing := _earlier_submission(public_id=public_id, requester=requester):
+            return existing
+        raise
+
+
+def _earlier_submission(*, public_id: uuid.UUID, requester: User) -> ApprovalRequest | None:
+    existing = ApprovalRequest.objects.filter(public_id=public_id).first()
+    if existing is not None and existing.requester_id != requester.pk:
+        raise InvalidInput("This form was already used by someone else; open a new request form.")
+    return existing
+
+
+@transaction.atomic
+def _request_create(
+    *,
+    requester: User,
+    request_type: RequestType,
+    title: str,
+    details: str,
+    amount: Decimal | None,
+    public_id: uuid.UUID,
+) -> ApprovalRequest:
     if not request_type.is_active:
         raise InvalidInput(f"“{request_type}” requests are no longer accepted.")
     reviewers = list(request_type.reviewers.exclude(pk=requester.pk).filter(is_active=True))
     if not reviewers:
-        raise InvalidInput(f"Nobody but you can review “{request_type}” requests; ask an admin to add a reviewer.")
+        raise InvalidInput(
+            f"Nobody but you can review “{request_type}” requests; ask an admin to add a reviewer."
+        )
     request = ApprovalRequest.objects.create(
-        request_type=request_type, requester=requester, title=title, details=details, amount=amount
+        public_id=public_id,
+        request_type=request_type,
+        requester=requester,
+        title=title,
+        details=details,
+        amount=amount,
     )
     Approver.objects.bulk_create([Approver(request=request, user=user) for user in reviewers])
     RequestEvent.objects.create(
         request=request, seq=0, kind=RequestEvent.Kind.SUBMITTED, actor=requester, occurred_at=timezone.now()
     )
-    public_id = request.public_id
     transaction.on_commit(lambda: request_start_workflow(public_id=public_id))
     return request
 
@@ -89,7 +134,9 @@ def request_submit(
 def approval_input_for(request: ApprovalRequest) -> ApprovalInput:
     request_type = request.request_type
     reviewer_ids = list(
-        request.approvers.filter(role=ApproverRole.REVIEWER).order_by("user_id").values_list("user_id", flat=True)
+        request.approvers.filter(role=ApproverRole.REVIEWER)
+        .order_by("user_id")
+        .values_list("user_id", flat=True)
     )
     manager = request_type.escalation_manager
     return ApprovalInput(
@@ -165,7 +212,9 @@ def decision_submit(*, request: ApprovalRequest, actor: User, decision: Decision
     if decision == Decision.REJECT and not comment:
         raise InvalidInput("Say why you reject the request: a comment is required.")
     if request.workflow_started_at is None:
-        raise ReviewNotStarted("Review has not started yet: the workflow service is catching up. Try again shortly.")
+        raise ReviewNotStarted(
+            "Review has not started yet: the workflow service is catching up. Try again shortly."
+        )
 
     async def signal(client: Client) -> None:
         handle = client.get_workflow_handle(request.workflow_id)
@@ -236,7 +285,15 @@ def request_record_transition(*, transition: TransitionInput) -> None:
         request.decided_at = transition.occurred_at
         request.decision_comment = transition.comment
     request.save(
-        update_fields=["version", "status", "deadline", "decided_by", "decided_at", "decision_comment", "updated_at"]
+        update_fields=[
+            "version",
+            "status",
+            "deadline",
+            "decided_by",
+            "decided_at",
+            "decision_comment",
+            "updated_at",
+        ]
     )
 
 
@@ -257,7 +314,12 @@ def notification_send(*, notification: NotificationInput) -> None:
     if request is None:
         raise NotFound(f"No request {notification.request_id}.")
     for user in User.objects.filter(pk__in=notification.recipient_ids).order_by("pk"):
-        _email_once(request=request, kind=notification.kind, user=user, key=f"{notification.idempotency_key}:{user.pk}")
+        _email_once(
+            request=request,
+            kind=notification.kind,
+            user=user,
+            key=f"{notification.idempotency_key}:{user.pk}",
+        )
 
 
 def _email_once(*, request: ApprovalRequest, kind: NotificationKind, user: User, key: str) -> None:
@@ -287,7 +349,9 @@ def _email_once(*, request: ApprovalRequest, kind: NotificationKind, user: User,
             status=OutboundEmail.Status.FAILED, error=f"{user.get_username()} has no email address."
         )
         return
-    message = EmailMultiAlternatives(email.subject, email.body_text, to=[email.to], headers={"X-Idempotency-Key": key})
+    message = EmailMultiAlternatives(
+        email.subject, email.body_text, to=[email.to], headers={"X-Idempotency-Key": key}
+    )
     message.attach_alternative(email.body_html, "text/html")
     message.send()  # A connection error propagates and the activity retries with backoff.
     OutboundEmail.objects.filter(pk=email.pk).update(status=OutboundEmail.Status.SENT, sent_at=timezone.now())

@@ -50,7 +50,10 @@ def request_create(request: HtmxHttpRequest) -> HttpResponse:
     form = RequestForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            approval = services.request_submit(requester=request.user, **form.cleaned_data)
+            data = dict(form.cleaned_data)
+            approval = services.request_submit(
+                requester=request.user, public_id=data.pop("submission_id"), **data
+            )
         except InvalidInput as exc:
             form.add_error(None, str(exc))
         else:
@@ -93,16 +96,20 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
     if request.htmx:
         template += "#inbox-list"
     return render(
-        request, template, {"items": selectors.inbox_for_reviewer(user=request.user), "decision_form": DecisionForm()}
+        request,
+        template,
+        {"items": selectors.inbox_for_reviewer(user=request.user), "decision_form": DecisionForm()},
     )
 
 
 @require_POST
 @login_required
 def request_decide(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
-    approval = ApprovalRequest.objects.select_related("request_type", "requester", "decided_by").filter(
-        public_id=public_id
-    ).first()
+    approval = (
+        ApprovalRequest.objects.select_related("request_type", "requester", "decided_by")
+        .filter(public_id=public_id)
+        .first()
+    )
     if approval is None:
         raise Http404("There is no such request.")
     form = DecisionForm(request.POST)
@@ -133,8 +140,12 @@ def request_decide(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
             return render(request, "approvals/request_detail.html#decide", context)
         return render(request, "approvals/inbox.html#inbox-row", context)
     if not request.htmx:
-        return render(request, "approvals/decision_error.html", {"r": approval, "error": error}, status=status)
-    response = render(request, "approvals/inbox.html#decision-error", {"r": approval, "error": error}, status=status)
+        return render(
+            request, "approvals/decision_error.html", {"r": approval, "error": error}, status=status
+        )
+    response = render(
+        request, "approvals/inbox.html#decision-error", {"r": approval, "error": error}, status=status
+    )
     return retarget(response, f"#decision-error-{approval.public_id}")
 
 

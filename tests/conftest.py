@@ -21,11 +21,10 @@ from typing import Any, TypeVar
 
 import pytest
 from django.contrib.auth.models import User
+from django.utils import timezone
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
-
-from django.utils import timezone
 
 from approvals.models import ApprovalRequest, Approver, RequestType
 from workflows import client as temporal_client
@@ -64,7 +63,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 20, interval: float = 0.1, what: str = "condition") -> T:
+def wait_until(
+    predicate: Callable[[], T], timeout: float = 20, interval: float = 0.1, what: str = "condition"
+) -> T:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -111,7 +112,9 @@ class RunningWorker:
 
     def __init__(self, loop: LoopThread, client: Client, task_queue: str | None = None) -> None:
         self.loop = loop
-        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="test-activity")
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=8, thread_name_prefix="test-activity"
+        )
         kwargs = {"task_queue": task_queue} if task_queue else {}
 
         async def make() -> Worker:  # a Worker must be built on the loop that runs it
@@ -187,7 +190,9 @@ def purchase(people: dict[str, User]) -> RequestType:
     return request_type
 
 
-def make_request(people: dict[str, User], request_type: RequestType, *, started: bool = False) -> ApprovalRequest:
+def make_request(
+    people: dict[str, User], request_type: RequestType, *, started: bool = False
+) -> ApprovalRequest:
     """A request and its reviewers as `request_submit` saves them, without starting a workflow."""
     request = ApprovalRequest.objects.create(
         request_type=request_type,

@@ -5,7 +5,6 @@ Deterministic: time comes from workflow.now(), every side effect is an activity.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -60,7 +59,7 @@ class ApprovalWorkflow:
             await workflow.wait_condition(
                 lambda: self._decision is not None, timeout=max(deadline - workflow.now(), timedelta(0))
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             # A decision that landed in the same workflow task as the timer still wins.
             if self._decision is None:
                 await self._escalate(input)
@@ -77,7 +76,9 @@ class ApprovalWorkflow:
         )
         await self._notify(NotificationKind.DECIDED, [input.requester_id])
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return ApprovalOutcome(decision=decision.decision, decided_by=decision.actor_id, escalated=self._escalated)
+        return ApprovalOutcome(
+            decision=decision.decision, decided_by=decision.actor_id, escalated=self._escalated
+        )
 
     async def _escalate(self, input: ApprovalInput) -> None:
         self._escalated = True

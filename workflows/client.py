@@ -62,7 +62,9 @@ class _ClientThread:
             return future.result(timeout=2 * limit + 1)
         except concurrent.futures.TimeoutError as exc:
             future.cancel()
-            raise TemporalUnreachable(f"Temporal at {settings.TEMPORAL_ADDRESS} did not answer in time") from exc
+            raise TemporalUnreachable(
+                f"Temporal at {settings.TEMPORAL_ADDRESS} did not answer in time"
+            ) from exc
 
     def reset(self) -> None:
         """Forget the client and loop (after fork, or when tests point at another server)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 
 INTERACTIVE_TASK_QUEUE = "approvals-interactive"
 
@@ -17,7 +17,7 @@ def workflow_id_for(public_id: str) -> str:
     return f"approval-{public_id}"
 
 
-class RequestStatus(str, Enum):
+class RequestStatus(StrEnum):
     SUBMITTED = "submitted"
     IN_REVIEW = "in_review"
     ESCALATED = "escalated"
@@ -29,7 +29,7 @@ class RequestStatus(str, Enum):
         return self.value.replace("_", " ").capitalize()
 
 
-class Decision(str, Enum):
+class Decision(StrEnum):
     APPROVE = "approve"
     REJECT = "reject"
 
@@ -38,14 +38,14 @@ class Decision(str, Enum):
         return {"approve": "approved", "reject": "rejected"}[self.value]
 
 
-class EventKind(str, Enum):
+class EventKind(StrEnum):
     REVIEW_STARTED = "review_started"
     ESCALATED = "escalated"
     APPROVED = "approved"
     REJECTED = "rejected"
 
 
-class NotificationKind(str, Enum):
+class NotificationKind(StrEnum):
     ASSIGNED = "assigned"
     ESCALATED = "escalated"
     DECIDED = "decided"

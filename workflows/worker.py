@@ -55,7 +55,7 @@ async def relay_outbox(stop: asyncio.Event, interval: float) -> None:
             logger.exception("Outbox relay round failed; retrying")
         try:
             await asyncio.wait_for(stop.wait(), timeout=interval)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
 

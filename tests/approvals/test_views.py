@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 import pytest
@@ -21,7 +22,9 @@ def login(client: Client, user: User) -> Client:
     return client
 
 
-def test_anonymous_users_are_sent_to_log_in(client: Client, people: dict[str, User], purchase: RequestType) -> None:
+def test_anonymous_users_are_sent_to_log_in(
+    client: Client, people: dict[str, User], purchase: RequestType
+) -> None:
     request = make_request(people, purchase, started=True)
     for url in ("/", "/inbox/", "/requests/new/", request.get_absolute_url()):
         response = client.get(url)
@@ -37,12 +40,18 @@ def test_invalid_form_shows_field_errors_and_starts_nothing(
     client: Client, people: dict[str, User], purchase: RequestType, temporal_unreachable: str
 ) -> None:
     login(client, people["requester"])
-    response = client.post(reverse("request_create"), {"request_type": purchase.pk, "title": "  ", "amount": "-5"})
+    response = client.post(
+        reverse("request_create"),
+        {"submission_id": uuid.uuid4(), "request_type": purchase.pk, "title": "  ", "amount": "-5"},
+    )
     assert response.status_code == 400
     body = response.content.decode()
     assert body.count("This field is required.") == 1  # the title: blank after trimming
     assert "The amount cannot be negative." in body
-    response = client.post(reverse("request_create"), {"request_type": "9999", "title": "x", "amount": "ten"})
+    response = client.post(
+        reverse("request_create"),
+        {"submission_id": uuid.uuid4(), "request_type": "9999", "title": "x", "amount": "ten"},
+    )
     assert response.status_code == 400
     assert "Select a valid choice" in response.content.decode()
     assert "Enter a number." in response.content.decode()
@@ -54,7 +63,10 @@ def test_request_type_without_other_reviewers_is_refused_clearly(
 ) -> None:
     purchase.reviewers.set([people["requester"]])
     login(client, people["requester"])
-    response = client.post(reverse("request_create"), {"request_type": purchase.pk, "title": "Chair"})
+    response = client.post(
+        reverse("request_create"),
+        {"submission_id": uuid.uuid4(), "request_type": purchase.pk, "title": "Chair"},
+    )
     assert response.status_code == 400
     assert "Nobody but you can review" in response.content.decode()
     assert ApprovalRequest.objects.count() == 0
@@ -66,7 +78,13 @@ def test_submit_while_temporal_is_unreachable_keeps_the_request_and_says_so(
     login(client, people["requester"])
     response = client.post(
         reverse("request_create"),
-        {"request_type": purchase.pk, "title": "Standing desk", "details": "For my back", "amount": "450.00"},
+        {
+            "submission_id": uuid.uuid4(),
+            "request_type": purchase.pk,
+            "title": "Standing desk",
+            "details": "For my back",
+            "amount": "450.00",
+        },
         follow=True,
     )
     assert response.status_code == 200
@@ -123,7 +141,9 @@ def test_rejection_without_comment_and_decided_requests_are_refused(
     response = client.post(url, {"decision": "maybe"}, **HTMX)
     assert response.status_code == 400
 
-    ApprovalRequest.objects.filter(pk=request.pk).update(status=RequestStatus.APPROVED, decided_by=people["reviewer2"])
+    ApprovalRequest.objects.filter(pk=request.pk).update(
+        status=RequestStatus.APPROVED, decided_by=people["reviewer2"]
+    )
     response = client.post(url, {"decision": "approve"}, **HTMX)
     assert response.status_code == 409
     assert "already approved by reviewer2" in response.content.decode()
@@ -155,7 +175,13 @@ def test_only_the_requester_approvers_and_staff_see_a_request(
     client: Client, people: dict[str, User], purchase: RequestType, temporal_unreachable: str
 ) -> None:
     request = make_request(people, purchase)
-    for who, status in [("outsider", 404), ("manager", 404), ("requester", 200), ("reviewer2", 200), ("admin", 200)]:
+    for who, status in [
+        ("outsider", 404),
+        ("manager", 404),
+        ("requester", 200),
+        ("reviewer2", 200),
+        ("admin", 200),
+    ]:
         login(client, people[who])
         assert client.get(request.get_absolute_url()).status_code == status, who
 
@@ -167,3 +193,24 @@ def test_mailbox_is_for_staff_only(client: Client, people: dict[str, User]) -> N
     response = client.get(reverse("mailbox"))
     assert response.status_code == 200
     assert "No email yet." in response.content.decode()
+
+
+def test_submitting_the_same_form_twice_makes_one_request(
+    client: Client, people: dict[str, User], purchase: RequestType, temporal_unreachable: str
+) -> None:
+    login(client, people["requester"])
+    form = {"submission_id": uuid.uuid4(), "request_type": purchase.pk, "title": "Desk lamp"}
+    first = client.post(reverse("request_create"), form)
+    second = client.post(reverse("request_create"), form)
+    request = ApprovalRequest.objects.get()
+    assert first["Location"] == second["Location"] == request.get_absolute_url()
+    assert request.start_attempts == 1  # one workflow start attempted, by the first submission
+
+    login(client, people["reviewer1"])
+    response = client.post(reverse("request_create"), {**form, "title": "Hijack"})
+    assert response.status_code == 400
+    assert "already used by someone else" in response.content.decode()
+    response = client.post(reverse("request_create"), {"request_type": purchase.pk, "title": "No token"})
+    assert response.status_code == 400
+    assert "reload the page and submit again" in response.content.decode()
+    assert ApprovalRequest.objects.count() == 1

@@ -29,7 +29,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-SCREENSHOTS = Path(os.environ.get("SCREENSHOT_DIR", Path(__file__).resolve().parents[2] / "data" / "screenshots"))
+SCREENSHOTS = Path(
+    os.environ.get("SCREENSHOT_DIR", Path(__file__).resolve().parents[2] / "data" / "screenshots")
+)
 
 if not Path(CHROMIUM).exists():
     if os.environ.get("REQUIRE_BROWSER") == "1":
@@ -47,7 +49,9 @@ class LiveServer:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(application, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            application, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="live-server", daemon=True)
         self.thread.start()
@@ -134,7 +138,9 @@ def test_submit_then_approve_in_the_inbox_then_requester_sees_it_without_reload(
     expect(row.locator(".badge")).to_have_text("Approved")
     assert reviewer.evaluate("window.__noReload") is True
 
-    wait_until(lambda: ApprovalRequest.objects.get(pk=request.pk).status == RequestStatus.APPROVED, what="approved")
+    wait_until(
+        lambda: ApprovalRequest.objects.get(pk=request.pk).status == RequestStatus.APPROVED, what="approved"
+    )
     expect(requester.locator(".outcome")).to_contain_text("Approved by reviewer1", timeout=15_000)
     expect(requester.locator(".outcome")).to_contain_text("Good for your wrists")
     assert requester.evaluate("window.__noReload") is True
@@ -148,7 +154,9 @@ def test_reviewer_is_told_why_a_rejection_without_comment_is_refused(
 
     from approvals import services
 
-    request = services.request_submit(requester=people["requester"], request_type=purchase, title="Team offsite")
+    request = services.request_submit(
+        requester=people["requester"], request_type=purchase, title="Team offsite"
+    )
     reviewer = log_in(browser, live_app.url, people["reviewer2"])
     reviewer.goto(request.get_absolute_url())
     box = reviewer.locator(f"#decide-{request.public_id}")
@@ -157,4 +165,6 @@ def test_reviewer_is_told_why_a_rejection_without_comment_is_refused(
     box.get_by_label("Comment").fill("Budget is frozen")
     box.get_by_role("button", name="Reject").click()
     expect(box).to_contain_text("Your decision is recorded: rejected.")
-    wait_until(lambda: ApprovalRequest.objects.get(pk=request.pk).status == RequestStatus.REJECTED, what="rejected")
+    wait_until(
+        lambda: ApprovalRequest.objects.get(pk=request.pk).status == RequestStatus.REJECTED, what="rejected"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import pytest
@@ -36,7 +37,12 @@ def test_submit_review_approve_and_see_the_outcome(
     requester = as_user(people["requester"])
     response = requester.post(
         reverse("request_create"),
-        {"request_type": purchase.pk, "title": "Conference ticket", "amount": "800"},
+        {
+            "submission_id": uuid.uuid4(),
+            "request_type": purchase.pk,
+            "title": "Conference ticket",
+            "amount": "800",
+        },
         follow=True,
     )
     assert "submitted and waiting for review" in response.content.decode()
@@ -46,8 +52,12 @@ def test_submit_review_approve_and_see_the_outcome(
     assert description.status == WorkflowExecutionStatus.RUNNING
 
     # The worker's activity projects "in review" into the read model and emails both reviewers.
-    wait_until(lambda: ApprovalRequest.objects.get(pk=request.pk).status == RequestStatus.IN_REVIEW, what="in review")
-    wait_until(lambda: OutboundEmail.objects.filter(kind="assigned", status="sent").count() == 2, what="emails")
+    wait_until(
+        lambda: ApprovalRequest.objects.get(pk=request.pk).status == RequestStatus.IN_REVIEW, what="in review"
+    )
+    wait_until(
+        lambda: OutboundEmail.objects.filter(kind="assigned", status="sent").count() == 2, what="emails"
+    )
 
     reviewer = as_user(people["reviewer1"])
     inbox = reviewer.get(reverse("inbox")).content.decode()
@@ -65,11 +75,15 @@ def test_submit_review_approve_and_see_the_outcome(
     assert fragment.strip().startswith(f'<tr id="request-{request.public_id}"')
     assert "Approved" in fragment  # the query after the signal already sees the decision
 
-    wait_until(lambda: ApprovalRequest.objects.get(pk=request.pk).status == RequestStatus.APPROVED, what="approved")
+    wait_until(
+        lambda: ApprovalRequest.objects.get(pk=request.pk).status == RequestStatus.APPROVED, what="approved"
+    )
     request.refresh_from_db()
     assert (request.decided_by, request.decision_comment) == (people["reviewer1"], "Enjoy the talks")
     assert list(request.events.values_list("kind", flat=True)) == ["submitted", "review_started", "approved"]
-    wait_until(lambda: OutboundEmail.objects.filter(kind="decided", status="sent").exists(), what="decision email")
+    wait_until(
+        lambda: OutboundEmail.objects.filter(kind="decided", status="sent").exists(), what="decision email"
+    )
     assert [m.to for m in mail.outbox if "was approved" in m.subject] == [["requester@example.com"]]
 
     page = requester.get(request.get_absolute_url()).content.decode()
@@ -110,7 +124,9 @@ def test_request_saved_while_temporal_was_down_starts_by_itself_when_it_is_back(
     dev_worker: Any,
 ) -> None:
     response = as_user(people["requester"]).post(
-        reverse("request_create"), {"request_type": purchase.pk, "title": "Headset"}, follow=True
+        reverse("request_create"),
+        {"submission_id": uuid.uuid4(), "request_type": purchase.pk, "title": "Headset"},
+        follow=True,
     )
     assert "as soon as it is back" in response.content.decode()
     request = ApprovalRequest.objects.get()
@@ -122,8 +138,13 @@ def test_request_saved_while_temporal_was_down_starts_by_itself_when_it_is_back(
     stop = asyncio.Event()
     relay = asyncio.run_coroutine_threadsafe(relay_outbox(stop, interval=0.2), loop.loop)
     try:
-        wait_until(lambda: ApprovalRequest.objects.get(pk=request.pk).workflow_started_at, what="outbox start")
-        wait_until(lambda: ApprovalRequest.objects.get(pk=request.pk).status == RequestStatus.IN_REVIEW, what="review")
+        wait_until(
+            lambda: ApprovalRequest.objects.get(pk=request.pk).workflow_started_at, what="outbox start"
+        )
+        wait_until(
+            lambda: ApprovalRequest.objects.get(pk=request.pk).status == RequestStatus.IN_REVIEW,
+            what="review",
+        )
     finally:
         loop.loop.call_soon_threadsafe(stop.set)
         relay.result(10)
@@ -133,7 +154,9 @@ def test_request_saved_while_temporal_was_down_starts_by_itself_when_it_is_back(
     assert services.request_start_workflow(public_id=request.public_id) is True
     ApprovalRequest.objects.filter(pk=request.pk).update(workflow_started_at=None)
     assert services.request_start_workflow(public_id=request.public_id) is True
-    runs = wait_until(lambda: loop.run(_count_runs(dev_server.client, request.workflow_id)), what="visibility")
+    runs = wait_until(
+        lambda: loop.run(_count_runs(dev_server.client, request.workflow_id)), what="visibility"
+    )
     assert runs == 1
 
 

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
+from temporalio.testing import WorkflowEnvironment
 
 from approvals.models import ApprovalRequest, OutboundEmail, RequestStatus, RequestType
 from approvals.services import approval_input_for
 from tests.conftest import LoopThread, RunningWorker, binary, free_port, make_request, wait_until
-from temporalio.testing import WorkflowEnvironment
 from workflows.approval import ApprovalWorkflow
-from workflows.types import INTERACTIVE_TASK_QUEUE
 
 pytestmark = pytest.mark.temporal_server
 
@@ -45,7 +44,9 @@ def test_in_flight_request_survives_a_server_restart_and_its_deadline_still_fire
             ApprovalWorkflow.run, approval_input_for(request), id=request.workflow_id, task_queue=queue
         )
     )
-    wait_until(lambda: ApprovalRequest.objects.get(pk=request.pk).status == RequestStatus.IN_REVIEW, what="review")
+    wait_until(
+        lambda: ApprovalRequest.objects.get(pk=request.pk).status == RequestStatus.IN_REVIEW, what="review"
+    )
     worker.stop()
     loop.run(env.shutdown())  # the server process is gone, its timer not yet fired
 

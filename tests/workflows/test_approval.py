@@ -17,7 +17,15 @@ from approvals.models import ApprovalRequest, OutboundEmail, RequestStatus, Requ
 from approvals.services import approval_input_for
 from tests.conftest import LoopThread, make_request
 from workflows.approval import ApprovalWorkflow
-from workflows.types import INTERACTIVE_TASK_QUEUE, ApprovalOutcome, Decision, DecisionInput, RequestStatus as WfStatus
+from workflows.types import (
+    INTERACTIVE_TASK_QUEUE,
+    ApprovalOutcome,
+    Decision,
+    DecisionInput,
+)
+from workflows.types import (
+    RequestStatus as WfStatus,
+)
 
 pytestmark = pytest.mark.usefixtures("ts_worker")
 
@@ -33,7 +41,9 @@ def start(env: WorkflowEnvironment, loop: LoopThread, request: ApprovalRequest) 
     )
 
 
-def decide(loop: LoopThread, handle: WorkflowHandle, user: User, decision: Decision, comment: str = "") -> None:
+def decide(
+    loop: LoopThread, handle: WorkflowHandle, user: User, decision: Decision, comment: str = ""
+) -> None:
     loop.run(handle.signal(ApprovalWorkflow.decide, DecisionInput(user.pk, decision, comment)))
 
 
@@ -46,7 +56,9 @@ def test_reviewer_approves_and_everything_is_recorded_once(
 
     outcome: ApprovalOutcome = loop.run(handle.result())
 
-    assert outcome == ApprovalOutcome(decision=Decision.APPROVE, decided_by=people["reviewer1"].pk, escalated=False)
+    assert outcome == ApprovalOutcome(
+        decision=Decision.APPROVE, decided_by=people["reviewer1"].pk, escalated=False
+    )
     request.refresh_from_db()
     assert request.status == RequestStatus.APPROVED
     assert request.decided_by == people["reviewer1"]
@@ -112,7 +124,9 @@ def test_unanswered_request_escalates_to_the_manager_after_its_multi_day_deadlin
     decide(loop, handle, people["reviewer1"], Decision.APPROVE, "Sorry for the delay")
     outcome = loop.run(handle.result())
     elapsed = time.monotonic() - began
-    assert outcome == ApprovalOutcome(decision=Decision.APPROVE, decided_by=people["reviewer1"].pk, escalated=True)
+    assert outcome == ApprovalOutcome(
+        decision=Decision.APPROVE, decided_by=people["reviewer1"].pk, escalated=True
+    )
     request.refresh_from_db()
     assert request.status == RequestStatus.APPROVED
     assert list(request.events.values_list("kind", flat=True)) == ["review_started", "escalated", "approved"]
@@ -129,7 +143,11 @@ def test_manager_decides_after_escalation(
     decide(loop, handle, people["manager"], Decision.REJECT, "Not this quarter")
 
     outcome = loop.run(handle.result())
-    assert (outcome.decision, outcome.decided_by, outcome.escalated) == (Decision.REJECT, people["manager"].pk, True)
+    assert (outcome.decision, outcome.decided_by, outcome.escalated) == (
+        Decision.REJECT,
+        people["manager"].pk,
+        True,
+    )
     assert OutboundEmail.objects.filter(kind="decided", to="requester@example.com").count() == 1
 
 
@@ -156,7 +174,10 @@ def test_a_missing_request_fails_the_activity_without_retrying(
     workflow_input.request_id = str(uuid.uuid4())  # no such row
     handle = loop.run(
         time_skipping_env.client.start_workflow(
-            ApprovalWorkflow.run, workflow_input, id=f"approval-{workflow_input.request_id}", task_queue=INTERACTIVE_TASK_QUEUE
+            ApprovalWorkflow.run,
+            workflow_input,
+            id=f"approval-{workflow_input.request_id}",
+            task_queue=INTERACTIVE_TASK_QUEUE,
         )
     )
     with pytest.raises(WorkflowFailureError) as failure:
@@ -165,4 +186,3 @@ def test_a_missing_request_fails_the_activity_without_retrying(
     assert "No request" in str(activity_error.cause)
     assert activity_error.cause.type == "NotFound"
     assert activity_error.retry_state == RetryState.NON_RETRYABLE_FAILURE  # failed at once, not retried
-

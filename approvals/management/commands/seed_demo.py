@@ -22,7 +22,12 @@ DEMO_USERS = [
 DEMO_TYPES = [
     ("Purchase", "purchase", "Buy equipment, software or services.", timedelta(days=2)),
     ("Time off", "time-off", "Days away from work.", timedelta(days=1)),
-    ("Quick demo", "quick-demo", "Escalates after two minutes, to see escalation happen.", timedelta(minutes=2)),
+    (
+        "Quick demo",
+        "quick-demo",
+        "Escalates after two minutes, to see escalation happen.",
+        timedelta(minutes=2),
+    ),
 ]
 
 

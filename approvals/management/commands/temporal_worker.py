@@ -28,10 +28,12 @@ class Command(BaseCommand):
             try:
                 client = await temporal.connect()
             except RuntimeError as exc:
-                self.stderr.write(f"Temporal at {settings.TEMPORAL_ADDRESS} is not reachable ({exc}); retrying in 2s")
+                self.stderr.write(
+                    f"Temporal at {settings.TEMPORAL_ADDRESS} is not reachable ({exc}); retrying in 2s"
+                )
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=2)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         if client is None:
             return

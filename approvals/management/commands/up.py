@@ -54,7 +54,9 @@ class Command(BaseCommand):
         temporal_port, ui_port = options["temporal_port"], options["temporal_ui_port"]
         for what, p in (("The web server", port), ("Temporal", temporal_port), ("The Temporal UI", ui_port)):
             if _port_open(host, p):
-                raise CommandError(f"{what} port {host}:{p} is already in use; stop what uses it or pick another port.")
+                raise CommandError(
+                    f"{what} port {host}:{p} is already in use; stop what uses it or pick another port."
+                )
         temporal_cli = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
         if not Path(temporal_cli).exists():
             raise CommandError("The `temporal` CLI is missing; install the project again (pip install -e .).")
@@ -73,15 +75,38 @@ class Command(BaseCommand):
         commands = [
             (
                 "Temporal",
-                [temporal_cli, "server", "start-dev", "--db-filename", str(settings.DATA_DIR / "temporal.sqlite"),
-                 "--ip", host, "--port", str(temporal_port), "--ui-port", str(ui_port), "--log-level", "warn"],
+                [
+                    temporal_cli,
+                    "server",
+                    "start-dev",
+                    "--db-filename",
+                    str(settings.DATA_DIR / "temporal.sqlite"),
+                    "--ip",
+                    host,
+                    "--port",
+                    str(temporal_port),
+                    "--ui-port",
+                    str(ui_port),
+                    "--log-level",
+                    "warn",
+                ],
                 temporal_port,
             ),
             ("The worker", [*manage, "temporal_worker"], None),
             (
                 "The web server",
-                [sys.executable, "-m", "uvicorn", "approvals.asgi:application", "--host", host, "--port", str(port),
-                 "--log-level", "warning"],
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "approvals.asgi:application",
+                    "--host",
+                    host,
+                    "--port",
+                    str(port),
+                    "--log-level",
+                    "warning",
+                ],
                 port,
             ),
         ]
