@@ -57,4 +57,5 @@ class Command(BaseCommand):
             )
             if created:
                 request_type.reviewers.set([users["reviewer1"], users["reviewer2"]])
-        self.stdout.write("Demo data ready.")
+        if options["verbosity"] > 0:
+            self.stdout.write("Demo data ready.")
