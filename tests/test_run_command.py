@@ -27,7 +27,8 @@ class Browser:
 
     def __init__(self, base: str) -> None:
         self.base = base
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        cookies = urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        self.opener = urllib.request.build_opener(cookies)
 
     def get(self, path: str) -> tuple[int, str, str]:
         with self.opener.open(self.base + path, timeout=10) as response:
@@ -46,14 +47,22 @@ class Browser:
 
 def test_up_runs_web_worker_and_temporal_together_and_ctrl_c_stops_them(tmp_path: Path) -> None:
     port, temporal_port, ui_port = free_port(), free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_DEBUG", "SECRET_KEY"}}
+    # The embedded default: none of the production settings CI may have in its environment.
+    production = {"DATABASE_URL", "REDIS_URL", "DJANGO_DEBUG", "SECRET_KEY"}
+    env = {k: v for k, v in os.environ.items() if k not in production}
     env["DATA_DIR"] = str(tmp_path)
     env["PYTHONUNBUFFERED"] = "1"
+    command = [sys.executable, "manage.py", "up", "--port", str(port)]
+    command += ["--temporal-port", str(temporal_port), "--temporal-ui-port", str(ui_port)]
     up = subprocess.Popen(
-        [sys.executable, "manage.py", "up", "--port", str(port), "--temporal-port", str(temporal_port),
-         "--temporal-ui-port", str(ui_port)],
-        cwd=BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
+        command,
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     output: list[str] = []
     reader = threading.Thread(target=lambda: output.extend(iter(up.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
     reader.start()
