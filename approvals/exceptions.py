@@ -23,6 +23,10 @@ class AlreadyDecided(ApprovalError):
     """Someone decided first (maps to 409)."""
 
 
+class ActionRefused(ApprovalError):
+    """The workflow refused the action in its current state (maps to 409), e.g. already decided."""
+
+
 class ReviewNotStarted(ApprovalError):
     """The workflow has not been started yet (Temporal was unreachable); it will be."""
 

@@ -1,24 +1,34 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from django import forms
+from django.contrib.auth.models import User
 
 from approvals.models import ApprovalRequest, RequestType
-from workflows.types import Decision
+from workflows.types import ActionKind
+
+STALE_FORM = "This form is incomplete; reload the page and submit again."
+EXTENSIONS = [
+    ("86400", "1 more day"),
+    ("259200", "3 more days"),
+    ("604800", "1 more week"),
+]
+
+
+def _form_token() -> forms.UUIDField:
+    # Generated when the form is shown, so that submitting the same form twice counts once.
+    return forms.UUIDField(
+        widget=forms.HiddenInput,
+        initial=uuid.uuid4,
+        error_messages={"required": STALE_FORM, "invalid": STALE_FORM},
+    )
 
 
 class RequestForm(forms.ModelForm):
-    # Generated when the form is shown: submitting the same form twice makes one request.
-    submission_id = forms.UUIDField(
-        widget=forms.HiddenInput,
-        initial=uuid.uuid4,
-        error_messages={
-            "required": "This form is incomplete; reload the page and submit again.",
-            "invalid": "This form is incomplete; reload the page and submit again.",
-        },
-    )
+    submission_id = _form_token()
     request_type = forms.ModelChoiceField(
         queryset=RequestType.objects.filter(is_active=True), empty_label="Choose a type of request"
     )
@@ -36,12 +46,44 @@ class RequestForm(forms.ModelForm):
         return amount
 
 
-class DecisionForm(forms.Form):
-    decision = forms.ChoiceField(choices=[(d.value, d.value.title()) for d in Decision])
+class ActionForm(forms.Form):
+    """Every action on a request but resubmission: the button pressed says which."""
+
+    action_id = _form_token()
+    kind = forms.ChoiceField(choices=[(k.value, k.value) for k in ActionKind if k != ActionKind.RESUBMIT])
     comment = forms.CharField(required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 2}))
+    delegate = forms.ModelChoiceField(queryset=User.objects.filter(is_active=True), required=False)
+    extend_by = forms.TypedChoiceField(choices=EXTENSIONS, coerce=int, required=False)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        if data.get("decision") == Decision.REJECT.value and not data.get("comment", "").strip():
-            self.add_error("comment", "Say why you reject the request: a comment is required.")
+        kind = data.get("kind")
+        if kind in (ActionKind.REJECT, ActionKind.REQUEST_CHANGES) and not data.get("comment", "").strip():
+            self.add_error("comment", "A comment is required to reject or to request changes.")
+        if kind == ActionKind.COMMENT and not data.get("comment", "").strip():
+            self.add_error("comment", "Write a comment first.")
+        if kind == ActionKind.DELEGATE and not data.get("delegate"):
+            self.add_error("delegate", "Choose someone to delegate to.")
+        if kind == ActionKind.EXTEND and not data.get("extend_by"):
+            self.add_error("extend_by", "Choose how much more time you need.")
         return data
+
+    @property
+    def extension(self) -> timedelta | None:
+        seconds = self.cleaned_data.get("extend_by")
+        return timedelta(seconds=seconds) if seconds else None
+
+
+class ResubmitForm(forms.ModelForm):
+    action_id = _form_token()
+    comment = forms.CharField(
+        required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 2}), label="What changed"
+    )
+
+    class Meta:
+        model = ApprovalRequest
+        fields = ["title", "details", "amount"]
+        widgets = {"details": forms.Textarea(attrs={"rows": 5})}
+
+    def clean_amount(self) -> Any:
+        return RequestForm.clean_amount(self)  # type: ignore[arg-type]

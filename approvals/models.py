@@ -4,27 +4,27 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from workflows.types import FINAL_STATUSES, EventKind, Exhausted, Operator, RequestStatus, Rule
+
+STATUS_CHOICES = [(s.value, s.label) for s in RequestStatus]
+OPEN_STATUSES = [s.value for s in RequestStatus if s not in FINAL_STATUSES]
+
 
 class RequestType(models.Model):
-    """What can be asked for, who reviews it, and who is escalated to when nobody decides."""
+    """What can be asked for; its stages (in order) are the approval policy."""
 
     name = models.CharField(max_length=100, unique=True)
     slug = models.SlugField(unique=True)
     description = models.TextField(blank=True)
-    reviewers = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="reviewable_types")
-    escalation_manager = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="escalated_types",
-        help_text="Becomes an approver, and is emailed, when the review deadline passes.",
+    allow_auto_approve = models.BooleanField(
+        default=False, help_text="Lets a stage approve by itself when its last escalation level runs out."
     )
-    review_deadline = models.DurationField(default=timedelta(days=2))
     is_active = models.BooleanField(default=True)
 
     class Meta:
@@ -34,16 +34,125 @@ class RequestType(models.Model):
         return self.name
 
 
-class RequestStatus(models.TextChoices):
-    # Kept equal to workflows.types.RequestStatus, which the workflow reports.
-    SUBMITTED = "submitted", "Submitted"
-    IN_REVIEW = "in_review", "In review"
-    ESCALATED = "escalated", "Escalated"
-    APPROVED = "approved", "Approved"
-    REJECTED = "rejected", "Rejected"
+class Stage(models.Model):
+    """One step of a request type's policy: who approves, by which rule, by when."""
+
+    request_type = models.ForeignKey(RequestType, on_delete=models.CASCADE, related_name="stages")
+    order = models.PositiveSmallIntegerField(default=1)
+    name = models.CharField(max_length=100)
+    approver_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+    approver_groups = models.ManyToManyField(Group, blank=True, related_name="+")
+    rule = models.CharField(
+        max_length=10,
+        choices=[(Rule.ANY.value, "Any one"), (Rule.ALL.value, "All"), (Rule.N_OF_M.value, "N of M")],
+        default=Rule.ANY.value,
+    )
+    required_approvals = models.PositiveSmallIntegerField(default=1, help_text="N, for the “N of M” rule.")
+    deadline = models.DurationField(default=timedelta(days=2))
+    reminder_interval = models.DurationField(
+        null=True, blank=True, help_text="Remind those who have not acted this often; empty for no reminders."
+    )
+    on_exhausted = models.CharField(
+        max_length=10,
+        choices=[
+            (Exhausted.EXPIRE.value, "Expire the request"),
+            (Exhausted.REJECT.value, "Reject the request"),
+            (Exhausted.APPROVE.value, "Approve the stage (if the request type allows it)"),
+        ],
+        default=Exhausted.EXPIRE.value,
+        help_text="What happens when the deadline of the last escalation level passes.",
+    )
+    condition_field = models.CharField(
+        max_length=20, blank=True, choices=[("amount", "Amount")], help_text="Apply the stage only when…"
+    )
+    condition_operator = models.CharField(
+        max_length=3,
+        blank=True,
+        choices=[
+            (Operator.GT.value, ">"),
+            (Operator.GTE.value, "≥"),
+            (Operator.LT.value, "<"),
+            (Operator.LTE.value, "≤"),
+            (Operator.EQ.value, "="),
+            (Operator.NE.value, "≠"),
+        ],
+    )
+    condition_value = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+
+    class Meta:
+        ordering = ["request_type", "order"]
+        constraints = [models.UniqueConstraint(fields=["request_type", "order"], name="stage_order_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.request_type}: {self.order}. {self.name}"
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.deadline is not None and self.deadline <= timedelta(0):
+            errors["deadline"] = "The deadline must be after the stage starts."
+        if self.reminder_interval is not None and self.reminder_interval < timedelta(minutes=1):
+            errors["reminder_interval"] = "Remind at most once a minute."
+        if self.rule == Rule.N_OF_M and self.required_approvals < 1:
+            errors["required_approvals"] = "N must be at least 1."
+        condition = [self.condition_field, self.condition_operator, self.condition_value]
+        if any(v not in ("", None) for v in condition) and not all(v not in ("", None) for v in condition):
+            errors["condition_value"] = (
+                "A condition needs a field, an operator and a value (or none of them)."
+            )
+        if (
+            self.on_exhausted == Exhausted.APPROVE
+            and self.request_type_id
+            and not self.request_type.allow_auto_approve
+        ):
+            errors["on_exhausted"] = "This request type does not allow stages to approve by themselves."
+        if errors:
+            raise ValidationError(errors)
 
 
-OPEN_STATUSES = (RequestStatus.SUBMITTED, RequestStatus.IN_REVIEW, RequestStatus.ESCALATED)
+class EscalationLevel(models.Model):
+    """Added to a stage when its deadline (or the previous level's) passes."""
+
+    stage = models.ForeignKey(Stage, on_delete=models.CASCADE, related_name="escalation_levels")
+    order = models.PositiveSmallIntegerField(default=1)
+    after = models.DurationField(
+        default=timedelta(days=1), help_text="How long this level has before the next level (or the outcome)."
+    )
+    users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+    groups = models.ManyToManyField(Group, blank=True, related_name="+")
+
+    class Meta:
+        ordering = ["stage", "order"]
+        constraints = [models.UniqueConstraint(fields=["stage", "order"], name="escalation_order_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.stage} · escalation {self.order}"
+
+    def clean(self) -> None:
+        if self.after is not None and self.after <= timedelta(0):
+            raise ValidationError({"after": "A level needs some time before the next step."})
+
+
+class Delegation(models.Model):
+    """Out of office: while it is active, `delegate` is assigned wherever `user` would be."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="delegations")
+    delegate = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    starts_at = models.DateTimeField(default=timezone.now)
+    ends_at = models.DateTimeField()
+    reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-starts_at"]
+        indexes = [models.Index(fields=["user", "starts_at", "ends_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.delegate} for {self.user}"
+
+    def clean(self) -> None:
+        if self.user_id and self.user_id == self.delegate_id:
+            raise ValidationError({"delegate": "Choose someone else to act for you."})
+        if self.ends_at and self.starts_at and self.ends_at <= self.starts_at:
+            raise ValidationError({"ends_at": "The delegation must end after it starts."})
 
 
 class ApprovalRequest(models.Model):
@@ -59,13 +168,21 @@ class ApprovalRequest(models.Model):
     title = models.CharField(max_length=200)
     details = models.TextField(blank=True)
     amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    revision = models.PositiveIntegerField(default=1)
+    # The policy as it was on submission (workflows.types.Policy): the workflow starts from this
+    # even if Temporal was away and the request type changed meanwhile.
+    policy = models.JSONField(default=dict, editable=False)
 
-    status = models.CharField(max_length=20, choices=RequestStatus.choices, default=RequestStatus.SUBMITTED)
+    status = models.CharField(max_length=20, choices=STATUS_CHOICES, default=RequestStatus.SUBMITTED.value)
     version = models.PositiveIntegerField(default=0)
+    stage_name = models.CharField(max_length=100, blank=True)
+    stage_number = models.PositiveSmallIntegerField(default=0)
+    stage_count = models.PositiveSmallIntegerField(default=0)
     deadline = models.DateTimeField(null=True, blank=True)
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    decided_by_name = models.CharField(max_length=150, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_comment = models.TextField(blank=True)
 
@@ -105,46 +222,69 @@ class ApprovalRequest(models.Model):
 
     @property
     def is_overdue(self) -> bool:
-        return self.is_open and self.deadline is not None and self.deadline < timezone.now()
+        return (
+            self.status == RequestStatus.IN_REVIEW
+            and self.deadline is not None
+            and self.deadline < timezone.now()
+        )
 
 
-class ApproverRole(models.TextChoices):
-    REVIEWER = "reviewer", "Reviewer"
-    ESCALATION = "escalation", "Escalation"
+class RequestRevision(models.Model):
+    """The request's content as each revision was submitted, as approvers saw it."""
+
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="revisions")
+    number = models.PositiveIntegerField()
+    title = models.CharField(max_length=200)
+    details = models.TextField(blank=True)
+    amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["request", "number"]
+        constraints = [models.UniqueConstraint(fields=["request", "number"], name="revision_once")]
+
+    def __str__(self) -> str:
+        return f"{self.request} r{self.number}"
 
 
-class Approver(models.Model):
-    """Who may decide a request: its reviewers, and whoever an escalation added."""
+class Participant(models.Model):
+    """Everyone ever assigned to a request; `pending` marks who still has to act now."""
 
-    request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="approvers")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
-    role = models.CharField(max_length=20, choices=ApproverRole.choices, default=ApproverRole.REVIEWER)
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="participants")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="participations"
+    )
+    pending = models.BooleanField(default=False)
+    level = models.PositiveSmallIntegerField(default=0, help_text="0: stage approver; k: escalation level k")
+    acting_for = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     added_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["request", "user"], name="approver_once_per_request")]
+        constraints = [models.UniqueConstraint(fields=["request", "user"], name="participant_once")]
+        indexes = [models.Index(fields=["user", "pending"])]
 
     def __str__(self) -> str:
         return f"{self.user} on {self.request}"
 
 
 class RequestEvent(models.Model):
-    """The audit trail: one row per workflow state change, numbered by the workflow."""
-
-    class Kind(models.TextChoices):
-        SUBMITTED = "submitted", "Submitted"
-        REVIEW_STARTED = "review_started", "Review started"
-        ESCALATED = "escalated", "Escalated"
-        APPROVED = "approved", "Approved"
-        REJECTED = "rejected", "Rejected"
+    """The audit trail: one row per workflow event, numbered by the workflow. Never edited."""
 
     request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="events")
     seq = models.PositiveIntegerField()
-    kind = models.CharField(max_length=30, choices=Kind.choices)
+    kind = models.CharField(
+        max_length=30, choices=[(k.value, k.value.replace("_", " ").capitalize()) for k in EventKind]
+    )
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    actor_name = models.CharField(max_length=150, blank=True)
     comment = models.TextField(blank=True)
+    detail = models.CharField(max_length=500, blank=True)
+    stage = models.CharField(max_length=100, blank=True)
+    revision = models.PositiveIntegerField(default=1)
     occurred_at = models.DateTimeField()
 
     class Meta:

@@ -8,7 +8,7 @@ from django.contrib.auth.models import User
 from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 
 from approvals.exceptions import NotFound
-from approvals.models import OPEN_STATUSES, ApprovalRequest, OutboundEmail
+from approvals.models import OPEN_STATUSES, ApprovalRequest, OutboundEmail, Participant
 
 
 def _with_related(qs: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest]:
@@ -16,10 +16,10 @@ def _with_related(qs: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest]:
 
 
 def request_get_visible(*, user: User, public_id: Any) -> ApprovalRequest:
-    """The request if this user may see it: its requester, an approver of it, or staff."""
+    """The request if this user may see it: its requester, anyone ever assigned to it, or staff."""
     qs = _with_related(ApprovalRequest.objects.filter(public_id=public_id))
     if not user.is_staff:
-        qs = qs.filter(Q(requester=user) | Q(approvers__user=user)).distinct()
+        qs = qs.filter(Q(requester=user) | Q(participants__user=user)).distinct()
     request = qs.first()
     if request is None:
         raise NotFound("There is no such request, or you may not see it.")
@@ -31,34 +31,36 @@ def request_list_for_requester(*, user: User) -> QuerySet[ApprovalRequest]:
 
 
 def inbox_for_reviewer(*, user: User, limit: int = 100) -> list[ApprovalRequest]:
-    """Requests this user may decide, open ones first (soonest deadline first), then recent."""
+    """Requests waiting for this user first (soonest deadline first), then ones they were on."""
     qs = (
-        _with_related(ApprovalRequest.objects.filter(approvers__user=user).exclude(requester=user))
+        _with_related(ApprovalRequest.objects.filter(participants__user=user).exclude(requester=user))
         .annotate(
-            closed=Case(
-                When(status__in=OPEN_STATUSES, then=Value(0)), default=Value(1), output_field=IntegerField()
+            waiting=Case(
+                When(
+                    participants__user=user,
+                    participants__pending=True,
+                    status__in=OPEN_STATUSES,
+                    then=Value(0),
+                ),
+                default=Value(1),
+                output_field=IntegerField(),
             )
         )
-        .order_by("closed", "deadline", "-created_at")
+        .order_by("waiting", "deadline", "-created_at")
     )
     return list(qs[:limit])
 
 
 def reviewer_pending_count(*, user: User) -> int:
-    return (
-        ApprovalRequest.objects.filter(approvers__user=user, status__in=OPEN_STATUSES)
-        .exclude(requester=user)
-        .count()
-    )
+    return Participant.objects.filter(user=user, pending=True, request__status__in=OPEN_STATUSES).count()
 
 
-def user_may_decide(*, user: User, request: ApprovalRequest) -> bool:
-    return (
-        request.is_open
-        and request.workflow_started_at is not None
-        and user.pk != request.requester_id
-        and request.approvers.filter(user=user).exists()
-    )
+def waiting_for(*, request: ApprovalRequest) -> list[Participant]:
+    return list(request.participants.filter(pending=True).select_related("user", "acting_for").order_by("pk"))
+
+
+def user_is_pending(*, user: User, request: ApprovalRequest) -> bool:
+    return request.participants.filter(user=user, pending=True).exists()
 
 
 def mailbox(*, limit: int = 200) -> QuerySet[OutboundEmail]:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
@@ -13,9 +14,9 @@ from django_htmx.middleware import HtmxDetails
 
 from approvals import selectors, services
 from approvals.exceptions import ApprovalError, InvalidInput, NotAllowed, NotFound
-from approvals.forms import DecisionForm, RequestForm
+from approvals.forms import ActionForm, RequestForm, ResubmitForm
 from approvals.models import ApprovalRequest
-from workflows.types import Decision
+from workflows.types import ActionKind, ActionResult, RequestState, RequestStatus
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,49 @@ def _visible_request(request: HtmxHttpRequest, public_id: str) -> ApprovalReques
         return selectors.request_get_visible(user=request.user, public_id=public_id)
     except NotFound as exc:
         raise Http404(str(exc)) from exc
+
+
+def _request_or_404(public_id: str) -> ApprovalRequest:
+    approval = (
+        ApprovalRequest.objects.select_related("request_type", "requester", "decided_by")
+        .filter(public_id=public_id)
+        .first()
+    )
+    if approval is None:
+        raise Http404("There is no such request.")
+    return approval
+
+
+def _detail_context(request: HtmxHttpRequest, approval: ApprovalRequest, **extra: Any) -> dict[str, Any]:
+    live: RequestState | None = services.request_live_state(request=approval)
+    user = request.user
+    is_requester = user.pk == approval.requester_id
+    if live is not None:
+        pending_ids = {a.user_id for a in live.pending()}
+        status = live.status
+    else:
+        pending_ids = {p.user_id for p in selectors.waiting_for(request=approval)}
+        status = RequestStatus(approval.status)
+    started = approval.workflow_started_at is not None
+    return {
+        "r": approval,
+        "live": live,
+        "is_requester": is_requester,
+        "may_decide": started
+        and status == RequestStatus.IN_REVIEW
+        and user.pk in pending_ids
+        and not is_requester,
+        "may_withdraw": started and is_requester and not status.is_final,
+        "may_resubmit": started and is_requester and status == RequestStatus.CHANGES_REQUESTED,
+        "may_comment": started
+        and not status.is_final
+        and (is_requester or approval.participants.filter(user=user).exists()),
+        "waiting": selectors.waiting_for(request=approval),
+        "events": approval.events.all(),
+        "action_form": ActionForm(),
+        "resubmit_form": ResubmitForm(instance=approval),
+        **extra,
+    }
 
 
 @require_GET
@@ -49,8 +93,8 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
 def request_create(request: HtmxHttpRequest) -> HttpResponse:
     form = RequestForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        data = dict(form.cleaned_data)
         try:
-            data = dict(form.cleaned_data)
             approval = services.request_submit(
                 requester=request.user, public_id=data.pop("submission_id"), **data
             )
@@ -75,18 +119,10 @@ def request_create(request: HtmxHttpRequest) -> HttpResponse:
 @login_required
 def request_detail(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
     approval = _visible_request(request, public_id)
-    context = {
-        "r": approval,
-        "live": services.request_live_state(request=approval),
-        "may_decide": selectors.user_may_decide(user=request.user, request=approval),
-        "events": approval.events.select_related("actor"),
-        "approvers": approval.approvers.select_related("user").order_by("added_at"),
-        "decision_form": DecisionForm(),
-    }
     template = "approvals/request_detail.html"
     if request.htmx:
         template += "#status"
-    return render(request, template, context)
+    return render(request, template, _detail_context(request, approval))
 
 
 @require_GET
@@ -98,55 +134,95 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
     return render(
         request,
         template,
-        {"items": selectors.inbox_for_reviewer(user=request.user), "decision_form": DecisionForm()},
+        {
+            "items": selectors.inbox_for_reviewer(user=request.user),
+            "pending_ids": set(
+                request.user.participations.filter(pending=True).values_list("request_id", flat=True)
+            ),
+            "action_form": ActionForm(),
+        },
+    )
+
+
+def _refused(request: HtmxHttpRequest, approval: ApprovalRequest, error: str, status: int) -> HttpResponse:
+    if not request.htmx:
+        return render(request, "approvals/action_error.html", {"r": approval, "error": error}, status=status)
+    response = render(
+        request, "approvals/inbox.html#action-error", {"r": approval, "error": error}, status=status
+    )
+    return retarget(response, f"#action-error-{approval.public_id}")
+
+
+def _acted(request: HtmxHttpRequest, approval: ApprovalRequest, result: ActionResult) -> HttpResponse:
+    if not request.htmx:
+        messages.success(request, result.message)
+        return redirect(approval)
+    approval.refresh_from_db()
+    if request.htmx.target == f"actions-{approval.public_id}":
+        context = _detail_context(request, approval, result=result, oob=True)
+        return render(request, "approvals/request_detail.html#after-action", context)
+    live = services.request_live_state(request=approval)
+    return render(
+        request,
+        "approvals/inbox.html#inbox-row",
+        {"r": approval, "live": live, "result": result, "pending_ids": set(), "action_form": ActionForm()},
     )
 
 
 @require_POST
 @login_required
-def request_decide(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
-    approval = (
-        ApprovalRequest.objects.select_related("request_type", "requester", "decided_by")
-        .filter(public_id=public_id)
-        .first()
-    )
-    if approval is None:
-        raise Http404("There is no such request.")
-    form = DecisionForm(request.POST)
-    error: str | None = None
-    status = 200
+def request_act(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
+    approval = _request_or_404(public_id)
+    form = ActionForm(request.POST)
     if not form.is_valid():
-        error = " ".join(str(e) for errors in form.errors.values() for e in errors)
-        status = 400
-    else:
-        try:
-            services.decision_submit(
-                request=approval,
-                actor=request.user,
-                decision=Decision(form.cleaned_data["decision"]),
-                comment=form.cleaned_data["comment"],
-            )
-        except NotAllowed as exc:
-            logger.warning("Refused decision by %s on %s: %s", request.user, approval.public_id, exc)
-            error, status = str(exc), 403
-        except ApprovalError as exc:
-            error, status = str(exc), 409
-    if error is None:
-        if not request.htmx:
-            messages.success(request, "Your decision is recorded.")
-            return redirect(approval)
-        context = {"r": approval, "live": services.request_live_state(request=approval), "sent": True}
-        if request.htmx.target == f"decide-{approval.public_id}":
-            return render(request, "approvals/request_detail.html#decide", context)
-        return render(request, "approvals/inbox.html#inbox-row", context)
-    if not request.htmx:
-        return render(
-            request, "approvals/decision_error.html", {"r": approval, "error": error}, status=status
+        return _refused(
+            request, approval, " ".join(e for errors in form.errors.values() for e in errors), 400
         )
-    response = render(
-        request, "approvals/inbox.html#decision-error", {"r": approval, "error": error}, status=status
-    )
-    return retarget(response, f"#decision-error-{approval.public_id}")
+    try:
+        result = services.request_act(
+            request=approval,
+            actor=request.user,
+            kind=ActionKind(form.cleaned_data["kind"]),
+            comment=form.cleaned_data["comment"],
+            action_id=form.cleaned_data["action_id"],
+            delegate=form.cleaned_data.get("delegate"),
+            extend_by=form.extension,
+        )
+    except NotAllowed as exc:
+        logger.warning("Refused %s by %s on %s: %s", form.cleaned_data["kind"], request.user, public_id, exc)
+        return _refused(request, approval, str(exc), 403)
+    except ApprovalError as exc:
+        return _refused(request, approval, str(exc), 409)
+    return _acted(request, approval, result)
+
+
+@require_POST
+@login_required
+def request_resubmit(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
+    approval = _request_or_404(public_id)
+    form = ResubmitForm(request.POST)
+    if not form.is_valid():
+        return _refused(
+            request, approval, " ".join(e for errors in form.errors.values() for e in errors), 400
+        )
+    data = form.cleaned_data
+    try:
+        result = services.request_act(
+            request=approval,
+            actor=request.user,
+            kind=ActionKind.RESUBMIT,
+            comment=data["comment"],
+            action_id=data["action_id"],
+            title=data["title"],
+            details=data["details"],
+            amount=data["amount"],
+        )
+    except NotAllowed as exc:
+        logger.warning("Refused resubmission by %s on %s: %s", request.user, public_id, exc)
+        return _refused(request, approval, str(exc), 403)
+    except ApprovalError as exc:
+        return _refused(request, approval, str(exc), 409)
+    return _acted(request, approval, result)
 
 
 @require_GET

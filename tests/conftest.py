@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import shutil
 import socket
 import sys
@@ -26,7 +27,8 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from approvals.models import ApprovalRequest, Approver, RequestType
+from approvals.models import ApprovalRequest, EscalationLevel, Participant, RequestType, Stage
+from approvals.services import policy_snapshot
 from workflows import client as temporal_client
 from workflows.worker import build_worker
 
@@ -180,27 +182,37 @@ def people(transactional_db: None) -> dict[str, User]:
 
 @pytest.fixture
 def purchase(people: dict[str, User]) -> RequestType:
-    request_type = RequestType.objects.create(
-        name="Purchase",
-        slug="purchase",
-        review_deadline=timedelta(days=3),
-        escalation_manager=people["manager"],
-    )
-    request_type.reviewers.set([people["reviewer1"], people["reviewer2"]])
+    """One stage: either reviewer approves within 3 days; then the manager for a day; then it expires."""
+    request_type = RequestType.objects.create(name="Purchase", slug="purchase")
+    stage = Stage.objects.create(request_type=request_type, name="Review", deadline=timedelta(days=3))
+    stage.approver_users.set([people["reviewer1"], people["reviewer2"]])
+    level = EscalationLevel.objects.create(stage=stage, order=1, after=timedelta(days=1))
+    level.users.set([people["manager"]])
     return request_type
 
 
 def make_request(
-    people: dict[str, User], request_type: RequestType, *, started: bool = False
+    people: dict[str, User], request_type: RequestType, *, started: bool = False, amount: int | None = 1200
 ) -> ApprovalRequest:
-    """A request and its reviewers as `request_submit` saves them, without starting a workflow."""
+    """A request as `request_submit` saves it, without starting a workflow.
+
+    With `started`, its first stage's approvers are recorded as waiting, as the workflow's
+    first projection would record them.
+    """
     request = ApprovalRequest.objects.create(
         request_type=request_type,
         requester=people["requester"],
         title="New laptop",
-        amount=1200,
+        amount=amount,
+        policy=dataclasses.asdict(policy_snapshot(request_type=request_type)),
         workflow_started_at=timezone.now() if started else None,
     )
-    for user in request_type.reviewers.all():
-        Approver.objects.create(request=request, user=user)
+    if started:
+        stage = request_type.stages.first()
+        for user in stage.approver_users.exclude(pk=request.requester_id):
+            Participant.objects.create(request=request, user=user, pending=True)
+        ApprovalRequest.objects.filter(pk=request.pk).update(
+            status="in_review", stage_name=stage.name, stage_number=1, stage_count=1
+        )
+        request.refresh_from_db()
     return request

@@ -83,7 +83,7 @@ def test_up_runs_web_worker_and_temporal_together_and_ctrl_c_stops_them(tmp_path
         assert "submitted and waiting for review" in page, page
         detail = urllib.parse.urlsplit(url).path
         # The worker (its own process) records the review in the database the web reads.
-        wait_until(lambda: "Review started" in web.get(detail)[2], timeout=30, what="the worker's projection")
+        wait_until(lambda: "Stage started" in web.get(detail)[2], timeout=30, what="the worker's projection")
         assert 'live-status">In review<' in web.get(detail)[2]
     finally:
         os.killpg(up.pid, signal.SIGINT)  # what Ctrl-C in the terminal does

@@ -13,7 +13,7 @@ from typing import ParamSpec, TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from workflows.types import NotificationInput, TransitionInput
+from workflows.types import Assignee, AssignInput, NotificationInput, Projection
 
 NOT_FOUND = "NotFound"
 INVALID = "Invalid"
@@ -47,10 +47,18 @@ def _django_activity(fn: Callable[P, R]) -> Callable[P, R]:
 
 @activity.defn
 @_django_activity
-def record_transition(transition: TransitionInput) -> None:
+def resolve_approvers(assign: AssignInput) -> list[Assignee]:
     from approvals import services
 
-    services.request_record_transition(transition=transition)
+    return services.approvers_resolve(assign=assign)
+
+
+@activity.defn
+@_django_activity
+def project_state(projection: Projection) -> None:
+    from approvals import services
+
+    services.request_project(projection=projection)
 
 
 @activity.defn

@@ -1,6 +1,16 @@
-"""The approval entity workflow: one per request, from submission to decision.
+"""The approval entity workflow: one per request, for the request's whole life.
 
-Deterministic: time comes from workflow.now(), every side effect is an activity.
+Deterministic: time comes from workflow.now(), every side effect is an activity. Handlers only
+validate and change state; the main loop turns state changes into activities (projection into
+the read model, emails), keeps the timers (reminders, deadlines, escalation levels) and
+continues as new before the history grows large.
+
+Rules the policy leaves to the engine:
+- a person counts once per stage, however many of its groups they belong to;
+- the requester is never an approver of their own request;
+- one rejection rejects the request; one "request changes" pauses it for the requester;
+- an approval by someone an escalation level added closes the stage outright;
+- a stage whose approvers resolve to nobody escalates at once.
 """
 
 from __future__ import annotations
@@ -9,20 +19,32 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import activities
+    from workflows.policy import next_stage_index, required_approvals
     from workflows.types import (
+        Action,
+        ActionKind,
+        ActionResult,
         ApprovalInput,
-        ApprovalOutcome,
-        ApprovalState,
-        Decision,
-        DecisionInput,
+        Assignee,
+        AssignInput,
+        ClosedStage,
+        Content,
+        Decided,
         EventKind,
+        Exhausted,
         NotificationInput,
         NotificationKind,
+        Projection,
+        RequestState,
         RequestStatus,
-        TransitionInput,
+        StageSpec,
+        StageState,
+        TimelineEntry,
+        Vote,
     )
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
@@ -32,130 +54,526 @@ ACTIVITY_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     non_retryable_error_types=list(activities.NON_RETRYABLE_ERROR_TYPES),
 )
+TIMELINE_KEPT = 300  # in workflow memory; the read model keeps every entry
+RECENT_ACTIONS_KEPT = 200
+MAX_COMMENT = 4000
+MAX_EXTENSION = timedelta(days=30)
+REFUSED = "Refused"
+
+DECISIONS = {ActionKind.APPROVE, ActionKind.REJECT, ActionKind.REQUEST_CHANGES}
+ASSIGNEE_ACTIONS = DECISIONS | {ActionKind.DELEGATE, ActionKind.EXTEND}
+
+
+def _hhmm(at: datetime) -> str:
+    return at.strftime("%Y-%m-%d %H:%M UTC")
 
 
 @workflow.defn
 class ApprovalWorkflow:
-    def __init__(self) -> None:
-        self._input: ApprovalInput | None = None
-        self._status = RequestStatus.SUBMITTED
-        self._approver_ids: list[int] = []
-        self._deadline: datetime | None = None
-        self._escalated = False
-        self._decision: DecisionInput | None = None
-        self._seq = 0
+    @workflow.init
+    def __init__(self, input: ApprovalInput) -> None:
+        self._input = input
+        self.s: RequestState = input.carried or RequestState(
+            request_id=input.request_id,
+            requester_id=input.requester_id,
+            requester_name=input.requester_name,
+            policy=input.policy,
+            content=input.content,
+        )
+        self._events: list[TimelineEntry] = []  # not yet projected
+        self._participants: list[Assignee] = []  # not yet projected
+        self._notifications: list[NotificationInput] = []  # not yet sent
+        self._results: dict[str, ActionResult] = {}
+        self._wake = False
+
+    # --- Main loop --------------------------------------------------------------------------
 
     @workflow.run
-    async def run(self, input: ApprovalInput) -> ApprovalOutcome:
-        self._input = input
-        self._approver_ids = list(dict.fromkeys(input.reviewer_ids))
-        deadline = workflow.now() + timedelta(seconds=input.review_deadline_seconds)
-        self._deadline = deadline
-        self._status = RequestStatus.IN_REVIEW
-        await self._record(EventKind.REVIEW_STARTED, added=self._approver_ids)
-        await self._notify(NotificationKind.ASSIGNED, self._approver_ids)
+    async def run(self, input: ApprovalInput) -> RequestState:
+        s = self.s
+        if input.carried is None:
+            self._event(EventKind.SUBMITTED, actor_id=s.requester_id, actor_name=s.requester_name, seq=0)
+            s.status = RequestStatus.IN_REVIEW
+            self._enter_stage(next_stage_index(s.policy, s.content, -1))
 
-        try:
-            await workflow.wait_condition(
-                lambda: self._decision is not None, timeout=max(deadline - workflow.now(), timedelta(0))
-            )
-        except TimeoutError:
-            # A decision that landed in the same workflow task as the timer still wins.
-            if self._decision is None:
-                await self._escalate(input)
-                await workflow.wait_condition(lambda: self._decision is not None)
+        while not s.status.is_final:
+            await self._assign_pending()
+            await self._flush()
+            if s.status.is_final:
+                break
+            if self._should_continue_as_new():
+                await self._continue_as_new()
+            self._wake = False
+            wake_at = self._next_wake()
+            timeout = None if wake_at is None else max(wake_at - workflow.now(), timedelta(0))
+            try:
+                await workflow.wait_condition(lambda: self._wake or self._unflushed(), timeout=timeout)
+            except TimeoutError:
+                pass
+            self._on_time()
 
-        decision = self._decision
-        assert decision is not None
-        approved = decision.decision == Decision.APPROVE
-        self._status = RequestStatus.APPROVED if approved else RequestStatus.REJECTED
-        await self._record(
-            EventKind.APPROVED if approved else EventKind.REJECTED,
-            actor_id=decision.actor_id,
-            comment=decision.comment,
-        )
-        await self._notify(NotificationKind.DECIDED, [input.requester_id])
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return ApprovalOutcome(
-            decision=decision.decision, decided_by=decision.actor_id, escalated=self._escalated
+        await self._flush()
+        return s
+
+    def _next_wake(self) -> datetime | None:
+        stage = self.s.stage
+        if self.s.status != RequestStatus.IN_REVIEW or stage is None:
+            return None  # changes requested: nothing runs until the requester acts
+        times = [stage.deadline] + ([stage.next_reminder_at] if stage.next_reminder_at else [])
+        return min(times)
+
+    def _on_time(self) -> None:
+        """Fire whatever is due: a reminder, then the deadline (escalation or the final outcome)."""
+        s, stage = self.s, self.s.stage
+        if s.status != RequestStatus.IN_REVIEW or stage is None or not stage.assigned:
+            return
+        now = workflow.now()
+        spec = self._spec()
+        if stage.next_reminder_at and now >= stage.next_reminder_at and spec.reminder_seconds:
+            if now < stage.deadline and (waiting := s.pending()):
+                event = self._event(EventKind.REMINDED, detail=", ".join(a.name for a in waiting))
+                self._notify(NotificationKind.REMINDER, [a.user_id for a in waiting], event)
+            interval = timedelta(seconds=spec.reminder_seconds)
+            while stage.next_reminder_at <= now:  # one reminder after an outage, not a burst
+                stage.next_reminder_at += interval
+        if now >= stage.deadline:
+            self._deadline_passed(spec, stage)
+
+    def _deadline_passed(self, spec: StageSpec, stage: StageState) -> None:
+        if stage.escalation_level < len(spec.escalation):
+            level = spec.escalation[stage.escalation_level]
+            stage.escalation_level += 1
+            stage.deadline = max(stage.deadline, workflow.now()) + timedelta(seconds=level.after_seconds)
+            return  # _assign_pending adds the level's people and records the escalation
+        at = workflow.now()
+        detail = f"Deadline of stage “{stage.name}” passed after {stage.escalation_level} escalation level(s)"
+        if spec.on_exhausted == Exhausted.APPROVE:
+            self._stage_approved(Decided(by_id=None, by_name="policy", at=at, comment=detail), automatic=True)
+        elif spec.on_exhausted == Exhausted.REJECT:
+            self._finish(RequestStatus.REJECTED, Decided(None, "policy", at, detail), EventKind.REJECTED)
+        else:
+            self._finish(RequestStatus.EXPIRED, Decided(None, "policy", at, detail), EventKind.EXPIRED)
+
+    # --- Stages -----------------------------------------------------------------------------
+
+    def _spec(self) -> StageSpec:
+        assert self.s.stage is not None
+        return self.s.policy.stages[self.s.stage.index]
+
+    def _enter_stage(self, index: int | None, decided: Decided | None = None) -> None:
+        """Start stage `index`; with no stage left, the request is approved (by `decided`)."""
+        s = self.s
+        if index is None:
+            s.stage = None
+            by = decided or Decided(None, "policy", workflow.now(), "No further stage of the policy applies")
+            self._finish(RequestStatus.APPROVED, by, EventKind.APPROVED)
+            return
+        spec = s.policy.stages[index]
+        now = workflow.now()
+        s.stage_versions += 1
+        s.stage = StageState(
+            index=index,
+            name=spec.name,
+            version=s.stage_versions,
+            rule=spec.rule,
+            required=1,
+            started_at=now,
+            deadline=now + timedelta(seconds=spec.deadline_seconds),
+            next_reminder_at=now + timedelta(seconds=spec.reminder_seconds)
+            if spec.reminder_seconds
+            else None,
+        )
+        self._wake = True
+
+    async def _assign_pending(self) -> None:
+        """Resolve who acts: the stage's approvers when it starts, then each escalation level."""
+        s = self.s
+        stage = s.stage
+        if s.status != RequestStatus.IN_REVIEW or stage is None:
+            return
+        spec = self._spec()
+        if not stage.assigned:
+            assignees = await self._resolve(spec.user_ids, spec.group_ids, level=0)
+            if s.stage is not stage:
+                return  # withdrawn or restarted while resolving
+            stage.assignees = assignees
+            stage.required = required_approvals(spec, len(assignees))
+            stage.assigned = True
+            self._add_participants(assignees)
+            names = ", ".join(a.name for a in assignees) or "nobody (escalating at once)"
+            event = self._event(EventKind.STAGE_STARTED, detail=f"Approvers: {names}; needs {stage.required}")
+            self._notify(NotificationKind.ASSIGNED, [a.user_id for a in assignees], event)
+            if not assignees:
+                stage.deadline = workflow.now()
+                self._wake = True
+        while (
+            s.stage is stage
+            and s.status == RequestStatus.IN_REVIEW
+            and stage.levels_assigned < stage.escalation_level
+        ):
+            level = spec.escalation[stage.levels_assigned]
+            resolved = await self._resolve(level.user_ids, level.group_ids, level=stage.levels_assigned + 1)
+            if s.stage is not stage or s.status != RequestStatus.IN_REVIEW:
+                return
+            stage.levels_assigned += 1
+            already = {a.user_id for a in stage.assignees}
+            added = [a for a in resolved if a.user_id not in already]
+            stage.assignees.extend(added)
+            self._add_participants(added)
+            names = ", ".join(a.name for a in added) or "nobody new"
+            event = self._event(
+                EventKind.ESCALATED,
+                detail=f"Level {stage.levels_assigned}: {names} added; next deadline {_hhmm(stage.deadline)}",
+            )
+            self._notify(NotificationKind.ESCALATED, [a.user_id for a in added], event)
+
+    def _add_participants(self, assignees: list[Assignee]) -> None:
+        self._participants.extend(assignees)
+        for a in assignees:
+            if a.user_id not in self.s.participant_ids:
+                self.s.participant_ids.append(a.user_id)
+
+    async def _resolve(self, user_ids: list[int], group_ids: list[int], level: int) -> list[Assignee]:
+        return await workflow.execute_activity(
+            activities.resolve_approvers,
+            AssignInput(
+                request_id=self.s.request_id,
+                requester_id=self.s.requester_id,
+                user_ids=user_ids,
+                group_ids=group_ids,
+                level=level,
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
         )
 
-    async def _escalate(self, input: ApprovalInput) -> None:
-        self._escalated = True
-        self._status = RequestStatus.ESCALATED
-        added = [uid for uid in dict.fromkeys(input.escalation_ids) if uid not in self._approver_ids]
-        self._approver_ids.extend(added)
-        await self._record(EventKind.ESCALATED, added=added, role="escalation")
-        await self._notify(NotificationKind.ESCALATED, added)
+    def _stage_approved(self, decided: Decided, automatic: bool = False) -> None:
+        s = self.s
+        assert s.stage is not None
+        s.closed_stages.append(
+            ClosedStage(s.stage.name, [a.user_id for a in s.stage.assignees], decided.by_name, decided.at)
+        )
+        how = "automatically, as the policy allows" if automatic else f"by {decided.by_name}"
+        self._event(EventKind.STAGE_APPROVED, actor_id=decided.by_id, actor_name=decided.by_name, detail=how)
+        self._enter_stage(next_stage_index(s.policy, s.content, s.stage.index), decided)
+
+    def _finish(self, status: RequestStatus, decided: Decided, kind: EventKind) -> None:
+        s = self.s
+        waiting = s.pending()
+        s.status = status
+        s.decided = decided
+        event = self._event(kind, actor_id=decided.by_id, actor_name=decided.by_name, comment=decided.comment)
+        notify = {
+            RequestStatus.APPROVED: NotificationKind.DECIDED,
+            RequestStatus.REJECTED: NotificationKind.DECIDED,
+            RequestStatus.EXPIRED: NotificationKind.EXPIRED,
+            RequestStatus.WITHDRAWN: NotificationKind.WITHDRAWN,
+        }[status]
+        if status == RequestStatus.WITHDRAWN:
+            self._notify(notify, [a.user_id for a in waiting], event)
+        else:
+            self._notify(notify, [s.requester_id], event)
+        self._wake = True
+
+    # --- Messages ---------------------------------------------------------------------------
 
     @workflow.signal
-    def decide(self, decision: DecisionInput) -> None:
-        # The web checks permission before signalling; this guards every other sender.
-        if self._decision is not None:
-            workflow.logger.info("Ignoring a decision by %s: already decided", decision.actor_id)
+    def act(self, action: Action) -> None:
+        """Fire-and-forget actions (email links, integrations): invalid ones are logged and dropped."""
+        problem = self._problem(action)
+        if problem:
+            workflow.logger.warning("Refused %s by %s: %s", action.kind, action.actor_id, problem)
             return
-        if decision.actor_id not in self._approver_ids:
-            workflow.logger.warning("Ignoring a decision by %s: not an approver", decision.actor_id)
-            return
-        if decision.decision == Decision.REJECT and not decision.comment.strip():
-            workflow.logger.warning("Ignoring a rejection by %s without a comment", decision.actor_id)
-            return
-        self._decision = decision
+        self._apply(action)
+
+    @workflow.update
+    def submit_action(self, action: Action) -> ActionResult:
+        problem = self._problem(action)
+        if problem:  # the state changed between validation and now (a concurrent action)
+            raise ApplicationError(problem, type=REFUSED, non_retryable=True)
+        return self._apply(action)
+
+    @submit_action.validator
+    def _validate_action(self, action: Action) -> None:
+        problem = self._problem(action)
+        if problem:
+            raise ApplicationError(problem, type=REFUSED, non_retryable=True)
 
     @workflow.query
-    def state(self) -> ApprovalState:
-        decision = self._decision
-        return ApprovalState(
-            status=self._status,
-            approver_ids=list(self._approver_ids),
-            deadline=self._deadline,
-            escalated=self._escalated,
-            decided_by=decision.actor_id if decision else None,
-            decision=decision.decision if decision else None,
-            comment=decision.comment if decision else "",
-        )
+    def state(self) -> RequestState:
+        return self.s
 
-    async def _record(
-        self,
-        event: EventKind,
-        *,
-        added: list[int] | None = None,
-        role: str = "reviewer",
-        actor_id: int | None = None,
-        comment: str = "",
-    ) -> None:
-        assert self._input is not None
-        self._seq += 1
-        await workflow.execute_activity(
-            activities.record_transition,
-            TransitionInput(
-                request_id=self._input.request_id,
-                seq=self._seq,
-                status=self._status,
-                event=event,
-                occurred_at=workflow.now(),
-                deadline=self._deadline,
-                actor_id=actor_id,
+    def _problem(self, action: Action) -> str | None:
+        """Why this action may not happen now, in words for the person who tried; None if it may."""
+        s = self.s
+        if action.action_id and action.action_id in self._results:
+            return None  # a repeat of an action already applied: answered with the same result
+        kind = action.kind
+        comment = action.comment.strip()
+        if len(action.comment) > MAX_COMMENT:
+            return f"Comments are limited to {MAX_COMMENT} characters."
+        if s.status.is_final:
+            by = f" by {s.decided.by_name} at {_hhmm(s.decided.at)}" if s.decided else ""
+            return f"This request is already {s.status.label.lower()}{by}."
+        is_requester = action.actor_id == s.requester_id
+        if kind == ActionKind.COMMENT:
+            if not comment:
+                return "Write a comment first."
+            if not (is_requester or action.actor_id in s.participant_ids):
+                return "Only the requester and the request's approvers can comment."
+            return None
+        if kind == ActionKind.WITHDRAW:
+            return None if is_requester else "Only the requester can withdraw the request."
+        if kind == ActionKind.RESUBMIT:
+            if not is_requester:
+                return "Only the requester can resubmit the request."
+            if s.status != RequestStatus.CHANGES_REQUESTED:
+                return "The request can be resubmitted only after changes were requested."
+            if action.content is None or not action.content.title.strip():
+                return "A resubmitted request needs a title."
+            return None
+        # Approve, reject, request changes, delegate, extend: the current stage's approvers only.
+        if is_requester:
+            return "You cannot decide on your own request."
+        if s.status == RequestStatus.CHANGES_REQUESTED:
+            return "Changes were requested; the requester has to resubmit before anyone decides."
+        stage = s.stage
+        if stage is None or not stage.assigned:
+            return "Approvers are being assigned; try again in a moment."
+        voted = next((v for v in stage.approvals if v.user_id == action.actor_id), None)
+        if voted:
+            return f"You already approved stage “{stage.name}” at {_hhmm(voted.at)}."
+        if action.actor_id not in {a.user_id for a in stage.assignees}:
+            return self._not_an_approver_message(action.actor_id)
+        if kind in (ActionKind.REJECT, ActionKind.REQUEST_CHANGES) and not comment:
+            return "A comment is required to reject or to request changes."
+        if kind == ActionKind.DELEGATE:
+            if action.delegate_id is None:
+                return "Choose someone to delegate to."
+            if action.delegate_id == s.requester_id:
+                return "The requester cannot approve their own request."
+            if action.delegate_id in {a.user_id for a in stage.assignees}:
+                return f"{action.delegate_name or 'That person'} is already an approver of this stage."
+        if kind == ActionKind.EXTEND and not 0 < action.extend_seconds <= MAX_EXTENSION.total_seconds():
+            return f"Ask for between one minute and {MAX_EXTENSION.days} days more."
+        return None
+
+    def _not_an_approver_message(self, actor_id: int) -> str:
+        for closed in reversed(self.s.closed_stages):
+            if actor_id in closed.assignee_ids:
+                return (
+                    f"Stage “{closed.name}” was already approved by {closed.by_name} at {_hhmm(closed.at)}."
+                )
+        return "You are not an approver of this stage."
+
+    def _apply(self, action: Action) -> ActionResult:
+        if action.action_id and action.action_id in self._results:
+            return self._results[action.action_id]
+        s = self.s
+        kind = action.kind
+        comment = action.comment.strip()
+        actor = {"actor_id": action.actor_id, "actor_name": action.actor_name}
+        stage = s.stage
+        message = ""
+        if kind == ActionKind.COMMENT:
+            self._event(EventKind.COMMENT, comment=comment, **actor)
+            message = "Your comment is added."
+        elif kind == ActionKind.WITHDRAW:
+            self._finish(
+                RequestStatus.WITHDRAWN,
+                Decided(action.actor_id, action.actor_name, workflow.now(), comment),
+                EventKind.WITHDRAWN,
+            )
+            message = "The request is withdrawn."
+        elif kind == ActionKind.RESUBMIT:
+            assert action.content is not None and stage is not None
+            s.content = Content(action.content.title.strip(), action.content.details, action.content.amount)
+            s.revision += 1
+            s.status = RequestStatus.IN_REVIEW
+            self._event(EventKind.RESUBMITTED, comment=comment, detail=f"Revision {s.revision}", **actor)
+            # The current stage starts again, unless the new content means it no longer applies.
+            self._enter_stage(next_stage_index(s.policy, s.content, stage.index - 1))
+            message = "Your request is resubmitted; review starts again."
+        elif kind == ActionKind.APPROVE:
+            assert stage is not None
+            me = next(a for a in stage.assignees if a.user_id == action.actor_id)
+            vote = Vote(action.actor_id, action.actor_name, workflow.now(), s.revision, comment)
+            stage.approvals.append(vote)
+            self._event(
+                EventKind.APPROVAL,
                 comment=comment,
-                added_approver_ids=list(added or []),
-                added_approver_role=role,
-            ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
+                detail=f"{len(stage.approvals)} of {stage.required}",
+                **actor,
+            )
+            if me.level > 0 or len(stage.approvals) >= stage.required:
+                self._stage_approved(Decided(vote.user_id, vote.name, vote.at, comment))
+                message = f"Stage “{stage.name}” is approved."
+            else:
+                message = f"Your approval is recorded ({len(stage.approvals)} of {stage.required})."
+        elif kind == ActionKind.REJECT:
+            self._finish(
+                RequestStatus.REJECTED,
+                Decided(action.actor_id, action.actor_name, workflow.now(), comment),
+                EventKind.REJECTED,
+            )
+            message = "The request is rejected."
+        elif kind == ActionKind.REQUEST_CHANGES:
+            s.status = RequestStatus.CHANGES_REQUESTED
+            event = self._event(EventKind.CHANGES_REQUESTED, comment=comment, **actor)
+            self._notify(NotificationKind.CHANGES_REQUESTED, [s.requester_id], event)
+            message = "Changes are requested from the requester."
+        elif kind == ActionKind.DELEGATE:
+            assert stage is not None and action.delegate_id is not None
+            i = next(i for i, a in enumerate(stage.assignees) if a.user_id == action.actor_id)
+            original = stage.assignees[i]
+            delegate = Assignee(
+                user_id=action.delegate_id,
+                name=action.delegate_name,
+                level=original.level,
+                acting_for_id=original.acting_for_id or original.user_id,
+                acting_for_name=original.acting_for_name or original.name,
+            )
+            stage.assignees[i] = delegate
+            self._add_participants([delegate])
+            event = self._event(EventKind.DELEGATED, comment=comment, detail=f"to {delegate.name}", **actor)
+            self._notify(NotificationKind.ASSIGNED, [delegate.user_id], event)
+            message = f"{delegate.name} now acts in your place."
+        elif kind == ActionKind.EXTEND:
+            assert stage is not None
+            stage.deadline = max(stage.deadline, workflow.now()) + timedelta(seconds=action.extend_seconds)
+            self._event(
+                EventKind.EXTENDED, comment=comment, detail=f"New deadline {_hhmm(stage.deadline)}", **actor
+            )
+            message = f"The deadline is now {_hhmm(stage.deadline)}."
+        self._wake = True
+        result = ActionResult(status=s.status, message=message, stage=s.stage.name if s.stage else "")
+        if action.action_id:
+            self._results[action.action_id] = result
+            s.recent_action_ids = (s.recent_action_ids + [action.action_id])[-RECENT_ACTIONS_KEPT:]
+        return result
+
+    # --- Effects ----------------------------------------------------------------------------
+
+    def _event(
+        self,
+        kind: EventKind,
+        *,
+        actor_id: int | None = None,
+        actor_name: str = "",
+        comment: str = "",
+        detail: str = "",
+        seq: int | None = None,
+        revision: int | None = None,
+    ) -> TimelineEntry:
+        s = self.s
+        if seq is None:
+            s.seq += 1
+            seq = s.seq
+        entry = TimelineEntry(
+            seq=seq,
+            at=workflow.now(),
+            kind=kind,
+            actor_id=actor_id,
+            actor_name=actor_name,
+            comment=comment,
+            detail=detail,
+            stage=s.stage.name if s.stage else "",
+            revision=s.revision if revision is None else revision,
+        )
+        s.timeline.append(entry)
+        if len(s.timeline) > TIMELINE_KEPT:
+            dropped = len(s.timeline) - TIMELINE_KEPT
+            s.timeline = s.timeline[dropped:]
+            s.timeline_dropped += dropped
+        self._events.append(entry)
+        return entry
+
+    def _notify(self, kind: NotificationKind, recipient_ids: list[int], event: TimelineEntry) -> None:
+        if recipient_ids:
+            self._notifications.append(
+                NotificationInput(
+                    request_id=self.s.request_id,
+                    kind=kind,
+                    recipient_ids=list(dict.fromkeys(recipient_ids)),
+                    idempotency_key=f"{self.s.request_id}:{event.seq}:{kind.value}",
+                    comment=event.comment,
+                    actor_name=event.actor_name,
+                )
+            )
+
+    def _unflushed(self) -> bool:
+        return bool(self._events or self._notifications)
+
+    async def _flush(self) -> None:
+        """Project new events into the read model, then send the emails they call for, in order."""
+        while self._unflushed():
+            events, self._events = self._events, []
+            participants, self._participants = self._participants, []
+            notifications, self._notifications = self._notifications, []
+            if events:
+                await workflow.execute_activity(
+                    activities.project_state,
+                    self._projection(events, participants),
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=ACTIVITY_RETRY,
+                )
+            for notification in notifications:
+                await workflow.execute_activity(
+                    activities.send_notification,
+                    notification,
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=ACTIVITY_RETRY,
+                )
+
+    def _projection(self, events: list[TimelineEntry], participants: list[Assignee]) -> Projection:
+        s = self.s
+        stage = s.stage
+        done = len(s.closed_stages)
+        remaining = 0
+        if stage is not None:
+            index: int | None = stage.index
+            while index is not None:
+                remaining += 1
+                index = next_stage_index(s.policy, s.content, index)
+        return Projection(
+            request_id=s.request_id,
+            seq=max(e.seq for e in events),
+            status=s.status,
+            revision=s.revision,
+            content=s.content,
+            stage_name=stage.name if stage else "",
+            stage_number=done + 1 if stage else 0,
+            stage_count=done + remaining,
+            deadline=stage.deadline if stage and s.status == RequestStatus.IN_REVIEW else None,
+            pending=s.pending(),
+            new_participants=participants,
+            events=events,
+            decided=s.decided,
         )
 
-    async def _notify(self, kind: NotificationKind, recipient_ids: list[int]) -> None:
-        assert self._input is not None
-        if not recipient_ids:
-            return
-        await workflow.execute_activity(
-            activities.send_notification,
-            NotificationInput(
-                request_id=self._input.request_id,
-                kind=kind,
-                recipient_ids=recipient_ids,
-                idempotency_key=f"{workflow.info().workflow_id}:{self._seq}:{kind.value}",
-            ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
+    # --- Continue-as-new --------------------------------------------------------------------
+
+    def _should_continue_as_new(self) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() >= self._input.history_limit
+        )
+
+    async def _continue_as_new(self) -> None:
+        # Let running handlers finish and send what they produced, so nothing is lost.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._flush()
+        self.s.runs += 1
+        workflow.continue_as_new(
+            ApprovalInput(
+                request_id=self.s.request_id,
+                requester_id=self.s.requester_id,
+                requester_name=self.s.requester_name,
+                policy=self.s.policy,
+                content=self.s.content,
+                history_limit=self._input.history_limit,
+                carried=self.s,
+            )
         )

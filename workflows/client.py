@@ -17,12 +17,18 @@ from typing import TypeVar
 
 from django.conf import settings
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 T = TypeVar("T")
 
 
 class TemporalUnreachable(Exception):
     """Temporal did not answer within the deadline, or refused the connection."""
+
+
+# What "Temporal is not there right now" looks like, as opposed to a bug of ours: our deadline,
+# an RPC failure, or the failed connect (which the SDK raises as RuntimeError).
+UNREACHABLE: tuple[type[BaseException], ...] = (TemporalUnreachable, RPCError, RuntimeError, OSError)
 
 
 class _ClientThread:

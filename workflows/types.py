@@ -1,7 +1,7 @@
 """Messages between Django and the approval workflow: stdlib dataclasses and enums only.
 
 Every message is one dataclass, so fields can be added (with defaults) without breaking
-workflows already running.
+workflows already running. Times are timezone-aware datetimes in UTC; money is a decimal string.
 """
 
 from __future__ import annotations
@@ -20,85 +20,318 @@ def workflow_id_for(public_id: str) -> str:
 class RequestStatus(StrEnum):
     SUBMITTED = "submitted"
     IN_REVIEW = "in_review"
-    ESCALATED = "escalated"
+    CHANGES_REQUESTED = "changes_requested"
     APPROVED = "approved"
     REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+    EXPIRED = "expired"
 
     @property
     def label(self) -> str:
         return self.value.replace("_", " ").capitalize()
 
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
 
-class Decision(StrEnum):
+
+FINAL_STATUSES = frozenset(
+    {RequestStatus.APPROVED, RequestStatus.REJECTED, RequestStatus.WITHDRAWN, RequestStatus.EXPIRED}
+)
+
+
+class Rule(StrEnum):
+    ANY = "any"
+    ALL = "all"
+    N_OF_M = "n_of_m"
+
+
+class Exhausted(StrEnum):
+    """What happens when the last escalation level of a stage runs out."""
+
+    REJECT = "reject"
+    EXPIRE = "expire"
+    APPROVE = "approve"
+
+
+class Operator(StrEnum):
+    GT = "gt"
+    GTE = "gte"
+    LT = "lt"
+    LTE = "lte"
+    EQ = "eq"
+    NE = "ne"
+
+
+class ActionKind(StrEnum):
     APPROVE = "approve"
     REJECT = "reject"
+    REQUEST_CHANGES = "request_changes"
+    COMMENT = "comment"
+    DELEGATE = "delegate"
+    EXTEND = "extend"
+    WITHDRAW = "withdraw"
+    RESUBMIT = "resubmit"
 
     @property
     def past(self) -> str:
-        return {"approve": "approved", "reject": "rejected"}[self.value]
+        return ACTION_PAST[self]
+
+
+ACTION_PAST = {
+    ActionKind.APPROVE: "approved",
+    ActionKind.REJECT: "rejected",
+    ActionKind.REQUEST_CHANGES: "requested changes",
+    ActionKind.COMMENT: "commented",
+    ActionKind.DELEGATE: "delegated",
+    ActionKind.EXTEND: "asked for more time",
+    ActionKind.WITHDRAW: "withdrew",
+    ActionKind.RESUBMIT: "resubmitted",
+}
 
 
 class EventKind(StrEnum):
-    REVIEW_STARTED = "review_started"
+    SUBMITTED = "submitted"
+    STAGE_STARTED = "stage_started"
+    STAGE_SKIPPED = "stage_skipped"
+    APPROVAL = "approval"
+    STAGE_APPROVED = "stage_approved"
+    REJECTED = "rejected"
+    CHANGES_REQUESTED = "changes_requested"
+    RESUBMITTED = "resubmitted"
+    COMMENT = "comment"
+    DELEGATED = "delegated"
+    EXTENDED = "extended"
+    REMINDED = "reminded"
     ESCALATED = "escalated"
     APPROVED = "approved"
-    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+    EXPIRED = "expired"
 
 
 class NotificationKind(StrEnum):
     ASSIGNED = "assigned"
+    REMINDER = "reminder"
     ESCALATED = "escalated"
     DECIDED = "decided"
+    CHANGES_REQUESTED = "changes_requested"
+    WITHDRAWN = "withdrawn"
+    EXPIRED = "expired"
+
+
+# --- The policy snapshot the workflow carries --------------------------------------------
+
+
+@dataclass
+class Condition:
+    """The stage applies only when `field` of the request compares to `value` (e.g. amount > 1000)."""
+
+    field: str
+    operator: Operator
+    value: str
+
+
+@dataclass
+class EscalationLevel:
+    """Added when the previous deadline passes; gets `after_seconds` before the next step."""
+
+    after_seconds: int
+    user_ids: list[int] = field(default_factory=list)
+    group_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class StageSpec:
+    name: str
+    rule: Rule
+    deadline_seconds: int
+    user_ids: list[int] = field(default_factory=list)
+    group_ids: list[int] = field(default_factory=list)
+    required: int = 1  # for N_OF_M
+    reminder_seconds: int | None = None
+    escalation: list[EscalationLevel] = field(default_factory=list)
+    on_exhausted: Exhausted = Exhausted.EXPIRE
+    condition: Condition | None = None
+
+
+@dataclass
+class Policy:
+    request_type: str
+    stages: list[StageSpec]
+
+
+@dataclass
+class Content:
+    title: str
+    details: str = ""
+    amount: str | None = None
 
 
 @dataclass
 class ApprovalInput:
     request_id: str
     requester_id: int
-    reviewer_ids: list[int]
-    escalation_ids: list[int]
-    review_deadline_seconds: int
+    requester_name: str
+    policy: Policy
+    content: Content
+    # Continue-as-new when history reaches this many events (Temporal warns at 10,240).
+    history_limit: int = 2000
+    # Set only by continue-as-new: the state to resume from.
+    carried: RequestState | None = None
+
+
+# --- Who acts, and what happened ----------------------------------------------------------
 
 
 @dataclass
-class DecisionInput:
+class Assignee:
+    user_id: int
+    name: str
+    level: int = 0  # 0: the stage's approvers; k: added by escalation level k
+    acting_for_id: int | None = None
+    acting_for_name: str = ""
+
+
+@dataclass
+class Vote:
+    user_id: int
+    name: str
+    at: datetime
+    revision: int
+    comment: str = ""
+
+
+@dataclass
+class TimelineEntry:
+    seq: int
+    at: datetime
+    kind: EventKind
+    actor_id: int | None = None
+    actor_name: str = ""
+    comment: str = ""
+    detail: str = ""
+    stage: str = ""
+    revision: int = 1
+
+
+@dataclass
+class StageState:
+    index: int  # into policy.stages
+    name: str
+    version: int  # bumps whenever the stage (re)starts; approvals only count for their version
+    rule: Rule
+    required: int
+    started_at: datetime
+    deadline: datetime
+    assigned: bool = False
+    assignees: list[Assignee] = field(default_factory=list)
+    approvals: list[Vote] = field(default_factory=list)
+    escalation_level: int = 0  # escalation levels reached
+    levels_assigned: int = 0  # escalation levels whose people have been added
+    next_reminder_at: datetime | None = None
+
+
+@dataclass
+class ClosedStage:
+    name: str
+    assignee_ids: list[int]
+    by_name: str
+    at: datetime
+
+
+@dataclass
+class Decided:
+    by_id: int | None
+    by_name: str
+    at: datetime
+    comment: str = ""
+
+
+@dataclass
+class RequestState:
+    """Everything the workflow knows; the query returns it and continue-as-new carries it."""
+
+    request_id: str
+    requester_id: int
+    requester_name: str
+    policy: Policy
+    content: Content
+    status: RequestStatus = RequestStatus.SUBMITTED
+    revision: int = 1
+    stage: StageState | None = None
+    closed_stages: list[ClosedStage] = field(default_factory=list)
+    participant_ids: list[int] = field(default_factory=list)  # everyone ever assigned
+    decided: Decided | None = None
+    timeline: list[TimelineEntry] = field(default_factory=list)
+    timeline_dropped: int = 0  # oldest entries dropped from memory; the database keeps them all
+    seq: int = 0
+    stage_versions: int = 0
+    recent_action_ids: list[str] = field(default_factory=list)
+    runs: int = 1
+
+    def pending(self) -> list[Assignee]:
+        """Who still has to act in the current stage."""
+        if self.status != RequestStatus.IN_REVIEW or self.stage is None:
+            return []
+        voted = {v.user_id for v in self.stage.approvals}
+        return [a for a in self.stage.assignees if a.user_id not in voted]
+
+
+# --- Messages -----------------------------------------------------------------------------
+
+
+@dataclass
+class Action:
+    """One person's action on a request, sent as a signal or a validated update."""
+
+    kind: ActionKind
     actor_id: int
-    decision: Decision
+    actor_name: str
     comment: str = ""
+    action_id: str = ""  # idempotency: the same action sent twice counts once
+    delegate_id: int | None = None
+    delegate_name: str = ""
+    extend_seconds: int = 0
+    content: Content | None = None  # for RESUBMIT
 
 
 @dataclass
-class ApprovalState:
+class ActionResult:
     status: RequestStatus
-    approver_ids: list[int]
-    deadline: datetime | None
-    escalated: bool
-    decided_by: int | None = None
-    decision: Decision | None = None
-    comment: str = ""
+    message: str
+    stage: str = ""
+
+
+# --- Activity inputs ----------------------------------------------------------------------
 
 
 @dataclass
-class ApprovalOutcome:
-    decision: Decision
-    decided_by: int
-    escalated: bool
+class AssignInput:
+    request_id: str
+    requester_id: int
+    user_ids: list[int]
+    group_ids: list[int]
+    exclude_ids: list[int] = field(default_factory=list)
+    level: int = 0
 
 
 @dataclass
-class TransitionInput:
-    """One state change to project into the read model; `seq` orders and deduplicates them."""
+class Projection:
+    """The workflow's state after a change, for the read model; `seq` orders projections."""
 
     request_id: str
     seq: int
     status: RequestStatus
-    event: EventKind
-    occurred_at: datetime
-    deadline: datetime | None = None
-    actor_id: int | None = None
-    comment: str = ""
-    added_approver_ids: list[int] = field(default_factory=list)
-    added_approver_role: str = "reviewer"
+    revision: int
+    content: Content
+    stage_name: str
+    stage_number: int
+    stage_count: int
+    deadline: datetime | None
+    pending: list[Assignee]
+    new_participants: list[Assignee]
+    events: list[TimelineEntry]
+    decided: Decided | None = None
 
 
 @dataclass
@@ -108,3 +341,5 @@ class NotificationInput:
     recipient_ids: list[int]
     # Stable across activity retries and workflow replays: one email per key and recipient.
     idempotency_key: str
+    comment: str = ""
+    actor_name: str = ""

@@ -16,7 +16,7 @@ from workflows.types import INTERACTIVE_TASK_QUEUE
 
 logger = logging.getLogger(__name__)
 
-ACTIVITIES = [activities.record_transition, activities.send_notification]
+ACTIVITIES = [activities.resolve_approvers, activities.project_state, activities.send_notification]
 
 
 def build_worker(

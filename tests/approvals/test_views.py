@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from approvals.models import ApprovalRequest, RequestEvent, RequestStatus, RequestType
+from approvals.models import ApprovalRequest, RequestStatus, RequestType
 from tests.conftest import PASSWORD, make_request
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -30,10 +30,12 @@ def test_anonymous_users_are_sent_to_log_in(
         response = client.get(url)
         assert response.status_code == 302
         assert response["Location"].startswith("/accounts/login/")
-    response = client.post(reverse("request_decide", args=[request.public_id]), {"decision": "approve"})
+    response = client.post(
+        reverse("request_act", args=[request.public_id]), {"kind": "approve", "action_id": uuid.uuid4()}
+    )
     assert response.status_code == 302
     request.refresh_from_db()
-    assert request.status == RequestStatus.SUBMITTED
+    assert request.status == RequestStatus.IN_REVIEW
 
 
 def test_invalid_form_shows_field_errors_and_starts_nothing(
@@ -58,17 +60,17 @@ def test_invalid_form_shows_field_errors_and_starts_nothing(
     assert ApprovalRequest.objects.count() == 0
 
 
-def test_request_type_without_other_reviewers_is_refused_clearly(
+def test_request_type_without_a_policy_is_refused_clearly(
     client: Client, people: dict[str, User], purchase: RequestType
 ) -> None:
-    purchase.reviewers.set([people["requester"]])
+    purchase.stages.all().delete()
     login(client, people["requester"])
     response = client.post(
         reverse("request_create"),
         {"submission_id": uuid.uuid4(), "request_type": purchase.pk, "title": "Chair"},
     )
     assert response.status_code == 400
-    assert "Nobody but you can review" in response.content.decode()
+    assert "has no approval stages yet" in response.content.decode()
     assert ApprovalRequest.objects.count() == 0
 
 
@@ -95,38 +97,47 @@ def test_submit_while_temporal_is_unreachable_keeps_the_request_and_says_so(
     assert request.workflow_started_at is None
     assert request.start_attempts == 1
     assert request.last_start_error
-    assert set(request.approvers.values_list("user__username", flat=True)) == {"reviewer1", "reviewer2"}
-    assert request.events.get().kind == RequestEvent.Kind.SUBMITTED
+    assert request.policy["stages"][0]["name"] == "Review"  # the policy snapshot travels with it
+    assert request.events.get().kind == "submitted"
 
-    # The reviewers see it, but cannot decide until the workflow runs.
+    # Its reviewers are assigned by the workflow, so nobody can act on it yet; the requester
+    # sees that it is waiting.
+    home = client.get(reverse("home")).content.decode()
+    assert "Standing desk" in home and "waiting for the workflow service" in home
     login(client, people["reviewer1"])
-    inbox = client.get(reverse("inbox")).content.decode()
-    assert "Standing desk" in inbox
-    assert "Waiting for the workflow service" in inbox
-    response = client.post(reverse("request_decide", args=[request.public_id]), {"decision": "approve"})
-    assert response.status_code == 409
-    assert "Review has not started yet" in response.content.decode()
+    assert "Standing desk" not in client.get(reverse("inbox")).content.decode()
+    response = client.post(
+        reverse("request_act", args=[request.public_id]), {"kind": "approve", "action_id": uuid.uuid4()}
+    )
+    assert response.status_code == 403
 
 
-@pytest.mark.parametrize("who", ["outsider", "requester", "manager"])
+@pytest.mark.parametrize(
+    ("who", "expected"),
+    [
+        ("outsider", "You are not an approver of this request"),
+        ("manager", "You are not an approver of this request"),
+        ("requester", "You cannot decide on your own request."),
+    ],
+)
 def test_decision_from_someone_who_may_not_decide_is_a_clear_403(
-    client: Client, people: dict[str, User], purchase: RequestType, who: str, caplog: Any
+    client: Client, people: dict[str, User], purchase: RequestType, who: str, expected: str, caplog: Any
 ) -> None:
     request = make_request(people, purchase, started=True)
     login(client, people[who])
-    url = reverse("request_decide", args=[request.public_id])
+    url = reverse("request_act", args=[request.public_id])
     with caplog.at_level(logging.WARNING, logger="approvals.views"):
-        response = client.post(url, {"decision": "approve", "comment": "sneaky"})
+        response = client.post(url, {"kind": "approve", "comment": "sneaky", "action_id": uuid.uuid4()})
     assert response.status_code == 403
-    assert "You are not a reviewer of this request" in response.content.decode()
-    assert f"Refused decision by {who}" in caplog.text
+    assert expected in response.content.decode()
+    assert f"Refused approve by {who}" in caplog.text
 
-    response = client.post(url, {"decision": "approve"}, **HTMX)
+    response = client.post(url, {"kind": "approve", "action_id": uuid.uuid4()}, **HTMX)
     assert response.status_code == 403
-    assert response["HX-Retarget"] == f"#decision-error-{request.public_id}"
+    assert response["HX-Retarget"] == f"#action-error-{request.public_id}"
     assert "<html" not in response.content.decode()
     request.refresh_from_db()
-    assert (request.status, request.version, request.decided_by) == (RequestStatus.SUBMITTED, 0, None)
+    assert (request.status, request.version, request.decided_by) == (RequestStatus.IN_REVIEW, 0, None)
 
 
 def test_rejection_without_comment_and_decided_requests_are_refused(
@@ -134,17 +145,17 @@ def test_rejection_without_comment_and_decided_requests_are_refused(
 ) -> None:
     request = make_request(people, purchase, started=True)
     login(client, people["reviewer1"])
-    url = reverse("request_decide", args=[request.public_id])
-    response = client.post(url, {"decision": "reject", "comment": " "}, **HTMX)
+    url = reverse("request_act", args=[request.public_id])
+    response = client.post(url, {"kind": "reject", "comment": " ", "action_id": uuid.uuid4()}, **HTMX)
     assert response.status_code == 400
-    assert "a comment is required" in response.content.decode()
-    response = client.post(url, {"decision": "maybe"}, **HTMX)
+    assert "A comment is required to reject or to request changes." in response.content.decode()
+    response = client.post(url, {"kind": "maybe", "action_id": uuid.uuid4()}, **HTMX)
     assert response.status_code == 400
 
     ApprovalRequest.objects.filter(pk=request.pk).update(
-        status=RequestStatus.APPROVED, decided_by=people["reviewer2"]
+        status=RequestStatus.APPROVED, decided_by=people["reviewer2"], decided_by_name="reviewer2"
     )
-    response = client.post(url, {"decision": "approve"}, **HTMX)
+    response = client.post(url, {"kind": "approve", "action_id": uuid.uuid4()}, **HTMX)
     assert response.status_code == 409
     assert "already approved by reviewer2" in response.content.decode()
 
@@ -152,7 +163,7 @@ def test_rejection_without_comment_and_decided_requests_are_refused(
 def test_full_pages_and_htmx_fragments(
     client: Client, people: dict[str, User], purchase: RequestType, temporal_unreachable: str
 ) -> None:
-    request = make_request(people, purchase)
+    request = make_request(people, purchase, started=True)
     login(client, people["reviewer1"])
 
     page = client.get(reverse("inbox")).content.decode()
@@ -174,7 +185,7 @@ def test_full_pages_and_htmx_fragments(
 def test_only_the_requester_approvers_and_staff_see_a_request(
     client: Client, people: dict[str, User], purchase: RequestType, temporal_unreachable: str
 ) -> None:
-    request = make_request(people, purchase)
+    request = make_request(people, purchase, started=True)
     for who, status in [
         ("outsider", 404),
         ("manager", 404),

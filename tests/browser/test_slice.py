@@ -132,9 +132,9 @@ def test_submit_then_approve_in_the_inbox_then_requester_sees_it_without_reload(
     for page in (reviewer, requester):
         page.evaluate("window.__noReload = true")
 
-    row.get_by_label("Comment").fill("Good for your wrists")
+    row.get_by_label("Comment", exact=False).fill("Good for your wrists")
     row.get_by_role("button", name="Approve").click()
-    expect(row).to_contain_text("Your decision is recorded.")
+    expect(row).to_contain_text("Stage “Review” is approved.")
     expect(row.locator(".badge")).to_have_text("Approved")
     assert reviewer.evaluate("window.__noReload") is True
 
@@ -159,12 +159,14 @@ def test_reviewer_is_told_why_a_rejection_without_comment_is_refused(
     )
     reviewer = log_in(browser, live_app.url, people["reviewer2"])
     reviewer.goto(request.get_absolute_url())
-    box = reviewer.locator(f"#decide-{request.public_id}")
+    box = reviewer.locator(f"#actions-{request.public_id}")
     box.get_by_role("button", name="Reject").click()
-    expect(box.get_by_role("alert")).to_have_text("Say why you reject the request: a comment is required.")
-    box.get_by_label("Comment").fill("Budget is frozen")
+    expect(box.locator(f"#action-error-{request.public_id}")).to_have_text(
+        "A comment is required to reject or to request changes."
+    )
+    box.get_by_label("Comment", exact=False).first.fill("Budget is frozen")
     box.get_by_role("button", name="Reject").click()
-    expect(box).to_contain_text("Your decision is recorded: rejected.")
+    expect(box).to_contain_text("The request is rejected.")
     wait_until(
         lambda: ApprovalRequest.objects.get(pk=request.pk).status == RequestStatus.REJECTED, what="rejected"
     )

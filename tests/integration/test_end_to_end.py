@@ -19,6 +19,7 @@ from approvals.models import ApprovalRequest, OutboundEmail, RequestStatus, Requ
 from tests.conftest import PASSWORD, LoopThread, wait_until
 from workflows import client as temporal_client
 from workflows.approval import ApprovalWorkflow
+from workflows.types import RequestState
 from workflows.worker import relay_outbox
 
 pytestmark = pytest.mark.temporal_server
@@ -64,8 +65,8 @@ def test_submit_review_approve_and_see_the_outcome(
     assert f'id="request-{request.public_id}"' in inbox
 
     row = reviewer.post(
-        reverse("request_decide", args=[request.public_id]),
-        {"decision": "approve", "comment": "Enjoy the talks"},
+        reverse("request_act", args=[request.public_id]),
+        {"kind": "approve", "comment": "Enjoy the talks", "action_id": uuid.uuid4()},
         HTTP_HX_TARGET=f"request-{request.public_id}",
         **HTMX,
     )
@@ -73,14 +74,16 @@ def test_submit_review_approve_and_see_the_outcome(
     fragment = row.content.decode()
     assert "<html" not in fragment
     assert fragment.strip().startswith(f'<tr id="request-{request.public_id}"')
-    assert "Approved" in fragment  # the query after the signal already sees the decision
+    assert "Approved" in fragment  # the update answers with the workflow's own, settled state
+    assert "Stage “Review” is approved." in fragment
 
     wait_until(
         lambda: ApprovalRequest.objects.get(pk=request.pk).status == RequestStatus.APPROVED, what="approved"
     )
     request.refresh_from_db()
     assert (request.decided_by, request.decision_comment) == (people["reviewer1"], "Enjoy the talks")
-    assert list(request.events.values_list("kind", flat=True)) == ["submitted", "review_started", "approved"]
+    kinds = list(request.events.values_list("kind", flat=True))
+    assert kinds == ["submitted", "stage_started", "approval", "stage_approved", "approved"]
     wait_until(
         lambda: OutboundEmail.objects.filter(kind="decided", status="sent").exists(), what="decision email"
     )
@@ -94,7 +97,9 @@ def test_submit_review_approve_and_see_the_outcome(
 
     # The same reviewer, or the other one, deciding again is told it is already decided.
     again = as_user(people["reviewer2"]).post(
-        reverse("request_decide", args=[request.public_id]), {"decision": "reject", "comment": "no"}, **HTMX
+        reverse("request_act", args=[request.public_id]),
+        {"kind": "reject", "comment": "no", "action_id": uuid.uuid4()},
+        **HTMX,
     )
     assert again.status_code == 409
     assert "already approved by reviewer1" in again.content.decode()
@@ -105,13 +110,21 @@ def test_request_page_shows_the_workflows_live_state(
 ) -> None:
     request = services.request_submit(requester=people["requester"], request_type=purchase, title="Monitor")
     request.refresh_from_db()
-    state = wait_until(lambda: services.request_live_state(request=request), what="live state")
+
+    def assigned() -> RequestState | None:
+        state = services.request_live_state(request=request)
+        return state if state and state.stage and state.stage.assigned else None
+
+    state = wait_until(assigned, what="the live state with the stage's approvers")
     assert state.status.value == "in_review"
-    assert sorted(state.approver_ids) == sorted([people["reviewer1"].pk, people["reviewer2"].pk])
+    assert sorted(a.user_id for a in state.pending()) == sorted(
+        [people["reviewer1"].pk, people["reviewer2"].pk]
+    )
 
     fragment = as_user(people["requester"]).get(request.get_absolute_url(), **HTMX).content.decode()
     assert 'data-testid="live-status">In review</span>' in fragment
-    assert "Review deadline" in fragment
+    assert "Deadline:" in fragment
+    assert "Waiting for" in fragment and "reviewer1" in fragment
 
 
 def test_request_saved_while_temporal_was_down_starts_by_itself_when_it_is_back(

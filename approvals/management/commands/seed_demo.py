@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils.text import slugify
 
-from approvals.models import RequestType
+from approvals.models import EscalationLevel, RequestType, Stage
+from workflows.types import Operator, Rule
 
 # Demo accounts for the embedded default; `up` prints them. Never run this in production.
 DEMO_PASSWORD = "demo-pass-123"
@@ -18,16 +21,6 @@ DEMO_USERS = [
     ("reviewer2", "reviewer2@example.com", False, "reviews every request type"),
     ("manager", "manager@example.com", False, "receives escalations"),
     ("admin", "admin@example.com", True, "staff: dashboards, mailbox, Django admin"),
-]
-DEMO_TYPES = [
-    ("Purchase", "purchase", "Buy equipment, software or services.", timedelta(days=2)),
-    ("Time off", "time-off", "Days away from work.", timedelta(days=1)),
-    (
-        "Quick demo",
-        "quick-demo",
-        "Escalates after two minutes, to see escalation happen.",
-        timedelta(minutes=2),
-    ),
 ]
 
 
@@ -45,17 +38,79 @@ class Command(BaseCommand):
                 user.set_password(DEMO_PASSWORD)
                 user.save()
             users[username] = user
-        for name, slug, description, deadline in DEMO_TYPES:
-            request_type, created = RequestType.objects.get_or_create(
-                slug=slug,
-                defaults={
-                    "name": name,
-                    "description": description,
-                    "review_deadline": deadline,
-                    "escalation_manager": users["manager"],
-                },
-            )
-            if created:
-                request_type.reviewers.set([users["reviewer1"], users["reviewer2"]])
+        finance, _ = Group.objects.get_or_create(name="Finance")
+        finance.user_set.add(users["manager"])
+        reviewers = [users["reviewer1"], users["reviewer2"]]
+        self._request_type(
+            "Purchase",
+            "Buy equipment, software or services. Above 1,000 it also needs Finance.",
+            [
+                dict(
+                    name="Team lead",
+                    users=reviewers,
+                    deadline=timedelta(days=2),
+                    reminder=timedelta(days=1),
+                    escalation=[(timedelta(days=1), [users["manager"]])],
+                ),
+                dict(
+                    name="Finance",
+                    groups=[finance],
+                    rule=Rule.ALL,
+                    deadline=timedelta(days=3),
+                    condition=("amount", Operator.GT, Decimal("1000")),
+                ),
+            ],
+        )
+        self._request_type(
+            "Time off",
+            "Days away from work: both team leads agree.",
+            [
+                dict(
+                    name="Team leads",
+                    users=reviewers,
+                    rule=Rule.ALL,
+                    deadline=timedelta(days=1),
+                    escalation=[(timedelta(days=1), [users["manager"]])],
+                )
+            ],
+        )
+        self._request_type(
+            "Quick demo",
+            "Reminds every minute, escalates to the manager after two minutes, expires after four.",
+            [
+                dict(
+                    name="Review",
+                    users=reviewers,
+                    deadline=timedelta(minutes=2),
+                    reminder=timedelta(minutes=1),
+                    escalation=[(timedelta(minutes=2), [users["manager"]])],
+                )
+            ],
+        )
         if options["verbosity"] > 0:
             self.stdout.write("Demo data ready.")
+
+    def _request_type(self, name: str, description: str, stages: list[dict[str, Any]]) -> None:
+        request_type, created = RequestType.objects.get_or_create(
+            slug=slugify(name), defaults={"name": name, "description": description}
+        )
+        if not created:
+            return  # never overwrite what an admin has edited since
+        for order, spec in enumerate(stages, start=1):
+            field, operator, value = spec.get("condition", ("", "", None))
+            stage = Stage.objects.create(
+                request_type=request_type,
+                order=order,
+                name=spec["name"],
+                rule=spec.get("rule", Rule.ANY),
+                deadline=spec["deadline"],
+                reminder_interval=spec.get("reminder"),
+                condition_field=field,
+                condition_operator=operator,
+                condition_value=value,
+            )
+            stage.approver_users.set(spec.get("users", []))
+            stage.approver_groups.set(spec.get("groups", []))
+            for level_order, (after, people) in enumerate(spec.get("escalation", []), start=1):
+                level = EscalationLevel.objects.create(stage=stage, order=level_order, after=after)
+                level.users.set(people)

@@ -1,0 +1,25 @@
+"""Services: every write, and every conversation with Temporal, goes through here."""
+
+from approvals.services.actions import request_act, request_live_state
+from approvals.services.notifications import notification_send
+from approvals.services.policies import policy_snapshot
+from approvals.services.projection import approvers_resolve, request_project
+from approvals.services.requests import (
+    approval_input_for,
+    request_start_workflow,
+    request_submit,
+    requests_start_pending,
+)
+
+__all__ = [
+    "approval_input_for",
+    "approvers_resolve",
+    "notification_send",
+    "policy_snapshot",
+    "request_act",
+    "request_live_state",
+    "request_project",
+    "request_start_workflow",
+    "request_submit",
+    "requests_start_pending",
+]

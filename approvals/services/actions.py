@@ -1,0 +1,133 @@
+"""People acting on requests, through the workflow, and the workflow's live state."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+
+from approvals.exceptions import (
+    ActionRefused,
+    InvalidInput,
+    NotAllowed,
+    ReviewNotStarted,
+    WorkflowUnavailable,
+)
+from approvals.models import ApprovalRequest
+from approvals.services.requests import display_name
+from workflows import client as temporal
+from workflows.approval import ApprovalWorkflow
+from workflows.types import Action, ActionKind, ActionResult, Content, RequestState
+
+logger = logging.getLogger(__name__)
+
+REQUESTER_ACTIONS = {ActionKind.WITHDRAW, ActionKind.RESUBMIT}
+APPROVER_ACTIONS = {
+    ActionKind.APPROVE,
+    ActionKind.REJECT,
+    ActionKind.REQUEST_CHANGES,
+    ActionKind.DELEGATE,
+    ActionKind.EXTEND,
+}
+
+
+def request_act(
+    *,
+    request: ApprovalRequest,
+    actor: User,
+    kind: ActionKind,
+    comment: str = "",
+    action_id: uuid.UUID | None = None,
+    delegate: User | None = None,
+    extend_by: timedelta | None = None,
+    title: str = "",
+    details: str = "",
+    amount: Decimal | None = None,
+) -> ActionResult:
+    """Apply one person's action through the workflow and return its truthful answer.
+
+    Who may act at all is checked here against the read model (403 for strangers); whether the
+    action fits the request's state right now is the workflow's call, made atomically by the
+    update's validator ("already approved by X at 10:02"), and a refusal leaves no trace.
+    `action_id` makes a repeated submission of the same form count once.
+    """
+    is_requester = actor.pk == request.requester_id
+    is_participant = request.participants.filter(user=actor).exists()
+    if kind in REQUESTER_ACTIONS and not is_requester:
+        raise NotAllowed("Only the requester can do that.")
+    if kind in APPROVER_ACTIONS:
+        if is_requester:
+            raise NotAllowed("You cannot decide on your own request.")
+        if not is_participant:
+            raise NotAllowed("You are not an approver of this request, so you cannot decide it.")
+    if kind == ActionKind.COMMENT and not (is_requester or is_participant):
+        raise NotAllowed("Only the requester and the request's approvers can comment.")
+    if kind == ActionKind.DELEGATE and (delegate is None or not delegate.is_active):
+        raise InvalidInput("Choose an active person to delegate to.")
+    if not request.is_open:
+        by = f" by {request.decided_by_name}" if request.decided_by_name else ""
+        raise ActionRefused(f"This request is already {request.get_status_display().lower()}{by}.")
+    if request.workflow_started_at is None:
+        raise ReviewNotStarted(
+            "Review has not started yet: the workflow service is catching up. Try again shortly."
+        )
+
+    action = Action(
+        kind=kind,
+        actor_id=actor.pk,
+        actor_name=display_name(actor),
+        comment=comment.strip(),
+        action_id=str(action_id or uuid.uuid4()),
+        delegate_id=delegate.pk if delegate else None,
+        delegate_name=display_name(delegate) if delegate else "",
+        extend_seconds=int(extend_by.total_seconds()) if extend_by else 0,
+        content=Content(title=title, details=details, amount=None if amount is None else str(amount))
+        if kind == ActionKind.RESUBMIT
+        else None,
+    )
+
+    async def update(client: Client) -> ActionResult:
+        handle = client.get_workflow_handle(request.workflow_id)
+        return await handle.execute_update(
+            ApprovalWorkflow.submit_action,
+            action,
+            id=action.action_id,
+            rpc_timeout=settings.TEMPORAL_RPC_TIMEOUT,
+        )
+
+    try:
+        return temporal.call(update)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        message = cause.message if isinstance(cause, ApplicationError) else str(cause or exc)
+        raise ActionRefused(message) from exc
+    except temporal.UNREACHABLE as exc:
+        logger.warning("Could not send %s to %s: %s", kind, request.workflow_id, exc)
+        raise WorkflowUnavailable(
+            "The workflow service did not answer, so this was not recorded. Please try again."
+        ) from exc
+
+
+def request_live_state(*, request: ApprovalRequest) -> RequestState | None:
+    """The workflow's own view of the request, or None when Temporal cannot answer now."""
+    if request.workflow_started_at is None:
+        return None
+
+    async def query(client: Client) -> RequestState | None:
+        handle = client.get_workflow_handle(request.workflow_id)
+        description = await handle.describe(rpc_timeout=settings.TEMPORAL_RPC_TIMEOUT)
+        if description.status not in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED):
+            return None
+        return await handle.query(ApprovalWorkflow.state, rpc_timeout=settings.TEMPORAL_RPC_TIMEOUT)
+
+    try:
+        return temporal.call(query)
+    except temporal.UNREACHABLE as exc:
+        logger.info("No live state for %s: %s", request.workflow_id, exc)
+        return None

@@ -1,0 +1,74 @@
+"""Email, sent once per idempotency key however often the activity is retried."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from approvals.exceptions import NotFound
+from approvals.models import ApprovalRequest, OutboundEmail
+from workflows.types import NotificationInput, NotificationKind
+
+EMAIL_SUBJECTS = {
+    NotificationKind.ASSIGNED: "Please review: {title}",
+    NotificationKind.REMINDER: "Reminder: {title} is waiting for you",
+    NotificationKind.ESCALATED: "Escalated to you: {title} is past its deadline",
+    NotificationKind.DECIDED: "Your request “{title}” was {status}",
+    NotificationKind.CHANGES_REQUESTED: "Changes requested on “{title}”",
+    NotificationKind.WITHDRAWN: "Withdrawn: {title}",
+    NotificationKind.EXPIRED: "Your request “{title}” expired",
+}
+
+
+def notification_send(*, notification: NotificationInput) -> None:
+    """Email each recipient once per idempotency key, however often this is retried."""
+    request = (
+        ApprovalRequest.objects.select_related("request_type", "requester")
+        .filter(public_id=notification.request_id)
+        .first()
+    )
+    if request is None:
+        raise NotFound(f"No request {notification.request_id}.")
+    for user in User.objects.filter(pk__in=notification.recipient_ids).order_by("pk"):
+        _email_once(request=request, notification=notification, user=user)
+
+
+def _email_once(*, request: ApprovalRequest, notification: NotificationInput, user: User) -> None:
+    key = f"{notification.idempotency_key}:{user.pk}"
+    kind = notification.kind
+    context = {
+        "request": request,
+        "recipient": user,
+        "comment": notification.comment,
+        "actor_name": notification.actor_name,
+        "url": settings.SITE_URL + request.get_absolute_url(),
+    }
+    email, _ = OutboundEmail.objects.get_or_create(
+        idempotency_key=key,
+        defaults={
+            "request": request,
+            "kind": kind.value,
+            "to": user.email,
+            "subject": EMAIL_SUBJECTS[kind].format(
+                title=request.title, status=request.get_status_display().lower()
+            ),
+            "body_text": render_to_string(f"approvals/email/{kind.value}.txt", context),
+            "body_html": render_to_string(f"approvals/email/{kind.value}.html", context),
+        },
+    )
+    if email.status != OutboundEmail.Status.PENDING:
+        return
+    if not email.to:
+        OutboundEmail.objects.filter(pk=email.pk).update(
+            status=OutboundEmail.Status.FAILED, error=f"{user.get_username()} has no email address."
+        )
+        return
+    message = EmailMultiAlternatives(
+        email.subject, email.body_text, to=[email.to], headers={"X-Idempotency-Key": key}
+    )
+    message.attach_alternative(email.body_html, "text/html")
+    message.send()  # A connection error propagates and the activity retries with backoff.
+    OutboundEmail.objects.filter(pk=email.pk).update(status=OutboundEmail.Status.SENT, sent_at=timezone.now())

@@ -1,0 +1,172 @@
+"""Submitting requests and starting their workflows (with the outbox for when Temporal is away)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.converter import value_to_type
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from approvals.exceptions import InvalidInput, NotFound
+from approvals.models import ApprovalRequest, RequestEvent, RequestRevision, RequestType
+from approvals.services.policies import policy_snapshot
+from workflows import client as temporal
+from workflows.approval import ApprovalWorkflow
+from workflows.types import INTERACTIVE_TASK_QUEUE, ApprovalInput, Content, EventKind, Policy
+
+logger = logging.getLogger(__name__)
+
+
+def display_name(user: User) -> str:
+    return user.get_full_name() or user.get_username()
+
+
+def request_submit(
+    *,
+    requester: User,
+    request_type: RequestType,
+    title: str,
+    details: str = "",
+    amount: Decimal | None = None,
+    public_id: uuid.UUID | None = None,
+) -> ApprovalRequest:
+    """Save the request with a snapshot of its policy; start its workflow once that commits.
+
+    `public_id` comes with the form, so submitting the same form twice (a double click, a
+    retried POST) returns the first request instead of making a second one. The row is the
+    outbox: if Temporal cannot be reached now, the worker process starts the workflow later
+    (see `requests_start_pending`).
+    """
+    public_id = public_id or uuid.uuid4()
+    if existing := _earlier_submission(public_id=public_id, requester=requester):
+        return existing
+    try:
+        return _request_create(
+            requester=requester,
+            request_type=request_type,
+            title=title,
+            details=details,
+            amount=amount,
+            public_id=public_id,
+        )
+    except IntegrityError:
+        # The same form, submitted twice at once: the other submission won the race.
+        if existing := _earlier_submission(public_id=public_id, requester=requester):
+            return existing
+        raise
+
+
+def _earlier_submission(*, public_id: uuid.UUID, requester: User) -> ApprovalRequest | None:
+    existing = ApprovalRequest.objects.filter(public_id=public_id).first()
+    if existing is not None and existing.requester_id != requester.pk:
+        raise InvalidInput("This form was already used by someone else; open a new request form.")
+    return existing
+
+
+@transaction.atomic
+def _request_create(
+    *,
+    requester: User,
+    request_type: RequestType,
+    title: str,
+    details: str,
+    amount: Decimal | None,
+    public_id: uuid.UUID,
+) -> ApprovalRequest:
+    if not request_type.is_active:
+        raise InvalidInput(f"“{request_type}” requests are no longer accepted.")
+    policy = policy_snapshot(request_type=request_type)
+    request = ApprovalRequest.objects.create(
+        public_id=public_id,
+        request_type=request_type,
+        requester=requester,
+        title=title,
+        details=details,
+        amount=amount,
+        policy=dataclasses.asdict(policy),
+    )
+    RequestRevision.objects.create(request=request, number=1, title=title, details=details, amount=amount)
+    RequestEvent.objects.create(
+        request=request,
+        seq=0,
+        kind=EventKind.SUBMITTED.value,
+        actor=requester,
+        actor_name=display_name(requester),
+        occurred_at=timezone.now(),
+    )
+    transaction.on_commit(lambda: request_start_workflow(public_id=public_id))
+    return request
+
+
+def approval_input_for(request: ApprovalRequest) -> ApprovalInput:
+    return ApprovalInput(
+        request_id=str(request.public_id),
+        requester_id=request.requester_id,
+        requester_name=display_name(request.requester),
+        policy=value_to_type(Policy, request.policy),
+        content=Content(
+            title=request.title,
+            details=request.details,
+            amount=None if request.amount is None else str(request.amount),
+        ),
+    )
+
+
+def request_start_workflow(*, public_id: Any) -> bool:
+    """Start the request's workflow if it has not been started; True once it is running.
+
+    Safe to call any number of times from any process: the workflow id is derived from the
+    request, and Temporal refuses a second workflow with that id.
+    """
+    request = ApprovalRequest.objects.select_related("requester").filter(public_id=public_id).first()
+    if request is None:
+        raise NotFound(f"No request {public_id}.")
+    if request.workflow_started_at is not None:
+        return True
+    workflow_input = approval_input_for(request)
+
+    async def start(client: Client) -> None:
+        await client.start_workflow(
+            ApprovalWorkflow.run,
+            workflow_input,
+            id=request.workflow_id,
+            task_queue=INTERACTIVE_TASK_QUEUE,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            rpc_timeout=settings.TEMPORAL_RPC_TIMEOUT,
+        )
+
+    try:
+        temporal.call(start)
+    except WorkflowAlreadyStartedError:
+        pass
+    except temporal.UNREACHABLE as exc:
+        logger.warning("Could not start %s yet: %s", request.workflow_id, exc)
+        ApprovalRequest.objects.filter(pk=request.pk).update(
+            start_attempts=request.start_attempts + 1, last_start_error=str(exc)[:1000]
+        )
+        return False
+    ApprovalRequest.objects.filter(pk=request.pk, workflow_started_at__isnull=True).update(
+        workflow_started_at=timezone.now(), start_attempts=request.start_attempts + 1, last_start_error=""
+    )
+    return True
+
+
+def requests_start_pending(*, limit: int = 100) -> int:
+    """The outbox relay: start workflows that could not be started on submit. Returns how many."""
+    started = 0
+    pending = ApprovalRequest.objects.filter(workflow_started_at__isnull=True).order_by("created_at")
+    for public_id in pending.values_list("public_id", flat=True)[:limit]:
+        if not request_start_workflow(public_id=public_id):
+            break  # Temporal is still away; try again on the next round.
+        started += 1
+    return started

@@ -1,0 +1,102 @@
+"""Helpers for workflow tests on the time-skipping server: start a request's workflow, act on it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth.models import User
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+
+from approvals.models import ApprovalRequest
+from approvals.services import approval_input_for
+from tests.conftest import LoopThread, wait_until
+from workflows.approval import ApprovalWorkflow
+from workflows.types import (
+    INTERACTIVE_TASK_QUEUE,
+    Action,
+    ActionKind,
+    ActionResult,
+    ApprovalInput,
+    Policy,
+    RequestState,
+)
+
+
+def start(
+    env: WorkflowEnvironment,
+    loop: LoopThread,
+    request: ApprovalRequest,
+    *,
+    policy: Policy | None = None,
+    wait: bool = True,
+    **overrides: Any,
+) -> WorkflowHandle[Any, Any]:
+    """Start the request's workflow (`policy` replaces the request type's snapshot) and, with
+    `wait`, return once its first stage has its approvers."""
+    workflow_input: ApprovalInput = approval_input_for(request)
+    if policy is not None:
+        workflow_input.policy = policy
+    for name, value in overrides.items():
+        setattr(workflow_input, name, value)
+    handle = loop.run(
+        env.client.start_workflow(
+            ApprovalWorkflow.run, workflow_input, id=request.workflow_id, task_queue=INTERACTIVE_TASK_QUEUE
+        )
+    )
+    if wait:
+        wait_until(lambda: assigned(loop, handle), what="the first stage's approvers to be assigned")
+    return handle
+
+
+def assigned(loop: LoopThread, handle: WorkflowHandle[Any, Any]) -> bool:
+    """The current stage has its approvers (or the request is already over)."""
+    now = state(loop, handle)
+    return now.stage is None or now.stage.assigned
+
+
+def action(kind: ActionKind, user: User, comment: str = "", **fields: Any) -> Action:
+    return Action(
+        kind=kind,
+        actor_id=user.pk,
+        actor_name=user.username,
+        comment=comment,
+        action_id=str(uuid.uuid4()),
+        **fields,
+    )
+
+
+def act(loop: LoopThread, handle: WorkflowHandle[Any, Any], act_: Action) -> ActionResult:
+    """Send an action as a validated update; raises WorkflowUpdateFailedError when refused."""
+    return loop.run(handle.execute_update(ApprovalWorkflow.submit_action, act_, id=act_.action_id))
+
+
+def refused(loop: LoopThread, handle: WorkflowHandle[Any, Any], act_: Action) -> str:
+    """Send an action that must be refused; returns the refusal's message."""
+    try:
+        result = act(loop, handle, act_)
+    except WorkflowUpdateFailedError as exc:
+        return str(exc.cause.message)  # type: ignore[union-attr]
+    raise AssertionError(f"{act_.kind} by {act_.actor_name} was accepted: {result}")
+
+
+def signal(loop: LoopThread, handle: WorkflowHandle[Any, Any], act_: Action) -> None:
+    loop.run(handle.signal(ApprovalWorkflow.act, act_))
+
+
+def state(loop: LoopThread, handle: WorkflowHandle[Any, Any]) -> RequestState:
+    return loop.run(handle.query(ApprovalWorkflow.state))
+
+
+def sleep(loop: LoopThread, env: WorkflowEnvironment, **duration: float) -> None:
+    loop.run(env.sleep(timedelta(**duration)))
+
+
+def result(loop: LoopThread, handle: WorkflowHandle[Any, Any]) -> RequestState:
+    return loop.run(handle.result(), timeout=60)
+
+
+def pending_names(st: RequestState) -> list[str]:
+    return sorted(a.name for a in st.pending())
