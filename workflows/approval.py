@@ -59,6 +59,7 @@ RECENT_ACTIONS_KEPT = 200
 MAX_COMMENT = 4000
 MAX_EXTENSION = timedelta(days=30)
 REFUSED = "Refused"
+PATCH_PROGRESS_EMAIL = "notify-requester-on-next-stage"
 
 DECISIONS = {ActionKind.APPROVE, ActionKind.REJECT, ActionKind.REQUEST_CHANGES}
 ASSIGNEE_ACTIONS = DECISIONS | {ActionKind.DELEGATE, ActionKind.EXTEND}
@@ -80,9 +81,11 @@ class ApprovalWorkflow:
             policy=input.policy,
             content=input.content,
         )
-        self._events: list[TimelineEntry] = []  # not yet projected
-        self._participants: list[Assignee] = []  # not yet projected
-        self._notifications: list[NotificationInput] = []  # not yet sent
+        s = self.s
+        self._events: list[TimelineEntry] = s.unsent_events  # not yet projected
+        self._participants: list[Assignee] = s.unsent_participants  # not yet projected
+        self._notifications: list[NotificationInput] = s.unsent_notifications  # not yet sent
+        s.unsent_events, s.unsent_participants, s.unsent_notifications = [], [], []
         self._results: dict[str, ActionResult] = {}
         self._wake = False
 
@@ -98,23 +101,37 @@ class ApprovalWorkflow:
 
         while not s.status.is_final:
             await self._assign_pending()
-            await self._flush()
+            while self._unflushed() and not self._should_continue_as_new():
+                await self._flush_batch()
             if s.status.is_final:
                 break
             if self._should_continue_as_new():
                 await self._continue_as_new()
+            # Sleep until the next timer is due or there is work: effects to send, people to
+            # assign, or a handler that moved a deadline (the timeout is computed afresh then).
             self._wake = False
             wake_at = self._next_wake()
             timeout = None if wake_at is None else max(wake_at - workflow.now(), timedelta(0))
             try:
-                await workflow.wait_condition(lambda: self._wake or self._unflushed(), timeout=timeout)
+                await workflow.wait_condition(
+                    lambda: self._wake or self._unflushed() or self._needs_assignment(), timeout=timeout
+                )
             except TimeoutError:
                 pass
             self._on_time()
 
         await workflow.wait_condition(workflow.all_handlers_finished)
-        await self._flush()
+        while self._unflushed():
+            await self._flush_batch()
         return s
+
+    def _needs_assignment(self) -> bool:
+        stage = self.s.stage
+        return (
+            self.s.status == RequestStatus.IN_REVIEW
+            and stage is not None
+            and (not stage.assigned or stage.levels_assigned < stage.escalation_level)
+        )
 
     def _next_wake(self) -> datetime | None:
         stage = self.s.stage
@@ -255,8 +272,13 @@ class ApprovalWorkflow:
             ClosedStage(s.stage.name, [a.user_id for a in s.stage.assignees], decided.by_name, decided.at)
         )
         how = "automatically, as the policy allows" if automatic else f"by {decided.by_name}"
-        self._event(EventKind.STAGE_APPROVED, actor_id=decided.by_id, actor_name=decided.by_name, detail=how)
+        event = self._event(
+            EventKind.STAGE_APPROVED, actor_id=decided.by_id, actor_name=decided.by_name, detail=how
+        )
         self._enter_stage(next_stage_index(s.policy, s.content, s.stage.index), decided)
+        # Added after the first release: runs recorded before it replay without this email.
+        if s.status == RequestStatus.IN_REVIEW and workflow.patched(PATCH_PROGRESS_EMAIL):
+            self._notify(NotificationKind.PROGRESS, [s.requester_id], event)
 
     def _finish(self, status: RequestStatus, decided: Decided, kind: EventKind) -> None:
         s = self.s
@@ -505,26 +527,25 @@ class ApprovalWorkflow:
     def _unflushed(self) -> bool:
         return bool(self._events or self._notifications)
 
-    async def _flush(self) -> None:
-        """Project new events into the read model, then send the emails they call for, in order."""
-        while self._unflushed():
-            events, self._events = self._events, []
-            participants, self._participants = self._participants, []
-            notifications, self._notifications = self._notifications, []
-            if events:
-                await workflow.execute_activity(
-                    activities.project_state,
-                    self._projection(events, participants),
-                    start_to_close_timeout=ACTIVITY_TIMEOUT,
-                    retry_policy=ACTIVITY_RETRY,
-                )
-            for notification in notifications:
-                await workflow.execute_activity(
-                    activities.send_notification,
-                    notification,
-                    start_to_close_timeout=ACTIVITY_TIMEOUT,
-                    retry_policy=ACTIVITY_RETRY,
-                )
+    async def _flush_batch(self) -> None:
+        """Project the new events into the read model, then send the emails they call for."""
+        events, self._events = self._events, []
+        participants, self._participants = self._participants, []
+        notifications, self._notifications = self._notifications, []
+        if events:
+            await workflow.execute_activity(
+                activities.project_state,
+                self._projection(events, participants),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+            )
+        for notification in notifications:
+            await workflow.execute_activity(
+                activities.send_notification,
+                notification,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+            )
 
     def _projection(self, events: list[TimelineEntry], participants: list[Assignee]) -> Projection:
         s = self.s
@@ -562,18 +583,24 @@ class ApprovalWorkflow:
         )
 
     async def _continue_as_new(self) -> None:
-        # Let running handlers finish and send what they produced, so nothing is lost.
+        # Let running handlers finish; what they produced and is not yet projected or sent
+        # travels with the state, and the next run carries it out first.
         await workflow.wait_condition(workflow.all_handlers_finished)
-        await self._flush()
-        self.s.runs += 1
+        s = self.s
+        s.unsent_events, s.unsent_participants, s.unsent_notifications = (
+            self._events,
+            self._participants,
+            self._notifications,
+        )
+        s.runs += 1
         workflow.continue_as_new(
             ApprovalInput(
-                request_id=self.s.request_id,
-                requester_id=self.s.requester_id,
-                requester_name=self.s.requester_name,
-                policy=self.s.policy,
-                content=self.s.content,
+                request_id=s.request_id,
+                requester_id=s.requester_id,
+                requester_name=s.requester_name,
+                policy=s.policy,
+                content=s.content,
                 history_limit=self._input.history_limit,
-                carried=self.s,
+                carried=s,
             )
         )

@@ -117,6 +117,7 @@ class NotificationKind(StrEnum):
     CHANGES_REQUESTED = "changes_requested"
     WITHDRAWN = "withdrawn"
     EXPIRED = "expired"
+    PROGRESS = "progress"  # to the requester: a stage is approved, the next one starts
 
 
 # --- The policy snapshot the workflow carries --------------------------------------------
@@ -268,6 +269,10 @@ class RequestState:
     stage_versions: int = 0
     recent_action_ids: list[str] = field(default_factory=list)
     runs: int = 1
+    # Effects not yet carried out when the workflow continued as new; the next run does them.
+    unsent_events: list[TimelineEntry] = field(default_factory=list)
+    unsent_participants: list[Assignee] = field(default_factory=list)
+    unsent_notifications: list[NotificationInput] = field(default_factory=list)
 
     def pending(self) -> list[Assignee]:
         """Who still has to act in the current stage."""

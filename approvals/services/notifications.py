@@ -20,6 +20,7 @@ EMAIL_SUBJECTS = {
     NotificationKind.CHANGES_REQUESTED: "Changes requested on “{title}”",
     NotificationKind.WITHDRAWN: "Withdrawn: {title}",
     NotificationKind.EXPIRED: "Your request “{title}” expired",
+    NotificationKind.PROGRESS: "“{title}” moved on to {stage}",
 }
 
 
@@ -53,7 +54,7 @@ def _email_once(*, request: ApprovalRequest, notification: NotificationInput, us
             "kind": kind.value,
             "to": user.email,
             "subject": EMAIL_SUBJECTS[kind].format(
-                title=request.title, status=request.get_status_display().lower()
+                title=request.title, status=request.get_status_display().lower(), stage=request.stage_name
             ),
             "body_text": render_to_string(f"approvals/email/{kind.value}.txt", context),
             "body_html": render_to_string(f"approvals/email/{kind.value}.html", context),

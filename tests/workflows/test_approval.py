@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
@@ -12,8 +13,8 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import RetryState, WorkflowAlreadyStartedError
 from temporalio.testing import WorkflowEnvironment
 
-from approvals.models import ApprovalRequest, OutboundEmail, RequestStatus, RequestType
-from tests.conftest import LoopThread, make_request
+from approvals.models import ApprovalRequest, OutboundEmail, RequestStatus, RequestType, Stage
+from tests.conftest import LoopThread, make_request, wait_until
 from tests.workflows.helpers import act, action, pending_names, refused, result, signal, sleep, start, state
 from workflows.types import ActionKind, EventKind
 from workflows.types import RequestStatus as Status
@@ -145,3 +146,22 @@ def test_a_missing_request_fails_the_activity_without_retrying(
     assert "No request" in str(activity_error.cause)
     assert activity_error.cause.type == "NotFound"
     assert activity_error.retry_state == RetryState.NON_RETRYABLE_FAILURE  # failed at once, not retried
+
+
+def test_requester_hears_when_the_request_moves_on_to_the_next_stage(
+    loop: LoopThread, time_skipping_env: WorkflowEnvironment, people: dict[str, User], purchase: RequestType
+) -> None:
+    finance = Stage.objects.create(request_type=purchase, order=2, name="Finance", deadline=timedelta(days=2))
+    finance.approver_users.set([people["manager"]])
+    request = make_request(people, purchase)
+    handle = start(time_skipping_env, loop, request)
+
+    act(loop, handle, action(ActionKind.APPROVE, people["reviewer2"], "Fine by me"))
+
+    wait_until(lambda: OutboundEmail.objects.filter(kind="progress").exists(), what="the progress email")
+    progress = OutboundEmail.objects.get(kind="progress")
+    assert (progress.to, progress.subject) == ("requester@example.com", "“New laptop” moved on to Finance")
+    assert "reviewer2 approved a stage" in progress.body_text
+    history = loop.run(handle.fetch_history())
+    markers = [e for e in history.events if e.HasField("marker_recorded_event_attributes")]
+    assert len(markers) == 1  # the patch marker: this run takes the new path
