@@ -1,0 +1,210 @@
+"""Every action on a request, from the browser's POST through the workflow to the read model."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
+from temporalio.client import Client as TemporalClient
+
+from approvals import services
+from approvals.models import ApprovalRequest, OutboundEmail, RequestType
+from tests.conftest import PASSWORD, wait_until
+
+pytestmark = pytest.mark.temporal_server
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def as_user(user: User) -> Client:
+    client = Client()
+    assert client.login(username=user.username, password=PASSWORD)
+    return client
+
+
+def submitted(people: dict[str, User], request_type: RequestType, **fields: Any) -> ApprovalRequest:
+    request = services.request_submit(
+        requester=people["requester"], request_type=request_type, title=fields.pop("title", "Desk"), **fields
+    )
+    wait_until(lambda: request.participants.filter(pending=True).exists(), what="the stage's approvers")
+    request.refresh_from_db()
+    return request
+
+
+def post(user: User, request: ApprovalRequest, kind: str, **fields: Any) -> Any:
+    data = {"kind": kind, "action_id": fields.pop("action_id", uuid.uuid4()), **fields}
+    target = {"HTTP_HX_TARGET": f"actions-{request.public_id}"}
+    return as_user(user).post(reverse("request_act", args=[request.public_id]), data, **HTMX, **target)
+
+
+def status_of(request: ApprovalRequest) -> str:
+    return ApprovalRequest.objects.get(pk=request.pk).status
+
+
+def test_changes_requested_then_edited_and_resubmitted_then_approved(
+    use_dev_server: TemporalClient, people: dict[str, User], purchase: RequestType
+) -> None:
+    request = submitted(people, purchase, amount=300)
+    response = post(people["reviewer1"], request, "request_changes", comment="Which brand?")
+    assert response.status_code == 200
+    assert "Changes are requested from the requester." in response.content.decode()
+    wait_until(lambda: status_of(request) == "changes_requested", what="changes requested")
+    wait_until(lambda: OutboundEmail.objects.filter(kind="changes_requested").exists(), what="email")
+    assert OutboundEmail.objects.get(kind="changes_requested").to == "requester@example.com"
+
+    # While changes are requested, reviewers cannot decide, and only the requester resubmits.
+    refused = post(people["reviewer2"], request, "approve")
+    assert refused.status_code == 409
+    assert "the requester has to resubmit" in refused.content.decode()
+    page = as_user(people["requester"]).get(request.get_absolute_url()).content.decode()
+    assert "Edit and resubmit" in page
+
+    resubmit = as_user(people["requester"]).post(
+        reverse("request_resubmit", args=[request.public_id]),
+        {
+            "title": "Desk, oak",
+            "details": "Brand: Nordwood",
+            "amount": "320.00",
+            "comment": "Added the brand",
+        },
+        **HTMX,
+        HTTP_HX_TARGET=f"actions-{request.public_id}",
+    )
+    assert resubmit.status_code == 400  # the form token is missing: nothing is sent
+    resubmit = as_user(people["requester"]).post(
+        reverse("request_resubmit", args=[request.public_id]),
+        {
+            "action_id": uuid.uuid4(),
+            "title": "Desk, oak",
+            "details": "Brand: Nordwood",
+            "amount": "320.00",
+            "comment": "Added the brand",
+        },
+        **HTMX,
+        HTTP_HX_TARGET=f"actions-{request.public_id}",
+    )
+    assert resubmit.status_code == 200, resubmit.content.decode()
+    assert "review starts again" in resubmit.content.decode()
+    wait_until(lambda: ApprovalRequest.objects.get(pk=request.pk).revision == 2, what="revision 2")
+    request.refresh_from_db()
+    assert (request.title, request.details, str(request.amount)) == ("Desk, oak", "Brand: Nordwood", "320.00")
+    assert list(request.revisions.values_list("number", "title")) == [(1, "Desk"), (2, "Desk, oak")]
+    wait_until(lambda: request.participants.filter(pending=True).count() == 2, what="stage restarted")
+
+    assert post(people["reviewer2"], request, "approve").status_code == 200
+    wait_until(lambda: status_of(request) == "approved", what="approved")
+    kinds = list(request.events.values_list("kind", flat=True))
+    assert kinds.count("stage_started") == 2
+    assert "resubmitted" in kinds
+
+
+def test_withdraw_stops_the_request_and_later_decisions_are_told_why(
+    use_dev_server: TemporalClient, people: dict[str, User], purchase: RequestType
+) -> None:
+    request = submitted(people, purchase)
+    assert post(people["reviewer1"], request, "withdraw").status_code == 403  # only the requester
+    response = post(people["requester"], request, "withdraw", comment="Bought it myself")
+    assert response.status_code == 200
+    assert "The request is withdrawn." in response.content.decode()
+    wait_until(lambda: status_of(request) == "withdrawn", what="withdrawn")
+    wait_until(
+        lambda: OutboundEmail.objects.filter(kind="withdrawn").count() == 2, what="emails to reviewers"
+    )
+
+    late = post(people["reviewer1"], request, "approve")
+    assert late.status_code == 409
+    assert "already withdrawn by requester" in late.content.decode()
+
+
+def test_comments_from_participants_only(
+    use_dev_server: TemporalClient, people: dict[str, User], purchase: RequestType
+) -> None:
+    request = submitted(people, purchase)
+    assert post(people["requester"], request, "comment", comment="It is urgent").status_code == 200
+    assert post(people["reviewer2"], request, "comment", comment="Looking at it").status_code == 200
+    assert post(people["outsider"], request, "comment", comment="Spam").status_code == 403
+    assert post(people["reviewer2"], request, "comment", comment="  ").status_code == 400
+    wait_until(lambda: request.events.filter(kind="comment").count() == 2, what="comments")
+    assert list(request.events.filter(kind="comment").values_list("actor_name", "comment")) == [
+        ("requester", "It is urgent"),
+        ("reviewer2", "Looking at it"),
+    ]
+
+
+def test_delegate_then_the_delegate_decides(
+    use_dev_server: TemporalClient, people: dict[str, User], purchase: RequestType
+) -> None:
+    request = submitted(people, purchase)
+    refused = post(people["reviewer1"], request, "delegate", delegate=people["requester"].pk)
+    assert refused.status_code == 409
+    assert "cannot approve their own request" in refused.content.decode()
+
+    response = post(
+        people["reviewer1"], request, "delegate", delegate=people["outsider"].pk, comment="On leave"
+    )
+    assert response.status_code == 200
+    assert "outsider now acts in your place." in response.content.decode()
+    wait_until(
+        lambda: request.participants.filter(user=people["outsider"], pending=True).exists(), what="delegate"
+    )
+    assert not request.participants.get(user=people["reviewer1"]).pending
+    inbox = as_user(people["outsider"]).get(reverse("inbox")).content.decode()
+    assert f'id="request-{request.public_id}"' in inbox and "Approve" in inbox
+
+    assert post(people["outsider"], request, "approve", comment="Approved for reviewer1").status_code == 200
+    wait_until(lambda: status_of(request) == "approved", what="approved")
+    assert request.events.filter(kind="delegated", actor_name="reviewer1", detail="to outsider").exists()
+
+
+def test_need_more_time_moves_the_deadline_with_an_audit_entry(
+    use_dev_server: TemporalClient, people: dict[str, User], purchase: RequestType
+) -> None:
+    request = submitted(people, purchase)
+    before = request.deadline
+    response = post(people["reviewer2"], request, "extend", extend_by="86400", comment="Waiting for a quote")
+    assert response.status_code == 200
+    wait_until(lambda: ApprovalRequest.objects.get(pk=request.pk).deadline != before, what="new deadline")
+    request.refresh_from_db()
+    assert request.deadline - before == timedelta(days=1)
+    entry = request.events.get(kind="extended")
+    assert (entry.actor_name, entry.comment) == ("reviewer2", "Waiting for a quote")
+    assert post(people["reviewer2"], request, "extend").status_code == 400  # how long is required
+
+
+def test_the_same_approval_posted_twice_counts_once(
+    use_dev_server: TemporalClient, people: dict[str, User], purchase: RequestType
+) -> None:
+    purchase.stages.update(rule="all")  # both reviewers: the request stays open after one approval
+    request = submitted(people, purchase)
+    action_id = uuid.uuid4()
+    first = post(people["reviewer1"], request, "approve", action_id=action_id)
+    second = post(people["reviewer1"], request, "approve", action_id=action_id)  # a double click
+    assert first.status_code == second.status_code == 200
+    assert "Your approval is recorded (1 of 2)." in second.content.decode()
+    again = post(people["reviewer1"], request, "approve")  # a new form, the same person
+    assert again.status_code == 409
+    assert "You already approved stage “Review”" in again.content.decode()
+    wait_until(lambda: request.events.filter(kind="approval").exists(), what="the approval")
+    assert request.events.filter(kind="approval").count() == 1
+    assert status_of(request) == "in_review"
+
+
+def test_editing_the_policy_does_not_change_requests_in_flight(
+    use_dev_server: TemporalClient, people: dict[str, User], purchase: RequestType
+) -> None:
+    request = submitted(people, purchase)
+    stage = purchase.stages.get()
+    stage.approver_users.set([people["manager"]])
+    stage.deadline = timedelta(minutes=5)
+    stage.save()
+
+    state = services.request_live_state(request=request)
+    assert state is not None
+    assert sorted(a.name for a in state.pending()) == ["reviewer1", "reviewer2"]
+    assert state.stage.deadline - state.stage.started_at == timedelta(days=3)
+    later = submitted(people, purchase, title="Chair")
+    assert list(later.participants.values_list("user__username", flat=True)) == ["manager"]
