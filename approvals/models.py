@@ -176,6 +176,7 @@ class ApprovalRequest(models.Model):
     status = models.CharField(max_length=20, choices=STATUS_CHOICES, default=RequestStatus.SUBMITTED.value)
     version = models.PositiveIntegerField(default=0)
     stage_name = models.CharField(max_length=100, blank=True)
+    stage_version = models.PositiveIntegerField(default=0, help_text="Bumps whenever a stage (re)starts.")
     stage_number = models.PositiveSmallIntegerField(default=0)
     stage_count = models.PositiveSmallIntegerField(default=0)
     deadline = models.DateTimeField(null=True, blank=True)
@@ -293,6 +294,19 @@ class RequestEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.request} #{self.seq} {self.kind}"
+
+
+class EmailLinkUse(models.Model):
+    """An approve/reject link from an email that has been used: each link works once."""
+
+    link_id = models.UUIDField(unique=True)
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="email_link_uses")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    action = models.CharField(max_length=20)
+    used_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.action} link of {self.user} on {self.request}"
 
 
 class OutboundEmail(models.Model):

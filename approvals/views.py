@@ -229,3 +229,26 @@ def request_resubmit(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
 @staff_member_required
 def mailbox(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "approvals/mailbox.html", {"emails": selectors.mailbox()})
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def email_action(request: HtmxHttpRequest, token: str) -> HttpResponse:
+    """An approve/reject link from an email: GET asks to confirm and changes nothing; POST acts."""
+    template = "approvals/email_action.html"
+    try:
+        link = services.email_link_check(token=token, user=request.user)
+    except services.LinkRefused as exc:
+        logger.warning("Refused email link for %s: %s", request.user, exc)
+        return render(request, template, {"refused": str(exc)}, status=exc.status)
+    context: dict[str, Any] = {"link": link, "r": link.request, "token": token}
+    if request.method == "POST":
+        comment = request.POST.get("comment", "")[:4000]
+        try:
+            services.email_link_use(token=token, user=request.user, comment=comment)
+        except services.LinkRefused as exc:
+            return render(request, template, {"refused": str(exc)}, status=exc.status)
+        except ApprovalError as exc:
+            return render(request, template, {**context, "error": str(exc), "comment": comment}, status=400)
+        return render(request, template, {**context, "done": True})
+    return render(request, template, context)

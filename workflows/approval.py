@@ -564,6 +564,7 @@ class ApprovalWorkflow:
             revision=s.revision,
             content=s.content,
             stage_name=stage.name if stage else "",
+            stage_version=stage.version if stage else 0,
             stage_number=done + 1 if stage else 0,
             stage_count=done + remaining,
             deadline=stage.deadline if stage and s.status == RequestStatus.IN_REVIEW else None,

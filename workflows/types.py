@@ -337,6 +337,7 @@ class Projection:
     new_participants: list[Assignee]
     events: list[TimelineEntry]
     decided: Decided | None = None
+    stage_version: int = 0
 
 
 @dataclass

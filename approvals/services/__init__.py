@@ -1,6 +1,12 @@
 """Services: every write, and every conversation with Temporal, goes through here."""
 
-from approvals.services.actions import request_act, request_live_state
+from approvals.services.actions import request_act, request_live_state, request_signal
+from approvals.services.email_links import (
+    LinkRefused,
+    email_link_check,
+    email_link_make,
+    email_link_use,
+)
 from approvals.services.notifications import notification_send
 from approvals.services.policies import policy_snapshot
 from approvals.services.projection import approvers_resolve, request_project
@@ -12,6 +18,11 @@ from approvals.services.requests import (
 )
 
 __all__ = [
+    "LinkRefused",
+    "email_link_check",
+    "email_link_make",
+    "email_link_use",
+    "request_signal",
     "approval_input_for",
     "approvers_resolve",
     "notification_send",

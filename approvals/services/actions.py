@@ -57,36 +57,14 @@ def request_act(
     update's validator ("already approved by X at 10:02"), and a refusal leaves no trace.
     `action_id` makes a repeated submission of the same form count once.
     """
-    is_requester = actor.pk == request.requester_id
-    is_participant = request.participants.filter(user=actor).exists()
-    if kind in REQUESTER_ACTIONS and not is_requester:
-        raise NotAllowed("Only the requester can do that.")
-    if kind in APPROVER_ACTIONS:
-        if is_requester:
-            raise NotAllowed("You cannot decide on your own request.")
-        if not is_participant:
-            raise NotAllowed("You are not an approver of this request, so you cannot decide it.")
-    if kind == ActionKind.COMMENT and not (is_requester or is_participant):
-        raise NotAllowed("Only the requester and the request's approvers can comment.")
-    if kind == ActionKind.DELEGATE and (delegate is None or not delegate.is_active):
-        raise InvalidInput("Choose an active person to delegate to.")
-    if not request.is_open:
-        by = f" by {request.decided_by_name}" if request.decided_by_name else ""
-        raise ActionRefused(f"This request is already {request.get_status_display().lower()}{by}.")
-    if request.workflow_started_at is None:
-        raise ReviewNotStarted(
-            "Review has not started yet: the workflow service is catching up. Try again shortly."
-        )
-
-    action = Action(
+    action = _checked_action(
+        request=request,
+        actor=actor,
         kind=kind,
-        actor_id=actor.pk,
-        actor_name=display_name(actor),
-        comment=comment.strip(),
-        action_id=str(action_id or uuid.uuid4()),
-        delegate_id=delegate.pk if delegate else None,
-        delegate_name=display_name(delegate) if delegate else "",
-        extend_seconds=int(extend_by.total_seconds()) if extend_by else 0,
+        comment=comment,
+        action_id=action_id,
+        delegate=delegate,
+        extend_by=extend_by,
         content=Content(title=title, details=details, amount=None if amount is None else str(amount))
         if kind == ActionKind.RESUBMIT
         else None,
@@ -112,6 +90,74 @@ def request_act(
         raise WorkflowUnavailable(
             "The workflow service did not answer, so this was not recorded. Please try again."
         ) from exc
+
+
+def request_signal(
+    *, request: ApprovalRequest, actor: User, kind: ActionKind, comment: str = "", action_id: uuid.UUID
+) -> None:
+    """Send an action as a signal: accepted by Temporal even while no worker runs.
+
+    For email links and integrations. The workflow applies it if it still fits when it arrives
+    (and drops it otherwise); `action_id` makes a repeated signal count once.
+    """
+    action = _checked_action(request=request, actor=actor, kind=kind, comment=comment, action_id=action_id)
+
+    async def signal(client: Client) -> None:
+        handle = client.get_workflow_handle(request.workflow_id)
+        await handle.signal(ApprovalWorkflow.act, action, rpc_timeout=settings.TEMPORAL_RPC_TIMEOUT)
+
+    try:
+        temporal.call(signal)
+    except temporal.UNREACHABLE as exc:
+        logger.warning("Could not signal %s to %s: %s", kind, request.workflow_id, exc)
+        raise WorkflowUnavailable(
+            "The workflow service did not answer, so this was not recorded. Please try again."
+        ) from exc
+
+
+def _checked_action(
+    *,
+    request: ApprovalRequest,
+    actor: User,
+    kind: ActionKind,
+    comment: str,
+    action_id: uuid.UUID | None,
+    delegate: User | None = None,
+    extend_by: timedelta | None = None,
+    content: Content | None = None,
+) -> Action:
+    """The action, once the read model says this person may take it at all."""
+    is_requester = actor.pk == request.requester_id
+    is_participant = request.participants.filter(user=actor).exists()
+    if kind in REQUESTER_ACTIONS and not is_requester:
+        raise NotAllowed("Only the requester can do that.")
+    if kind in APPROVER_ACTIONS:
+        if is_requester:
+            raise NotAllowed("You cannot decide on your own request.")
+        if not is_participant:
+            raise NotAllowed("You are not an approver of this request, so you cannot decide it.")
+    if kind == ActionKind.COMMENT and not (is_requester or is_participant):
+        raise NotAllowed("Only the requester and the request's approvers can comment.")
+    if kind == ActionKind.DELEGATE and (delegate is None or not delegate.is_active):
+        raise InvalidInput("Choose an active person to delegate to.")
+    if not request.is_open:
+        by = f" by {request.decided_by_name}" if request.decided_by_name else ""
+        raise ActionRefused(f"This request is already {request.get_status_display().lower()}{by}.")
+    if request.workflow_started_at is None:
+        raise ReviewNotStarted(
+            "Review has not started yet: the workflow service is catching up. Try again shortly."
+        )
+    return Action(
+        kind=kind,
+        actor_id=actor.pk,
+        actor_name=display_name(actor),
+        comment=comment.strip(),
+        action_id=str(action_id or uuid.uuid4()),
+        delegate_id=delegate.pk if delegate else None,
+        delegate_name=display_name(delegate) if delegate else "",
+        extend_seconds=int(extend_by.total_seconds()) if extend_by else 0,
+        content=content,
+    )
 
 
 def request_live_state(*, request: ApprovalRequest) -> RequestState | None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import smtplib
+
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.mail import EmailMultiAlternatives
@@ -10,7 +13,11 @@ from django.utils import timezone
 
 from approvals.exceptions import NotFound
 from approvals.models import ApprovalRequest, OutboundEmail
-from workflows.types import NotificationInput, NotificationKind
+from approvals.services.email_links import email_link_make
+from workflows.types import ActionKind, NotificationInput, NotificationKind
+
+logger = logging.getLogger(__name__)
+DECISION_EMAILS = (NotificationKind.ASSIGNED, NotificationKind.REMINDER, NotificationKind.ESCALATED)
 
 EMAIL_SUBJECTS = {
     NotificationKind.ASSIGNED: "Please review: {title}",
@@ -47,6 +54,9 @@ def _email_once(*, request: ApprovalRequest, notification: NotificationInput, us
         "actor_name": notification.actor_name,
         "url": settings.SITE_URL + request.get_absolute_url(),
     }
+    if kind in DECISION_EMAILS and request.participants.filter(user=user, pending=True).exists():
+        context["approve_url"] = email_link_make(user=user, request=request, action=ActionKind.APPROVE)
+        context["reject_url"] = email_link_make(user=user, request=request, action=ActionKind.REJECT)
     email, _ = OutboundEmail.objects.get_or_create(
         idempotency_key=key,
         defaults={
@@ -71,5 +81,22 @@ def _email_once(*, request: ApprovalRequest, notification: NotificationInput, us
         email.subject, email.body_text, to=[email.to], headers={"X-Idempotency-Key": key}
     )
     message.attach_alternative(email.body_html, "text/html")
-    message.send()  # A connection error propagates and the activity retries with backoff.
+    try:
+        message.send()
+    except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused) as exc:
+        # The address is refused for good: retrying cannot help. Recorded for staff to see.
+        OutboundEmail.objects.filter(pk=email.pk).update(
+            status=OutboundEmail.Status.FAILED, error=str(exc)[:2000]
+        )
+        logger.warning("Email %s to %s refused: %s", key, email.to, exc)
+        return
+    except smtplib.SMTPResponseException as exc:
+        if 500 <= exc.smtp_code < 600:
+            OutboundEmail.objects.filter(pk=email.pk).update(
+                status=OutboundEmail.Status.FAILED, error=f"{exc.smtp_code} {exc.smtp_error!r}"[:2000]
+            )
+            logger.warning("Email %s to %s failed permanently: %s", key, email.to, exc)
+            return
+        raise  # 4xx: a temporary failure; the activity retries with backoff
+    # Any other error (connection refused, timeout) propagates and the activity retries.
     OutboundEmail.objects.filter(pk=email.pk).update(status=OutboundEmail.Status.SENT, sent_at=timezone.now())

@@ -101,6 +101,7 @@ def request_project(*, projection: Projection) -> None:
     request.revision = projection.revision
     request.title, request.details, request.amount = content.title, content.details, amount
     request.stage_name = projection.stage_name
+    request.stage_version = projection.stage_version
     request.stage_number = projection.stage_number
     request.stage_count = projection.stage_count
     request.deadline = projection.deadline

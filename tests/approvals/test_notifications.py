@@ -1,0 +1,112 @@
+"""Email through a real SMTP listener (aiosmtpd): once per key, and bad addresses fail for good."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from email import message_from_bytes
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope, Session
+from django.contrib.auth.models import User
+
+from approvals.models import OutboundEmail, RequestType
+from approvals.services import notification_send
+from tests.conftest import free_port, make_request
+from workflows.types import NotificationInput, NotificationKind
+
+
+class Mailbox:
+    """An SMTP server's handler: keeps what it accepts, refuses one address for good."""
+
+    refused = "bounce@example.com"
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+
+    async def handle_RCPT(
+        self, server: Any, session: Session, envelope: Envelope, address: str, options: Any
+    ) -> str:
+        if address == self.refused:
+            return "550 5.1.1 No such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 Message accepted"
+
+
+@pytest.fixture
+def smtp(settings: Any) -> Iterator[Mailbox]:
+    mailbox = Mailbox()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", controller.port
+    yield mailbox
+    controller.stop()
+
+
+def note(request_id: str, user: User, key: str = "key-1") -> NotificationInput:
+    return NotificationInput(
+        request_id=request_id, kind=NotificationKind.ASSIGNED, recipient_ids=[user.pk], idempotency_key=key
+    )
+
+
+def test_a_retried_send_reaches_the_server_once(
+    smtp: Mailbox, people: dict[str, User], purchase: RequestType
+) -> None:
+    request = make_request(people, purchase, started=True)
+    notification = note(str(request.public_id), people["reviewer1"])
+    notification_send(notification=notification)
+    notification_send(notification=notification)  # the activity, retried after a lost acknowledgement
+    assert len(smtp.messages) == 1
+    message = smtp.messages[0]
+    assert message["To"] == "reviewer1@example.com"
+    assert message["Subject"] == "Please review: New laptop"
+    assert message["X-Idempotency-Key"] == f"key-1:{people['reviewer1'].pk}"
+    assert OutboundEmail.objects.get().status == OutboundEmail.Status.SENT
+
+
+def test_a_refused_address_fails_for_good_and_is_recorded(
+    smtp: Mailbox, people: dict[str, User], purchase: RequestType
+) -> None:
+    request = make_request(people, purchase, started=True)
+    people["reviewer2"].email = Mailbox.refused
+    people["reviewer2"].save()
+    notification_send(
+        notification=note(str(request.public_id), people["reviewer2"])
+    )  # no exception: no retry
+    email = OutboundEmail.objects.get()
+    assert email.status == OutboundEmail.Status.FAILED
+    assert "550" in email.error
+    assert smtp.messages == []
+    notification_send(notification=note(str(request.public_id), people["reviewer2"]))
+    assert OutboundEmail.objects.get().status == OutboundEmail.Status.FAILED  # not tried again
+
+
+def test_an_unreachable_server_is_retried_later(
+    settings: Any, smtp: Mailbox, people: dict[str, User], purchase: RequestType
+) -> None:
+    request = make_request(people, purchase, started=True)
+    working_port, settings.EMAIL_PORT = settings.EMAIL_PORT, free_port()  # nothing listens there
+    with pytest.raises(OSError):
+        notification_send(notification=note(str(request.public_id), people["reviewer1"]))
+    assert OutboundEmail.objects.get().status == OutboundEmail.Status.PENDING
+    settings.EMAIL_PORT = working_port
+    notification_send(notification=note(str(request.public_id), people["reviewer1"]))
+    assert OutboundEmail.objects.get().status == OutboundEmail.Status.SENT
+    assert len(smtp.messages) == 1
+
+
+def test_a_user_without_an_address_is_recorded_not_retried(
+    smtp: Mailbox, people: dict[str, User], purchase: RequestType
+) -> None:
+    request = make_request(people, purchase, started=True)
+    people["reviewer1"].email = ""
+    people["reviewer1"].save()
+    notification_send(notification=note(str(request.public_id), people["reviewer1"]))
+    email = OutboundEmail.objects.get()
+    assert (email.status, email.error) == (OutboundEmail.Status.FAILED, "reviewer1 has no email address.")
