@@ -6,6 +6,7 @@ cannot fix are raised as non-retryable ApplicationErrors so the workflow learns 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
@@ -53,12 +54,24 @@ def resolve_approvers(assign: AssignInput) -> list[Assignee]:
     return services.approvers_resolve(assign=assign)
 
 
-@activity.defn
 @_django_activity
-def project_state(projection: Projection) -> None:
-    from approvals import services
+def _project(projection: Projection) -> list[int]:
+    from approvals import live, services
 
     services.request_project(projection=projection)
+    return live.audience(public_id=projection.request_id)
+
+
+@activity.defn
+async def project_state(projection: Projection) -> None:
+    """Project the state into the read model, then tell open dashboards (best effort)."""
+    audience = await asyncio.to_thread(_project, projection)
+    from approvals import live
+
+    try:
+        await live.send_changed(public_id=projection.request_id, user_ids=audience)
+    except Exception:  # a down channel layer must not hold up the request; pages catch up on load
+        activity.logger.exception("Could not push the change of %s to live pages", projection.request_id)
 
 
 @activity.defn

@@ -59,11 +59,35 @@ async def relay_outbox(stop: asyncio.Event, interval: float) -> None:
             pass
 
 
-async def run_until_stopped(client: Client, stop: asyncio.Event, outbox_interval: float) -> None:
+async def run_until_stopped(
+    client: Client, stop: asyncio.Event, outbox_interval: float, task_queue: str
+) -> None:
     with concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="activity") as executor:
-        worker = build_worker(client, executor)
+        worker = build_worker(client, executor, task_queue)
         relay = asyncio.create_task(relay_outbox(stop, outbox_interval))
         async with worker:
-            logger.info("Worker polling task queue %s", INTERACTIVE_TASK_QUEUE)
+            logger.info("Worker polling task queue %s", task_queue)
             await stop.wait()
         await relay
+
+
+async def serve(stop: asyncio.Event) -> None:
+    """Connect to Temporal (waiting while it is away), then run the worker until `stop` is set."""
+    from django.conf import settings
+
+    from workflows import client as temporal
+
+    client = None
+    while client is None and not stop.is_set():
+        try:
+            client = await temporal.connect()
+        except RuntimeError as exc:
+            logger.warning(
+                "Temporal at %s is not reachable (%s); retrying in 2s", settings.TEMPORAL_ADDRESS, exc
+            )
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=2)
+            except TimeoutError:
+                pass
+    if client is not None:
+        await run_until_stopped(client, stop, settings.OUTBOX_POLL_SECONDS, settings.TEMPORAL_TASK_QUEUE)

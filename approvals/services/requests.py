@@ -22,7 +22,7 @@ from approvals.models import ApprovalRequest, RequestEvent, RequestRevision, Req
 from approvals.services.policies import policy_snapshot
 from workflows import client as temporal
 from workflows.approval import ApprovalWorkflow
-from workflows.types import INTERACTIVE_TASK_QUEUE, ApprovalInput, Content, EventKind, Policy
+from workflows.types import ApprovalInput, Content, EventKind, Policy
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def request_start_workflow(*, public_id: Any) -> bool:
             ApprovalWorkflow.run,
             workflow_input,
             id=request.workflow_id,
-            task_queue=INTERACTIVE_TASK_QUEUE,
+            task_queue=settings.TEMPORAL_TASK_QUEUE,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             rpc_timeout=settings.TEMPORAL_RPC_TIMEOUT,
         )

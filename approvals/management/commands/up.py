@@ -92,7 +92,6 @@ class Command(BaseCommand):
                 ],
                 temporal_port,
             ),
-            ("The worker", [*manage, "temporal_worker"], None),
             (
                 "The web server",
                 [
@@ -110,6 +109,13 @@ class Command(BaseCommand):
                 port,
             ),
         ]
+        if settings.REDIS_URL:
+            # Redis carries live updates between processes: the worker runs on its own.
+            commands.insert(1, ("The worker", [*manage, "temporal_worker"], None))
+        else:
+            # The in-memory channel layer reaches only its own process: the worker runs in the web
+            # server's, on its event loop (see approvals/asgi.py).
+            env["TEMPORAL_WORKER_IN_WEB"] = "1"
         processes: list[tuple[str, subprocess.Popen[bytes]]] = []
         stopping = False
 

@@ -1,0 +1,10 @@
+// Live updates arrive over the websocket (htmx ws extension) and replace elements by id.
+// A request that newly waits for this user has no row in the inbox yet: add it on top.
+document.addEventListener("htmx:oobErrorNoTarget", (event) => {
+  const row = event.detail.content;
+  const rows = document.getElementById("inbox-rows");
+  if (!rows || !row || !row.matches || !row.matches("tr[data-live-insert]")) return;
+  document.getElementById("inbox-empty")?.remove();
+  rows.prepend(row);
+  htmx.process(row);
+});

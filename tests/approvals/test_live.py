@@ -1,0 +1,135 @@
+"""Live updates over websockets: who may listen, what they hear, and across processes (Redis)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async as sync
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
+from django.test import Client
+
+from approvals import live
+from approvals.asgi import application
+from approvals.models import RequestType
+from tests.conftest import PASSWORD, make_request
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+def cookie_for(user: User) -> tuple[bytes, bytes]:
+    client = Client()
+    assert client.login(username=user.username, password=PASSWORD)
+    return (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
+
+
+async def connect(path: str, *headers: tuple[bytes, bytes]) -> tuple[WebsocketCommunicator, bool]:
+    communicator = WebsocketCommunicator(application, path, headers=list(headers))
+    connected, _ = await communicator.connect(timeout=5)
+    return communicator, connected
+
+
+@pytest.fixture
+def in_memory(settings: Any) -> None:
+    settings.CHANNEL_LAYERS = IN_MEMORY
+
+
+@pytest.mark.usefixtures("in_memory")
+def test_anonymous_foreign_origin_and_unknown_views_are_refused(people: dict[str, User]) -> None:
+    async def scenario() -> None:
+        _, connected = await connect("/ws/live/?view=inbox", ORIGIN)
+        assert not connected, "anonymous"
+        _, connected = await connect("/ws/live/?view=inbox", (b"origin", b"http://evil.example"), cookie)
+        assert not connected, "foreign origin"
+        _, connected = await connect("/ws/live/?view=everything", ORIGIN, cookie)
+        assert not connected, "unknown view"
+        communicator, connected = await connect("/ws/live/?view=inbox", ORIGIN, cookie)
+        assert connected
+        await communicator.disconnect()
+
+    cookie = cookie_for(people["reviewer1"])
+    async_to_sync(scenario)()
+
+
+@pytest.mark.usefixtures("in_memory")
+def test_each_page_hears_what_it_shows_and_only_people_who_may_see_it_hear(
+    people: dict[str, User], purchase: RequestType
+) -> None:
+    request = make_request(people, purchase, started=True)
+    public_id = str(request.public_id)
+    cookies = {name: cookie_for(people[name]) for name in ("reviewer1", "requester", "outsider", "admin")}
+
+    async def scenario() -> None:
+        inbox, _ = await connect("/ws/live/?view=inbox", ORIGIN, cookies["reviewer1"])
+        mine, _ = await connect("/ws/live/?view=mine", ORIGIN, cookies["requester"])
+        page, _ = await connect(f"/ws/live/?view=request&id={public_id}", ORIGIN, cookies["requester"])
+        other_page, _ = await connect("/ws/live/?view=request&id=someone-else", ORIGIN, cookies["requester"])
+        outsider, _ = await connect("/ws/live/?view=inbox", ORIGIN, cookies["outsider"])
+        staff, _ = await connect(f"/ws/live/?view=request&id={public_id}", ORIGIN, cookies["admin"])
+
+        await live.send_changed(public_id=public_id, user_ids=await sync(live.audience)(public_id=public_id))
+
+        row = await inbox.receive_from(timeout=5)
+        assert (
+            row.startswith(f'<tr id="request-{public_id}"') and "data-live-insert" in row and "Approve" in row
+        )
+        assert (await mine.receive_from(timeout=5)).strip().startswith(f'<tr id="mine-{public_id}"')
+        assert f'<section id="status-{public_id}"' in await page.receive_from(timeout=5)
+        assert f'<section id="status-{public_id}"' in await staff.receive_from(timeout=5)
+        assert await other_page.receive_nothing(timeout=0.3)
+        assert await outsider.receive_nothing(timeout=0.3)
+        for communicator in (inbox, mine, page, other_page, outsider, staff):
+            await communicator.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def redis_reachable() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def test_an_update_sent_from_another_process_arrives_through_redis(
+    settings: Any, people: dict[str, User], purchase: RequestType
+) -> None:
+    if not redis_reachable():
+        if os.environ.get("CI"):
+            pytest.fail("Redis at 127.0.0.1:6379 is required under CI")
+        pytest.skip("no Redis at 127.0.0.1:6379")
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+    }
+    request = make_request(people, purchase, started=True)
+    public_id = str(request.public_id)
+    cookie = cookie_for(people["reviewer1"])
+    sender = (
+        "import django; django.setup()\n"
+        "from asgiref.sync import async_to_sync\n"
+        "from approvals import live\n"
+        f"async_to_sync(live.send_changed)(public_id={public_id!r}, user_ids=[{people['reviewer1'].pk}])\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "approvals.settings", "REDIS_URL": REDIS_URL}
+
+    async def scenario() -> None:
+        inbox, connected = await connect("/ws/live/?view=inbox", ORIGIN, cookie)
+        assert connected
+        # The worker's side: another process, another event loop, only Redis in common.
+        subprocess.run([sys.executable, "-c", sender], cwd=BASE_DIR, env=env, check=True, timeout=60)
+        row = await inbox.receive_from(timeout=10)
+        assert row.startswith(f'<tr id="request-{public_id}"')
+        await inbox.disconnect()
+
+    async_to_sync(scenario)()
