@@ -264,7 +264,7 @@ class Participant(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["request", "user"], name="participant_once")]
-        indexes = [models.Index(fields=["user", "pending"])]
+        indexes = [models.Index(fields=["user", "pending", "-added_at"])]
 
     def __str__(self) -> str:
         return f"{self.user} on {self.request}"

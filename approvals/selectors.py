@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Q, QuerySet
 
 from approvals.exceptions import NotFound
 from approvals.models import OPEN_STATUSES, ApprovalRequest, OutboundEmail, Participant
+from workflows.types import RequestStatus
 
 
 def _with_related(qs: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest]:
@@ -30,25 +31,24 @@ def request_list_for_requester(*, user: User) -> QuerySet[ApprovalRequest]:
     return _with_related(ApprovalRequest.objects.filter(requester=user)).order_by("-created_at")
 
 
-def inbox_for_reviewer(*, user: User, limit: int = 100) -> list[ApprovalRequest]:
-    """Requests waiting for this user first (soonest deadline first), then ones they were on."""
-    qs = (
-        _with_related(ApprovalRequest.objects.filter(participants__user=user).exclude(requester=user))
-        .annotate(
-            waiting=Case(
-                When(
-                    participants__user=user,
-                    participants__pending=True,
-                    status__in=OPEN_STATUSES,
-                    then=Value(0),
-                ),
-                default=Value(1),
-                output_field=IntegerField(),
-            )
+def inbox_waiting(*, user: User) -> QuerySet[ApprovalRequest]:
+    """Requests waiting for this user's decision now, soonest deadline first."""
+    return _with_related(
+        ApprovalRequest.objects.filter(
+            participants__user=user, participants__pending=True, status=RequestStatus.IN_REVIEW
         )
-        .order_by("waiting", "deadline", "-created_at")
+    ).order_by("deadline", "created_at")
+
+
+def inbox_recent(*, user: User, limit: int = 20) -> list[ApprovalRequest]:
+    """Requests this user was assigned to and no longer waits on, most recently assigned first."""
+    request_ids = (
+        Participant.objects.filter(user=user, pending=False)
+        .order_by("-added_at")
+        .values_list("request_id", flat=True)[:limit]
     )
-    return list(qs[:limit])
+    by_id = {r.pk: r for r in _with_related(ApprovalRequest.objects.filter(pk__in=list(request_ids)))}
+    return [by_id[pk] for pk in request_ids if pk in by_id]
 
 
 def reviewer_pending_count(*, user: User) -> int:

@@ -6,6 +6,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Page, Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -75,6 +76,14 @@ def _detail_context(request: HtmxHttpRequest, approval: ApprovalRequest, **extra
     }
 
 
+PAGE_SIZE = 25
+
+
+def _page(request: HttpRequest, queryset: Any) -> Page:
+    """One page of a list; a bad or too-large page number gives the first or last page."""
+    return Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+
+
 @require_GET
 @login_required
 def home(request: HtmxHttpRequest) -> HttpResponse:
@@ -82,7 +91,7 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
         request,
         "approvals/home.html",
         {
-            "my_requests": selectors.request_list_for_requester(user=request.user)[:50],
+            "page": _page(request, selectors.request_list_for_requester(user=request.user)),
             "pending_count": selectors.reviewer_pending_count(user=request.user),
         },
     )
@@ -131,15 +140,14 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
     template = "approvals/inbox.html"
     if request.htmx:
         template += "#inbox-list"
+    page = _page(request, selectors.inbox_waiting(user=request.user))
     return render(
         request,
         template,
         {
-            "items": selectors.inbox_for_reviewer(user=request.user),
-            "pending_ids": set(
-                request.user.participations.filter(pending=True).values_list("request_id", flat=True)
-            ),
-            "action_form": ActionForm(),
+            "page": page,
+            "pending_ids": {r.pk for r in page},
+            "recent": selectors.inbox_recent(user=request.user),
         },
     )
 

@@ -79,4 +79,4 @@ async def project_state(projection: Projection) -> None:
 def send_notification(notification: NotificationInput) -> None:
     from approvals import services
 
-    services.notification_send(notification=notification)
+    services.notification_send(notification=notification, heartbeat=activity.heartbeat)

@@ -48,6 +48,9 @@ with workflow.unsafe.imports_passed_through():
     )
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
+# A batch of emails may take a while; a heartbeat after each recipient shows it is alive.
+EMAIL_TIMEOUT = timedelta(minutes=5)
+EMAIL_HEARTBEAT = timedelta(seconds=30)
 ACTIVITY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -543,7 +546,8 @@ class ApprovalWorkflow:
             await workflow.execute_activity(
                 activities.send_notification,
                 notification,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                start_to_close_timeout=EMAIL_TIMEOUT,
+                heartbeat_timeout=EMAIL_HEARTBEAT,
                 retry_policy=ACTIVITY_RETRY,
             )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -31,8 +32,13 @@ EMAIL_SUBJECTS = {
 }
 
 
-def notification_send(*, notification: NotificationInput) -> None:
-    """Email each recipient once per idempotency key, however often this is retried."""
+def notification_send(
+    *, notification: NotificationInput, heartbeat: Callable[[str], None] | None = None
+) -> None:
+    """Email each recipient once per idempotency key, however often this is retried.
+
+    `heartbeat` is called after each recipient, so a long batch shows it is alive.
+    """
     request = (
         ApprovalRequest.objects.select_related("request_type", "requester")
         .filter(public_id=notification.request_id)
@@ -42,6 +48,8 @@ def notification_send(*, notification: NotificationInput) -> None:
         raise NotFound(f"No request {notification.request_id}.")
     for user in User.objects.filter(pk__in=notification.recipient_ids).order_by("pk"):
         _email_once(request=request, notification=notification, user=user)
+        if heartbeat is not None:
+            heartbeat(f"sent to user {user.pk}")
 
 
 def _email_once(*, request: ApprovalRequest, notification: NotificationInput, user: User) -> None:

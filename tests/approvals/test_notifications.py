@@ -110,3 +110,19 @@ def test_a_user_without_an_address_is_recorded_not_retried(
     notification_send(notification=note(str(request.public_id), people["reviewer1"]))
     email = OutboundEmail.objects.get()
     assert (email.status, email.error) == (OutboundEmail.Status.FAILED, "reviewer1 has no email address.")
+
+
+def test_a_batch_heartbeats_after_each_recipient(
+    smtp: Mailbox, people: dict[str, User], purchase: RequestType
+) -> None:
+    request = make_request(people, purchase, started=True)
+    beats: list[str] = []
+    batch = NotificationInput(
+        request_id=str(request.public_id),
+        kind=NotificationKind.REMINDER,
+        recipient_ids=[people["reviewer1"].pk, people["reviewer2"].pk],
+        idempotency_key="batch",
+    )
+    notification_send(notification=batch, heartbeat=beats.append)
+    assert beats == [f"sent to user {people['reviewer1'].pk}", f"sent to user {people['reviewer2'].pk}"]
+    assert sorted(m["To"] for m in smtp.messages) == ["reviewer1@example.com", "reviewer2@example.com"]

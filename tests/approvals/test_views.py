@@ -225,3 +225,20 @@ def test_submitting_the_same_form_twice_makes_one_request(
     assert response.status_code == 400
     assert "reload the page and submit again" in response.content.decode()
     assert ApprovalRequest.objects.count() == 1
+
+
+def test_lists_are_paginated_and_bad_page_numbers_are_harmless(
+    client: Client, people: dict[str, User], purchase: RequestType, temporal_unreachable: str
+) -> None:
+    for _ in range(30):
+        make_request(people, purchase, started=True)
+    login(client, people["reviewer1"])
+    first = client.get(reverse("inbox")).content.decode()
+    assert first.count('<tr id="request-') == 25
+    assert "Page 1 of 2" in first and 'Waiting for you <span class="muted">(30)</span>' in first
+    assert client.get(reverse("inbox"), {"page": "2"}).content.decode().count('<tr id="request-') == 5
+    assert client.get(reverse("inbox"), {"page": "999"}).content.decode().count('<tr id="request-') == 5
+    assert client.get(reverse("inbox"), {"page": "x'; drop"}).status_code == 200
+    login(client, people["requester"])
+    mine = client.get(reverse("home"), {"page": "2"}).content.decode()
+    assert mine.count('<tr id="mine-') == 5 and "Page 2 of 2" in mine
