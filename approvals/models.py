@@ -256,6 +256,8 @@ class Participant(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="participations"
     )
     pending = models.BooleanField(default=False)
+    # The request's deadline while this person is pending, so the inbox sorts on one index.
+    deadline = models.DateTimeField(null=True, blank=True)
     level = models.PositiveSmallIntegerField(default=0, help_text="0: stage approver; k: escalation level k")
     acting_for = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -264,7 +266,10 @@ class Participant(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["request", "user"], name="participant_once")]
-        indexes = [models.Index(fields=["user", "pending", "-added_at"])]
+        indexes = [
+            models.Index(fields=["user", "pending", "deadline"]),
+            models.Index(fields=["user", "pending", "-added_at"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.user} on {self.request}"

@@ -8,8 +8,7 @@ from django.contrib.auth.models import User
 from django.db.models import Q, QuerySet
 
 from approvals.exceptions import NotFound
-from approvals.models import OPEN_STATUSES, ApprovalRequest, OutboundEmail, Participant
-from workflows.types import RequestStatus
+from approvals.models import ApprovalRequest, OutboundEmail, Participant
 
 
 def _with_related(qs: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest]:
@@ -31,13 +30,17 @@ def request_list_for_requester(*, user: User) -> QuerySet[ApprovalRequest]:
     return _with_related(ApprovalRequest.objects.filter(requester=user)).order_by("-created_at")
 
 
-def inbox_waiting(*, user: User) -> QuerySet[ApprovalRequest]:
-    """Requests waiting for this user's decision now, soonest deadline first."""
-    return _with_related(
-        ApprovalRequest.objects.filter(
-            participants__user=user, participants__pending=True, status=RequestStatus.IN_REVIEW
-        )
-    ).order_by("deadline", "created_at")
+def inbox_waiting(*, user: User) -> QuerySet[Participant]:
+    """This user's places on requests waiting for their decision, soonest deadline first.
+
+    `pending` is only ever set while a request is in review (the projection clears it) and
+    carries the request's deadline, so one index answers both the count and each page.
+    """
+    return (
+        Participant.objects.filter(user=user, pending=True)
+        .select_related("request__request_type", "request__requester")
+        .order_by("deadline", "request_id")
+    )
 
 
 def inbox_recent(*, user: User, limit: int = 20) -> list[ApprovalRequest]:
@@ -52,7 +55,7 @@ def inbox_recent(*, user: User, limit: int = 20) -> list[ApprovalRequest]:
 
 
 def reviewer_pending_count(*, user: User) -> int:
-    return Participant.objects.filter(user=user, pending=True, request__status__in=OPEN_STATUSES).count()
+    return Participant.objects.filter(user=user, pending=True).count()
 
 
 def waiting_for(*, request: ApprovalRequest) -> list[Participant]:

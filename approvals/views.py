@@ -146,7 +146,8 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
         template,
         {
             "page": page,
-            "pending_ids": {r.pk for r in page},
+            "waiting": [p.request for p in page],
+            "pending_ids": {p.request_id for p in page},
             "recent": selectors.inbox_recent(user=request.user),
         },
     )

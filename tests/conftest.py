@@ -210,7 +210,7 @@ def make_request(
     if started:
         stage = request_type.stages.first()
         for user in stage.approver_users.exclude(pk=request.requester_id):
-            Participant.objects.create(request=request, user=user, pending=True)
+            Participant.objects.create(request=request, user=user, pending=True, deadline=request.created_at)
         ApprovalRequest.objects.filter(pk=request.pk).update(
             status="in_review", stage_name=stage.name, stage_number=1, stage_count=1
         )

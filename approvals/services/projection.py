@@ -112,5 +112,7 @@ def request_project(*, projection: Projection) -> None:
         request.decision_comment = projection.decided.comment
     request.save()
     pending = {p.user_id: p for p in projection.pending}
-    request.participants.exclude(user_id__in=pending).filter(pending=True).update(pending=False)
-    request.participants.filter(user_id__in=pending).update(pending=True)
+    request.participants.exclude(user_id__in=pending).filter(pending=True).update(
+        pending=False, deadline=None
+    )
+    request.participants.filter(user_id__in=pending).update(pending=True, deadline=projection.deadline)

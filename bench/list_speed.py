@@ -1,0 +1,177 @@
+"""How fast the lists people use stay with 100,000 requests in the database.
+
+    .venv/bin/python bench/list_speed.py                      # SQLite, in DATA_DIR
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/list_speed.py
+
+Creates its own database (`approvals_bench`, dropped afterwards), seeds N requests (default
+100,000; `--requests`) spread over requesters and reviewers, then times each list query and each
+page as the test client renders it: median and 95th percentile over `--runs` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "approvals.settings")
+os.environ.setdefault("TEMPORAL_ADDRESS", "127.0.0.1:1")  # pages must not wait on Temporal here
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+
+    import django
+    from django.conf import settings
+
+    settings_db = settings.DATABASES["default"]
+    settings_db["TEST"] = {
+        "NAME": str(settings.DATA_DIR / "bench.sqlite3")
+        if settings_db["ENGINE"].endswith("sqlite3")
+        else "approvals_bench"
+    }
+    settings.ALLOWED_HOSTS = ["testserver"]
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    django.setup()
+    from django.db import connection
+    from django.test.utils import setup_test_environment
+
+    setup_test_environment()
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    try:
+        run(args.requests, args.runs)
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+def timed(runs: int, fn: Callable[[], object]) -> tuple[float, float]:
+    fn()  # warm caches and connections
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    samples.sort()
+    return statistics.median(samples), samples[int(0.95 * (len(samples) - 1))]
+
+
+def run(total: int, runs: int) -> None:
+    from django.contrib.auth.models import User
+    from django.db import connection
+    from django.test import Client
+    from django.utils import timezone
+
+    from approvals import live, selectors
+    from approvals.models import ApprovalRequest, Participant, RequestEvent, RequestType, Stage
+
+    started = time.perf_counter()
+    requesters = User.objects.bulk_create([User(username=f"requester{i}") for i in range(200)])
+    reviewers = User.objects.bulk_create([User(username=f"reviewer{i}") for i in range(50)])
+    requesters[0].set_password("bench-pass-123")
+    requesters[0].save()
+    request_type = RequestType.objects.create(name="Purchase", slug="purchase")
+    Stage.objects.create(request_type=request_type, name="Review", deadline=timedelta(days=2))
+    now = timezone.now()
+    batch = 5000
+    for first in range(0, total, batch):
+        requests = ApprovalRequest.objects.bulk_create(
+            [
+                ApprovalRequest(
+                    public_id=uuid.uuid4(),
+                    request_type=request_type,
+                    requester=requesters[i % len(requesters)],
+                    title=f"Request {i}",
+                    status="in_review" if i % 10 < 3 else ("approved" if i % 2 else "rejected"),
+                    deadline=now + timedelta(hours=i % 100),
+                    workflow_started_at=now,
+                    version=3,
+                )
+                for i in range(first, min(first + batch, total))
+            ]
+        )
+        Participant.objects.bulk_create(
+            [
+                Participant(
+                    request=r, user=reviewers[(r.pk + k) % len(reviewers)], pending=r.status == "in_review"
+                )
+                for r in requests
+                for k in (0, 1)
+            ]
+        )
+        RequestEvent.objects.bulk_create(
+            [
+                RequestEvent(request=r, seq=seq, kind=kind, actor_name="x", occurred_at=now)
+                for r in requests
+                for seq, kind in enumerate(("submitted", "stage_started", "approval"))
+            ]
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    seconds = time.perf_counter() - started
+    print(
+        f"Seeded {total:,} requests, {Participant.objects.count():,} participants and "
+        f"{RequestEvent.objects.count():,} events on {connection.vendor} in {seconds:.0f}s"
+    )
+
+    requester = requesters[0]
+    reviewer = User.objects.get(
+        pk=Participant.objects.filter(pending=True).values_list("user_id", flat=True)[0]
+    )
+    reviewer.set_password("bench-pass-123")
+    reviewer.save()
+    one = ApprovalRequest.objects.filter(participants__user=reviewer).first()
+    assert one is not None
+    reviewer_client, requester_client = Client(), Client()
+    assert reviewer_client.login(username=reviewer.username, password="bench-pass-123")
+    assert requester_client.login(username=requester.username, password="bench-pass-123")
+    waiting = selectors.inbox_waiting(user=reviewer)
+    print(
+        f"The reviewer waits on {waiting.count():,} requests; the requester has "
+        f"{selectors.request_list_for_requester(user=requester).count():,}."
+    )
+
+    cases: list[tuple[str, Callable[[], object]]] = [
+        ("inbox: waiting, count + first page", lambda: (waiting.count(), list(waiting[:25]))),
+        ("inbox: waiting, page 40", lambda: list(waiting[975:1000])),
+        ("inbox: recently on the desk", lambda: selectors.inbox_recent(user=reviewer)),
+        (
+            "my requests: count + first page",
+            lambda: (
+                selectors.request_list_for_requester(user=requester).count(),
+                list(selectors.request_list_for_requester(user=requester)[:25]),
+            ),
+        ),
+        ("pending count (nav badge)", lambda: selectors.reviewer_pending_count(user=reviewer)),
+        (
+            "one request, visibility check",
+            lambda: selectors.request_get_visible(user=reviewer, public_id=one.public_id),
+        ),
+        ("live update: audience of a request", lambda: live.audience(public_id=str(one.public_id))),
+        ("page GET /inbox/ (rendered)", lambda: reviewer_client.get("/inbox/")),
+        ("page GET / (rendered)", lambda: requester_client.get("/")),
+    ]
+    print(f"\n{'what':<40} {'median ms':>10} {'p95 ms':>8}   ({runs} runs)")
+    for name, fn in cases:
+        median, p95 = timed(runs, fn)
+        print(f"{name:<40} {median:>10.2f} {p95:>8.2f}")
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            sql, params = waiting[:25].query.sql_with_params()
+            cursor.execute("EXPLAIN " + sql, params)
+            print("\nPlan of the inbox's first page:\n" + "\n".join(row[0] for row in cursor.fetchall()))
+
+
+if __name__ == "__main__":
+    main()
