@@ -47,7 +47,7 @@ async def send_changed(*, public_id: str, user_ids: list[int]) -> None:
         await layer.group_send(group, message)
 
 
-VIEWS = ("inbox", "mine", "request")
+VIEWS = ("inbox", "mine", "request", "dashboard")
 
 
 def fragment_for(*, user: User, public_id: str, view: str, shown_id: str = "") -> str:
@@ -77,4 +77,6 @@ def fragment_for(*, user: User, public_id: str, view: str, shown_id: str = "") -
             "events": request.events.all(),
         }
         return render_to_string("approvals/request_detail.html#status", context).strip()
+    if view == "dashboard" and user.is_staff:
+        return render_to_string("approvals/dashboard.html#summary", selectors.dashboard_summary()).strip()
     return ""

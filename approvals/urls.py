@@ -14,6 +14,7 @@ urlpatterns = [
     path("requests/<uuid:public_id>/resubmit/", views.request_resubmit, name="request_resubmit"),
     path("inbox/", views.inbox, name="inbox"),
     path("email/<str:token>/", views.email_action, name="email_action"),
+    path("dashboard/", views.dashboard, name="dashboard"),
     path("mailbox/", views.mailbox, name="mailbox"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -236,6 +236,12 @@ def request_resubmit(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
 
 @require_GET
 @staff_member_required
+def dashboard(request: HtmxHttpRequest) -> HttpResponse:
+    return render(request, "approvals/dashboard.html", selectors.dashboard_summary())
+
+
+@require_GET
+@staff_member_required
 def mailbox(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "approvals/mailbox.html", {"emails": selectors.mailbox()})
 

@@ -76,6 +76,9 @@ def test_each_page_hears_what_it_shows_and_only_people_who_may_see_it_hear(
         other_page, _ = await connect("/ws/live/?view=request&id=someone-else", ORIGIN, cookies["requester"])
         outsider, _ = await connect("/ws/live/?view=inbox", ORIGIN, cookies["outsider"])
         staff, _ = await connect(f"/ws/live/?view=request&id={public_id}", ORIGIN, cookies["admin"])
+        dashboard, _ = await connect("/ws/live/?view=dashboard", ORIGIN, cookies["admin"])
+        _, not_staff = await connect("/ws/live/?view=dashboard", ORIGIN, cookies["reviewer1"])
+        assert not not_staff
 
         await live.send_changed(public_id=public_id, user_ids=await sync(live.audience)(public_id=public_id))
 
@@ -86,9 +89,14 @@ def test_each_page_hears_what_it_shows_and_only_people_who_may_see_it_hear(
         assert (await mine.receive_from(timeout=5)).strip().startswith(f'<tr id="mine-{public_id}"')
         assert f'<section id="status-{public_id}"' in await page.receive_from(timeout=5)
         assert f'<section id="status-{public_id}"' in await staff.receive_from(timeout=5)
+        summary = await dashboard.receive_from(timeout=5)
+        assert (
+            summary.startswith('<div id="dashboard-summary"')
+            and 'data-testid="count-in_review">1<' in summary
+        )
         assert await other_page.receive_nothing(timeout=0.3)
         assert await outsider.receive_nothing(timeout=0.3)
-        for communicator in (inbox, mine, page, other_page, outsider, staff):
+        for communicator in (inbox, mine, page, other_page, outsider, staff, dashboard):
             await communicator.disconnect()
 
     async_to_sync(scenario)()

@@ -242,3 +242,24 @@ def test_lists_are_paginated_and_bad_page_numbers_are_harmless(
     login(client, people["requester"])
     mine = client.get(reverse("home"), {"page": "2"}).content.decode()
     assert mine.count('<tr id="mine-') == 5 and "Page 2 of 2" in mine
+
+
+def test_the_staff_dashboard_counts_states_and_shows_what_is_late(
+    client: Client, people: dict[str, User], purchase: RequestType, temporal_unreachable: str
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    late = make_request(people, purchase, started=True)
+    ApprovalRequest.objects.filter(pk=late.pk).update(deadline=timezone.now() - timedelta(hours=2))
+    make_request(people, purchase, started=True)
+    make_request(people, purchase)  # not started yet
+    login(client, people["reviewer1"])
+    assert client.get(reverse("dashboard")).status_code == 302
+    login(client, people["admin"])
+    page = client.get(reverse("dashboard")).content.decode()
+    assert 'data-testid="count-in_review">2<' in page
+    assert 'data-testid="count-submitted">1<' in page
+    assert 'data-testid="count-overdue">1<' in page
+    assert "Waiting for Temporal" in page
