@@ -89,7 +89,9 @@ class ApprovalWorkflow:
         self._participants: list[Assignee] = s.unsent_participants  # not yet projected
         self._notifications: list[NotificationInput] = s.unsent_notifications  # not yet sent
         s.unsent_events, s.unsent_participants, s.unsent_notifications = [], [], []
-        self._results: dict[str, ActionResult] = {}
+        if missing := len(s.recent_action_ids) - len(s.recent_results):  # state carried by older code
+            s.recent_results = [ActionResult(s.status, "This was already done.")] * missing + s.recent_results
+        self._results: dict[str, ActionResult] = dict(zip(s.recent_action_ids, s.recent_results, strict=True))
         self._wake = False
 
     # --- Main loop --------------------------------------------------------------------------
@@ -380,7 +382,7 @@ class ApprovalWorkflow:
                 return "The requester cannot approve their own request."
             if action.delegate_id in {a.user_id for a in stage.assignees}:
                 return f"{action.delegate_name or 'That person'} is already an approver of this stage."
-        if kind == ActionKind.EXTEND and not 0 < action.extend_seconds <= MAX_EXTENSION.total_seconds():
+        if kind == ActionKind.EXTEND and not 60 <= action.extend_seconds <= MAX_EXTENSION.total_seconds():
             return f"Ask for between one minute and {MAX_EXTENSION.days} days more."
         return None
 
@@ -476,6 +478,9 @@ class ApprovalWorkflow:
         if action.action_id:
             self._results[action.action_id] = result
             s.recent_action_ids = (s.recent_action_ids + [action.action_id])[-RECENT_ACTIONS_KEPT:]
+            s.recent_results = (s.recent_results + [result])[-RECENT_ACTIONS_KEPT:]
+            if len(self._results) > 2 * RECENT_ACTIONS_KEPT:
+                self._results = dict(zip(s.recent_action_ids, s.recent_results, strict=True))
         return result
 
     # --- Effects ----------------------------------------------------------------------------

@@ -267,7 +267,10 @@ class RequestState:
     timeline_dropped: int = 0  # oldest entries dropped from memory; the database keeps them all
     seq: int = 0
     stage_versions: int = 0
+    # The last actions applied, with their answers: a repeat (a retried signal, a double click,
+    # even after continue-as-new) is answered again instead of applied again.
     recent_action_ids: list[str] = field(default_factory=list)
+    recent_results: list[ActionResult] = field(default_factory=list)
     runs: int = 1
     # Effects not yet carried out when the workflow continued as new; the next run does them.
     unsent_events: list[TimelineEntry] = field(default_factory=list)
