@@ -178,60 +178,59 @@ def _acted(request: HtmxHttpRequest, approval: ApprovalRequest, result: ActionRe
     )
 
 
-@require_POST
-@login_required
-def request_act(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
+def _act(
+    request: HtmxHttpRequest, public_id: str, form: ActionForm | ResubmitForm, **action: Any
+) -> HttpResponse:
+    """Validate the form, take the action through the workflow, answer with the new state or why not."""
     approval = _request_or_404(public_id)
-    form = ActionForm(request.POST)
-    if not form.is_valid():
-        return _refused(
-            request, approval, " ".join(e for errors in form.errors.values() for e in errors), 400
-        )
-    try:
-        result = services.request_act(
-            request=approval,
-            actor=request.user,
-            kind=ActionKind(form.cleaned_data["kind"]),
-            comment=form.cleaned_data["comment"],
-            action_id=form.cleaned_data["action_id"],
-            delegate=form.cleaned_data.get("delegate"),
-            extend_by=form.extension,
-        )
-    except NotAllowed as exc:
-        logger.warning("Refused %s by %s on %s: %s", form.cleaned_data["kind"], request.user, public_id, exc)
-        return _refused(request, approval, str(exc), 403)
-    except ApprovalError as exc:
-        return _refused(request, approval, str(exc), 409)
-    return _acted(request, approval, result)
-
-
-@require_POST
-@login_required
-def request_resubmit(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
-    approval = _request_or_404(public_id)
-    form = ResubmitForm(request.POST)
     if not form.is_valid():
         return _refused(
             request, approval, " ".join(e for errors in form.errors.values() for e in errors), 400
         )
     data = form.cleaned_data
+    kind = action.pop("kind", None) or ActionKind(data["kind"])
     try:
         result = services.request_act(
             request=approval,
             actor=request.user,
-            kind=ActionKind.RESUBMIT,
+            kind=kind,
             comment=data["comment"],
             action_id=data["action_id"],
-            title=data["title"],
-            details=data["details"],
-            amount=data["amount"],
+            **{name: value(data) for name, value in action.items()},
         )
     except NotAllowed as exc:
-        logger.warning("Refused resubmission by %s on %s: %s", request.user, public_id, exc)
+        logger.warning("Refused %s by %s on %s: %s", kind, request.user, public_id, exc)
         return _refused(request, approval, str(exc), 403)
     except ApprovalError as exc:
         return _refused(request, approval, str(exc), 409)
     return _acted(request, approval, result)
+
+
+@require_POST
+@login_required
+def request_act(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
+    form = ActionForm(request.POST)
+    return _act(
+        request,
+        public_id,
+        form,
+        delegate=lambda data: data.get("delegate"),
+        extend_by=lambda data: form.extension,
+    )
+
+
+@require_POST
+@login_required
+def request_resubmit(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
+    return _act(
+        request,
+        public_id,
+        ResubmitForm(request.POST),
+        kind=ActionKind.RESUBMIT,
+        title=lambda data: data["title"],
+        details=lambda data: data["details"],
+        amount=lambda data: data["amount"],
+    )
 
 
 @require_GET

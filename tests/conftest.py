@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import pytest
 from django.contrib.auth.models import User
+from django.test import Client as DjangoClient
 from django.utils import timezone
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
@@ -166,6 +167,13 @@ def temporal_unreachable(settings: Any) -> str:
 @pytest.fixture(autouse=True)
 def fast_password_hasher(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def as_user(user: User) -> DjangoClient:
+    """A test client logged in as `user`."""
+    client = DjangoClient()
+    assert client.login(username=user.username, password=PASSWORD)
+    return client
 
 
 def make_user(username: str, **extra: Any) -> User:

@@ -8,22 +8,15 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.test import Client
 from django.urls import reverse
 from temporalio.client import Client as TemporalClient
 
 from approvals import services
 from approvals.models import ApprovalRequest, OutboundEmail, RequestType
-from tests.conftest import PASSWORD, wait_until
+from tests.conftest import as_user, wait_until
 
 pytestmark = pytest.mark.temporal_server
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-def as_user(user: User) -> Client:
-    client = Client()
-    assert client.login(username=user.username, password=PASSWORD)
-    return client
 
 
 def submitted(people: dict[str, User], request_type: RequestType, **fields: Any) -> ApprovalRequest:

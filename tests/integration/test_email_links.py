@@ -14,16 +14,10 @@ from temporalio.client import Client as TemporalClient
 
 from approvals import services
 from approvals.models import ApprovalRequest, EmailLinkUse, RequestType
-from tests.conftest import PASSWORD, wait_until
+from tests.conftest import as_user, wait_until
 from workflows.types import ActionKind
 
 pytestmark = pytest.mark.temporal_server
-
-
-def as_user(user: User) -> Client:
-    client = Client()
-    assert client.login(username=user.username, password=PASSWORD)
-    return client
 
 
 def path(url: str) -> str:

@@ -9,14 +9,13 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.core import mail
-from django.test import Client
 from django.urls import reverse
 from temporalio.client import Client as TemporalClient
 from temporalio.client import WorkflowExecutionStatus
 
 from approvals import services
 from approvals.models import ApprovalRequest, OutboundEmail, RequestStatus, RequestType
-from tests.conftest import PASSWORD, LoopThread, wait_until
+from tests.conftest import LoopThread, as_user, wait_until
 from workflows import client as temporal_client
 from workflows.approval import ApprovalWorkflow
 from workflows.types import RequestState
@@ -24,12 +23,6 @@ from workflows.worker import relay_outbox
 
 pytestmark = pytest.mark.temporal_server
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-def as_user(user: User) -> Client:
-    client = Client()
-    assert client.login(username=user.username, password=PASSWORD)
-    return client
 
 
 def test_submit_review_approve_and_see_the_outcome(
