@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from decimal import Decimal
+from typing import TypeVar
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -26,6 +28,7 @@ from workflows.approval import ApprovalWorkflow
 from workflows.types import Action, ActionKind, ActionResult, Content, RequestState
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 REQUESTER_ACTIONS = {ActionKind.WITHDRAW, ActionKind.RESUBMIT}
 APPROVER_ACTIONS = {
@@ -80,16 +83,11 @@ def request_act(
         )
 
     try:
-        return temporal.call(update)
+        return _call(request, kind, update)
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(cause or exc)
         raise ActionRefused(message) from exc
-    except temporal.UNREACHABLE as exc:
-        logger.warning("Could not send %s to %s: %s", kind, request.workflow_id, exc)
-        raise WorkflowUnavailable(
-            "The workflow service did not answer, so this was not recorded. Please try again."
-        ) from exc
 
 
 def request_signal(
@@ -106,10 +104,15 @@ def request_signal(
         handle = client.get_workflow_handle(request.workflow_id)
         await handle.signal(ApprovalWorkflow.act, action, rpc_timeout=settings.TEMPORAL_RPC_TIMEOUT)
 
+    _call(request, kind, signal)
+
+
+def _call(request: ApprovalRequest, kind: ActionKind, fn: Callable[[Client], Awaitable[T]]) -> T:
+    """Run `fn` against Temporal; when Temporal is away, say plainly that nothing was recorded."""
     try:
-        temporal.call(signal)
+        return temporal.call(fn)
     except temporal.UNREACHABLE as exc:
-        logger.warning("Could not signal %s to %s: %s", kind, request.workflow_id, exc)
+        logger.warning("Could not send %s to %s: %s", kind, request.workflow_id, exc)
         raise WorkflowUnavailable(
             "The workflow service did not answer, so this was not recorded. Please try again."
         ) from exc
