@@ -1,16 +1,14 @@
-"""Selectors: reads for views, from the read model (never from Temporal)."""
+"""Selectors for requests: what a person may see, waits on, or asked for."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db.models import Count, Q, QuerySet
-from django.utils import timezone
+from django.db.models import Q, QuerySet
 
 from approvals.exceptions import NotFound
-from approvals.models import ApprovalRequest, OutboundEmail, Participant, RequestEvent
-from workflows.types import RequestStatus
+from approvals.models import ApprovalRequest, Participant
 
 
 def _with_related(qs: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest]:
@@ -66,30 +64,3 @@ def waiting_for(*, request: ApprovalRequest) -> list[Participant]:
 
 def user_is_pending(*, user: User, request: ApprovalRequest) -> bool:
     return request.participants.filter(user=user, pending=True).exists()
-
-
-def mailbox(*, limit: int = 200) -> QuerySet[OutboundEmail]:
-    return OutboundEmail.objects.select_related("request").order_by("-created_at")[:limit]
-
-
-def dashboard_summary(*, limit: int = 10) -> dict[str, Any]:
-    """What staff see at a glance: counts per state, what is late or escalated, what failed."""
-    now = timezone.now()
-    counts = dict(ApprovalRequest.objects.values_list("status").annotate(n=Count("pk")).order_by())
-    in_review = _with_related(ApprovalRequest.objects.filter(status=RequestStatus.IN_REVIEW))
-    overdue = in_review.filter(deadline__lt=now).order_by("deadline")
-    escalated = in_review.filter(participants__pending=True, participants__level__gt=0).distinct()
-    failed = OutboundEmail.objects.filter(status=OutboundEmail.Status.FAILED)
-    return {
-        "counts": [(s.label, s.value, counts.get(s.value, 0)) for s in RequestStatus],
-        "overdue_count": overdue.count(),
-        "overdue": list(overdue[:limit]),
-        "escalated_count": escalated.count(),
-        "escalated": list(escalated.order_by("deadline")[:limit]),
-        "failed_email_count": failed.count(),
-        "failed_emails": list(failed.select_related("request").order_by("-created_at")[:limit]),
-        "not_started": ApprovalRequest.objects.filter(workflow_started_at__isnull=True).count(),
-        "recent_events": list(
-            RequestEvent.objects.select_related("request").order_by("-occurred_at", "-pk")[:limit]
-        ),
-    }

@@ -1,36 +1,25 @@
+"""Pages about requests: asking, the inbox, a request, acting on it, email links."""
+
 from __future__ import annotations
 
 import logging
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Page, Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import retarget
-from django_htmx.middleware import HtmxDetails
 
 from approvals import selectors, services
-from approvals.exceptions import ApprovalError, InvalidInput, NotAllowed, NotFound
+from approvals.exceptions import ApprovalError, InvalidInput, NotAllowed
 from approvals.forms import ActionForm, RequestForm, ResubmitForm
 from approvals.models import ApprovalRequest
+from approvals.views.common import HtmxHttpRequest, page_of, visible_request
 from workflows.types import ActionKind, ActionResult, RequestState, RequestStatus
 
 logger = logging.getLogger(__name__)
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
-
-
-def _visible_request(request: HtmxHttpRequest, public_id: str) -> ApprovalRequest:
-    try:
-        return selectors.request_get_visible(user=request.user, public_id=public_id)
-    except NotFound as exc:
-        raise Http404(str(exc)) from exc
 
 
 def _request_or_404(public_id: str) -> ApprovalRequest:
@@ -76,14 +65,6 @@ def _detail_context(request: HtmxHttpRequest, approval: ApprovalRequest, **extra
     }
 
 
-PAGE_SIZE = 25
-
-
-def _page(request: HttpRequest, queryset: Any) -> Page:
-    """One page of a list; a bad or too-large page number gives the first or last page."""
-    return Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
-
-
 @require_GET
 @login_required
 def home(request: HtmxHttpRequest) -> HttpResponse:
@@ -91,7 +72,7 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
         request,
         "approvals/home.html",
         {
-            "page": _page(request, selectors.request_list_for_requester(user=request.user)),
+            "page": page_of(request, selectors.request_list_for_requester(user=request.user)),
             "pending_count": selectors.reviewer_pending_count(user=request.user),
         },
     )
@@ -127,7 +108,7 @@ def request_create(request: HtmxHttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def request_detail(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
-    approval = _visible_request(request, public_id)
+    approval = visible_request(request, public_id)
     template = "approvals/request_detail.html"
     if request.htmx:
         template += "#status"
@@ -140,7 +121,7 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
     template = "approvals/inbox.html"
     if request.htmx:
         template += "#inbox-list"
-    page = _page(request, selectors.inbox_waiting(user=request.user))
+    page = page_of(request, selectors.inbox_waiting(user=request.user))
     return render(
         request,
         template,
@@ -231,18 +212,6 @@ def request_resubmit(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
         details=lambda data: data["details"],
         amount=lambda data: data["amount"],
     )
-
-
-@require_GET
-@staff_member_required
-def dashboard(request: HtmxHttpRequest) -> HttpResponse:
-    return render(request, "approvals/dashboard.html", selectors.dashboard_summary())
-
-
-@require_GET
-@staff_member_required
-def mailbox(request: HtmxHttpRequest) -> HttpResponse:
-    return render(request, "approvals/mailbox.html", {"emails": selectors.mailbox()})
 
 
 @require_http_methods(["GET", "POST"])

@@ -1,0 +1,39 @@
+"""Selectors for staff: the dashboard and the mailbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Count, QuerySet
+from django.utils import timezone
+
+from approvals.models import ApprovalRequest, OutboundEmail, RequestEvent
+from approvals.selectors.requests import _with_related
+from workflows.types import RequestStatus
+
+
+def mailbox(*, limit: int = 200) -> QuerySet[OutboundEmail]:
+    return OutboundEmail.objects.select_related("request").order_by("-created_at")[:limit]
+
+
+def dashboard_summary(*, limit: int = 10) -> dict[str, Any]:
+    """What staff see at a glance: counts per state, what is late or escalated, what failed."""
+    now = timezone.now()
+    counts = dict(ApprovalRequest.objects.values_list("status").annotate(n=Count("pk")).order_by())
+    in_review = _with_related(ApprovalRequest.objects.filter(status=RequestStatus.IN_REVIEW))
+    overdue = in_review.filter(deadline__lt=now).order_by("deadline")
+    escalated = in_review.filter(participants__pending=True, participants__level__gt=0).distinct()
+    failed = OutboundEmail.objects.filter(status=OutboundEmail.Status.FAILED)
+    return {
+        "counts": [(s.label, s.value, counts.get(s.value, 0)) for s in RequestStatus],
+        "overdue_count": overdue.count(),
+        "overdue": list(overdue[:limit]),
+        "escalated_count": escalated.count(),
+        "escalated": list(escalated.order_by("deadline")[:limit]),
+        "failed_email_count": failed.count(),
+        "failed_emails": list(failed.select_related("request").order_by("-created_at")[:limit]),
+        "not_started": ApprovalRequest.objects.filter(workflow_started_at__isnull=True).count(),
+        "recent_events": list(
+            RequestEvent.objects.select_related("request").order_by("-occurred_at", "-pk")[:limit]
+        ),
+    }

@@ -1,0 +1,24 @@
+"""Views: validate, call a service or selector, render."""
+
+from approvals.views.dashboard import dashboard, mailbox
+from approvals.views.requests import (
+    email_action,
+    home,
+    inbox,
+    request_act,
+    request_create,
+    request_detail,
+    request_resubmit,
+)
+
+__all__ = [
+    "dashboard",
+    "email_action",
+    "home",
+    "inbox",
+    "mailbox",
+    "request_act",
+    "request_create",
+    "request_detail",
+    "request_resubmit",
+]
