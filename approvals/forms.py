@@ -8,6 +8,7 @@ from django import forms
 from django.contrib.auth.models import User
 
 from approvals.models import ApprovalRequest, RequestType
+from approvals.selectors.requests import InboxSort, InboxState
 from workflows.types import ActionKind
 
 STALE_FORM = "This form is incomplete; reload the page and submit again."
@@ -44,6 +45,13 @@ class RequestForm(forms.ModelForm):
         if amount is not None and amount < 0:
             raise forms.ValidationError("The amount cannot be negative.")
         return amount
+
+
+class RoutingPreviewForm(forms.Form):
+    """What the routing preview needs from the request form, as it is being filled in."""
+
+    request_type = forms.ModelChoiceField(queryset=RequestType.objects.filter(is_active=True), required=False)
+    amount = forms.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False)
 
 
 class ActionForm(forms.Form):
@@ -87,3 +95,86 @@ class ResubmitForm(forms.ModelForm):
 
     def clean_amount(self) -> Any:
         return RequestForm.clean_amount(self)  # type: ignore[arg-type]
+
+
+class InboxFilterForm(forms.Form):
+    """The inbox's filters, from the query string; a bad value is reported and ignored."""
+
+    q = forms.CharField(required=False, max_length=100, label="Search")
+    type = forms.ModelChoiceField(
+        queryset=RequestType.objects.order_by("name"),
+        to_field_name="slug",
+        required=False,
+        empty_label="Any type",
+        label="Type",
+    )
+    requester = forms.CharField(required=False, max_length=150, label="Requester")
+    state = forms.TypedChoiceField(
+        choices=[(s.value, s.label) for s in InboxState],
+        coerce=InboxState,
+        required=False,
+        empty_value=InboxState.WAITING,
+        label="Show",
+    )
+    sort = forms.TypedChoiceField(
+        choices=[(s.value, s.label) for s in InboxSort],
+        coerce=InboxSort,
+        required=False,
+        empty_value=InboxSort.DEADLINE,
+        label="Sort by",
+    )
+
+    def filters(self) -> dict[str, Any]:
+        """Keyword arguments for `selectors.inbox_items`: the valid filters only."""
+        self.is_valid()
+        data = getattr(self, "cleaned_data", {})
+        return {
+            "state": data.get("state") or InboxState.WAITING,
+            "sort": data.get("sort") or InboxSort.DEADLINE,
+            "search": (data.get("q") or "").strip(),
+            "request_type": data.get("type"),
+            "requester": (data.get("requester") or "").strip(),
+        }
+
+    @property
+    def is_default(self) -> bool:
+        """Unfiltered: what newly arrives live belongs on this page."""
+        f = self.filters()
+        return f["state"] in (InboxState.WAITING, InboxState.ALL) and not (
+            f["search"] or f["request_type"] or f["requester"]
+        )
+
+
+BULK_LIMIT = 100
+
+
+class BulkActionForm(forms.Form):
+    """Approve or reject many requests with one comment; each still goes through its own workflow.
+
+    The selected ids arrive as repeated `ids` values (checkboxes in the inbox rows)."""
+
+    bulk_id = _form_token()
+    kind = forms.ChoiceField(
+        choices=[(ActionKind.APPROVE.value, "Approve"), (ActionKind.REJECT.value, "Reject")]
+    )
+    comment = forms.CharField(required=False, max_length=4000)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        ids: list[uuid.UUID] = []
+        for value in self.data.getlist("ids") if hasattr(self.data, "getlist") else []:
+            try:
+                ids.append(uuid.UUID(str(value)))
+            except ValueError:
+                raise forms.ValidationError(
+                    "The selection is not valid; reload the page and try again."
+                ) from None
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            raise forms.ValidationError("Select at least one request.")
+        if len(ids) > BULK_LIMIT:
+            raise forms.ValidationError(f"Select at most {BULK_LIMIT} requests at a time.")
+        data["ids"] = ids
+        if data.get("kind") == ActionKind.REJECT and not data.get("comment", "").strip():
+            self.add_error("comment", "A comment is required to reject.")
+        return data

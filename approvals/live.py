@@ -62,11 +62,14 @@ def fragment_for(*, user: User, public_id: str, view: str, shown_id: str = "") -
     if view == "mine":
         if user.pk != request.requester_id:
             return ""
-        return render_to_string("approvals/home.html#mine-row", {"r": request}).strip()
+        row = selectors.request_list_for_requester(user=user).get(pk=request.pk)
+        return render_to_string("approvals/home.html#mine-row", {"r": row}).strip()
     if view == "inbox":
         if user.pk == request.requester_id:
             return ""
-        pending = selectors.user_is_pending(user=user, request=request)
+        place = request.participants.filter(user=user).select_related("acting_for").first()
+        request.mine = place
+        pending = place is not None and place.pending
         context: dict[str, Any] = {"r": request, "pending_ids": {request.pk} if pending else set()}
         return render_to_string("approvals/inbox.html#inbox-row", context).strip()
     if view == "request":
@@ -74,7 +77,7 @@ def fragment_for(*, user: User, public_id: str, view: str, shown_id: str = "") -
             "r": request,
             "pushed": True,
             "waiting": selectors.waiting_for(request=request),
-            "events": request.events.all(),
+            "events": selectors.request_timeline(request=request),
         }
         return render_to_string("approvals/request_detail.html#status", context).strip()
     if view == "dashboard" and user.is_staff:

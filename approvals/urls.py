@@ -9,10 +9,12 @@ from approvals import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("requests/new/", views.request_create, name="request_create"),
+    path("requests/preview/", views.request_preview, name="request_preview"),
     path("requests/<uuid:public_id>/", views.request_detail, name="request_detail"),
     path("requests/<uuid:public_id>/act/", views.request_act, name="request_act"),
     path("requests/<uuid:public_id>/resubmit/", views.request_resubmit, name="request_resubmit"),
     path("inbox/", views.inbox, name="inbox"),
+    path("inbox/bulk/", views.inbox_bulk, name="inbox_bulk"),
     path("email/<str:token>/", views.email_action, name="email_action"),
     path("dashboard/", views.dashboard, name="dashboard"),
     path("mailbox/", views.mailbox, name="mailbox"),

@@ -2,23 +2,31 @@
 
 from approvals.selectors.dashboard import dashboard_summary, mailbox
 from approvals.selectors.requests import (
+    InboxSort,
+    InboxState,
+    inbox_items,
     inbox_recent,
+    inbox_requesters,
     inbox_waiting,
     request_get_visible,
     request_list_for_requester,
+    request_timeline,
     reviewer_pending_count,
-    user_is_pending,
     waiting_for,
 )
 
 __all__ = [
     "dashboard_summary",
+    "InboxSort",
+    "InboxState",
+    "inbox_items",
     "inbox_recent",
+    "inbox_requesters",
     "inbox_waiting",
     "mailbox",
     "request_get_visible",
     "request_list_for_requester",
+    "request_timeline",
     "reviewer_pending_count",
-    "user_is_pending",
     "waiting_for",
 ]

@@ -1,6 +1,12 @@
 """Services: every write, and every conversation with Temporal, goes through here."""
 
-from approvals.services.actions import request_act, request_live_state, request_signal
+from approvals.services.actions import (
+    BulkOutcome,
+    request_act,
+    request_live_state,
+    request_signal,
+    requests_act_bulk,
+)
 from approvals.services.email_links import (
     LinkRefused,
     email_link_check,
@@ -16,8 +22,13 @@ from approvals.services.requests import (
     request_submit,
     requests_start_pending,
 )
+from approvals.services.routing import StagePreview, routing_preview
 
 __all__ = [
+    "StagePreview",
+    "routing_preview",
+    "BulkOutcome",
+    "requests_act_bulk",
     "LinkRefused",
     "email_link_check",
     "email_link_make",

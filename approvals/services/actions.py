@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import TypeVar
@@ -16,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 from approvals.exceptions import (
     ActionRefused,
+    ApprovalError,
     InvalidInput,
     NotAllowed,
     ReviewNotStarted,
@@ -88,6 +91,93 @@ def request_act(
         cause = exc.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(cause or exc)
         raise ActionRefused(message) from exc
+
+
+@dataclass
+class BulkOutcome:
+    """What happened to one request of a bulk action."""
+
+    public_id: uuid.UUID
+    title: str
+    ok: bool
+    message: str
+    url: str = ""
+
+
+BULK_CONCURRENCY = 8
+
+
+def requests_act_bulk(
+    *, actor: User, public_ids: list[uuid.UUID], kind: ActionKind, comment: str, bulk_id: uuid.UUID
+) -> list[BulkOutcome]:
+    """Take one decision on many requests, each through its own workflow's validated update.
+
+    Every request gets its own answer: one refusal (already decided, not yours, Temporal away)
+    never stops the others. Each action id derives from the bulk id, so submitting the same bulk
+    form again counts once per request.
+    """
+    found = {
+        r.public_id: r
+        for r in ApprovalRequest.objects.filter(public_id__in=public_ids).select_related("requester")
+    }
+    outcomes: dict[uuid.UUID, BulkOutcome] = {}
+    actions: dict[uuid.UUID, Action] = {}
+    for public_id in public_ids:
+        request = found.get(public_id)
+        if request is None:
+            outcomes[public_id] = BulkOutcome(public_id, str(public_id), False, "There is no such request.")
+            continue
+        try:
+            actions[public_id] = _checked_action(
+                request=request,
+                actor=actor,
+                kind=kind,
+                comment=comment,
+                action_id=uuid.uuid5(bulk_id, str(public_id)),
+            )
+        except ApprovalError as exc:
+            if isinstance(exc, NotAllowed):
+                logger.warning("Refused bulk %s by %s on %s: %s", kind, actor, public_id, exc)
+            outcomes[public_id] = BulkOutcome(
+                public_id, request.title, False, str(exc), request.get_absolute_url()
+            )
+
+    async def update_all(client: Client) -> list[ActionResult | BaseException]:
+        limit = asyncio.Semaphore(BULK_CONCURRENCY)
+
+        async def one(public_id: uuid.UUID, action: Action) -> ActionResult:
+            async with limit:
+                handle = client.get_workflow_handle(found[public_id].workflow_id)
+                return await handle.execute_update(
+                    ApprovalWorkflow.submit_action,
+                    action,
+                    id=action.action_id,
+                    rpc_timeout=settings.TEMPORAL_RPC_TIMEOUT,
+                )
+
+        return await asyncio.gather(*(one(pid, a) for pid, a in actions.items()), return_exceptions=True)
+
+    if actions:
+        try:
+            answers: list[ActionResult | BaseException] = temporal.call(update_all)
+        except temporal.UNREACHABLE as exc:
+            answers = [exc] * len(actions)
+        for public_id, answer in zip(actions, answers, strict=True):
+            request = found[public_id]
+            if isinstance(answer, ActionResult):
+                ok, message = True, answer.message
+            elif isinstance(answer, WorkflowUpdateFailedError):
+                cause = answer.cause
+                ok, message = False, cause.message if isinstance(cause, ApplicationError) else str(cause)
+            elif isinstance(answer, temporal.UNREACHABLE):
+                logger.warning("Could not send bulk %s to %s: %s", kind, request.workflow_id, answer)
+                ok, message = False, "The workflow service did not answer, so this was not recorded."
+            else:
+                raise answer
+            outcomes[public_id] = BulkOutcome(
+                public_id, request.title, ok, message, request.get_absolute_url()
+            )
+    return [outcomes[pid] for pid in public_ids]
 
 
 def request_signal(

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from approvals.exceptions import InvalidInput
 from approvals.models import RequestType
-from workflows.types import Condition, EscalationLevel, Exhausted, Operator, Policy, Rule, StageSpec
+from workflows.types import (
+    Condition,
+    EscalationLevel,
+    Exhausted,
+    Operator,
+    Policy,
+    Rule,
+    StageSpec,
+)
 
 
 def _seconds(duration: object) -> int:

@@ -16,17 +16,35 @@ from workflows.types import Assignee, AssignInput, Projection
 
 
 def approvers_resolve(*, assign: AssignInput) -> list[Assignee]:
-    """The people a stage (or escalation level) assigns, each once, never the requester.
+    """The people a stage (or escalation level) of this request assigns."""
+    if not ApprovalRequest.objects.filter(public_id=assign.request_id).exists():
+        raise NotFound(f"No request {assign.request_id}.")
+    return approvers_for(
+        user_ids=assign.user_ids,
+        group_ids=assign.group_ids,
+        requester_id=assign.requester_id,
+        exclude_ids=assign.exclude_ids,
+        level=assign.level,
+    )
+
+
+def approvers_for(
+    *,
+    user_ids: list[int],
+    group_ids: list[int],
+    requester_id: int,
+    exclude_ids: list[int] | None = None,
+    level: int = 0,
+) -> list[Assignee]:
+    """The people these users and groups mean now, each once, never the requester.
 
     Groups are expanded to their active members; an active out-of-office delegation puts the
     delegate in the absent person's place (unless the delegate is the requester).
     """
-    if not ApprovalRequest.objects.filter(public_id=assign.request_id).exists():
-        raise NotFound(f"No request {assign.request_id}.")
     users = (
         User.objects.filter(is_active=True)
-        .filter(Q(pk__in=assign.user_ids) | Q(groups__in=assign.group_ids))
-        .exclude(pk__in=[assign.requester_id, *assign.exclude_ids])
+        .filter(Q(pk__in=user_ids) | Q(groups__in=group_ids))
+        .exclude(pk__in=[requester_id, *(exclude_ids or [])])
         .distinct()
         .order_by("pk")
     )
@@ -36,7 +54,7 @@ def approvers_resolve(*, assign: AssignInput) -> list[Assignee]:
         for d in Delegation.objects.filter(
             user__in=users, starts_at__lte=now, ends_at__gt=now, delegate__is_active=True
         )
-        .exclude(delegate_id=assign.requester_id)
+        .exclude(delegate_id=requester_id)
         .select_related("delegate")
         .order_by("starts_at")
     }
@@ -52,7 +70,7 @@ def approvers_resolve(*, assign: AssignInput) -> list[Assignee]:
             Assignee(
                 user_id=person.pk,
                 name=display_name(person),
-                level=assign.level,
+                level=level,
                 acting_for_id=user.pk if delegate else None,
                 acting_for_name=display_name(user) if delegate else "",
             )

@@ -5,9 +5,11 @@ from approvals.views.requests import (
     email_action,
     home,
     inbox,
+    inbox_bulk,
     request_act,
     request_create,
     request_detail,
+    request_preview,
     request_resubmit,
 )
 
@@ -16,9 +18,11 @@ __all__ = [
     "email_action",
     "home",
     "inbox",
+    "inbox_bulk",
     "mailbox",
     "request_act",
     "request_create",
     "request_detail",
+    "request_preview",
     "request_resubmit",
 ]

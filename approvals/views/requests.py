@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from django.contrib import messages
@@ -14,8 +16,16 @@ from django_htmx.http import retarget
 
 from approvals import selectors, services
 from approvals.exceptions import ApprovalError, InvalidInput, NotAllowed
-from approvals.forms import ActionForm, RequestForm, ResubmitForm
+from approvals.forms import (
+    ActionForm,
+    BulkActionForm,
+    InboxFilterForm,
+    RequestForm,
+    ResubmitForm,
+    RoutingPreviewForm,
+)
 from approvals.models import ApprovalRequest
+from approvals.selectors.requests import InboxState
 from approvals.views.common import HtmxHttpRequest, page_of, visible_request
 from workflows.types import ActionKind, ActionResult, RequestState, RequestStatus
 
@@ -58,7 +68,7 @@ def _detail_context(request: HtmxHttpRequest, approval: ApprovalRequest, **extra
         and not status.is_final
         and (is_requester or approval.participants.filter(user=user).exists()),
         "waiting": selectors.waiting_for(request=approval),
-        "events": approval.events.all(),
+        "events": selectors.request_timeline(request=approval),
         "action_form": ActionForm(),
         "resubmit_form": ResubmitForm(instance=approval),
         **extra,
@@ -68,11 +78,15 @@ def _detail_context(request: HtmxHttpRequest, approval: ApprovalRequest, **extra
 @require_GET
 @login_required
 def home(request: HtmxHttpRequest) -> HttpResponse:
+    state = request.GET.get("state", "")
+    state = state if state in ("open", "closed") else ""
     return render(
         request,
         "approvals/home.html",
         {
-            "page": page_of(request, selectors.request_list_for_requester(user=request.user)),
+            "page": page_of(request, selectors.request_list_for_requester(user=request.user, state=state)),
+            "state": state,
+            "states": [("", "All"), ("open", "Open"), ("closed", "Closed")],
             "pending_count": selectors.reviewer_pending_count(user=request.user),
         },
     )
@@ -107,6 +121,24 @@ def request_create(request: HtmxHttpRequest) -> HttpResponse:
 
 @require_GET
 @login_required
+def request_preview(request: HtmxHttpRequest) -> HttpResponse:
+    """Before submitting: who will be asked, and by when, for this type and amount."""
+    form = RoutingPreviewForm(request.GET)
+    context: dict[str, Any] = {"preview_form": form}
+    if form.is_valid() and form.cleaned_data["request_type"] is not None:
+        try:
+            context["stages"] = services.routing_preview(
+                requester=request.user,
+                request_type=form.cleaned_data["request_type"],
+                amount=form.cleaned_data["amount"],
+            )
+        except InvalidInput as exc:
+            context["preview_error"] = str(exc)
+    return render(request, "approvals/request_create.html#routing-preview", context)
+
+
+@require_GET
+@login_required
 def request_detail(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
     approval = visible_request(request, public_id)
     template = "approvals/request_detail.html"
@@ -115,23 +147,74 @@ def request_detail(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
     return render(request, template, _detail_context(request, approval))
 
 
+def _inbox_context(
+    request: HtmxHttpRequest, *, decided: Sequence[uuid.UUID] = (), **extra: Any
+) -> dict[str, Any]:
+    """The inbox as filtered by the query string; `decided`: just decided here, so left out even
+    before their workflows' projections reach the read model."""
+    filters = InboxFilterForm(request.GET)
+    chosen = filters.filters()
+    items = selectors.inbox_items(user=request.user, **chosen).exclude(request__public_id__in=decided)
+    page = page_of(request, items)
+    rows = []
+    for place in page:
+        place.request.mine = place
+        rows.append(place.request)
+    default = filters.is_default
+    return {
+        "filters": filters,
+        "state": chosen["state"],
+        "filtered": not default or chosen["state"] != InboxState.WAITING,
+        "live_insert": default,
+        "page": page,
+        "rows": rows,
+        "pending_ids": {p.request_id for p in page if p.pending},
+        "requesters": selectors.inbox_requesters(user=request.user),
+        "recent": selectors.inbox_recent(user=request.user, limit=10)
+        if default and chosen["state"] == InboxState.WAITING and page.number == 1
+        else [],
+        **extra,
+    }
+
+
 @require_GET
 @login_required
 def inbox(request: HtmxHttpRequest) -> HttpResponse:
     template = "approvals/inbox.html"
     if request.htmx:
         template += "#inbox-list"
-    page = page_of(request, selectors.inbox_waiting(user=request.user))
-    return render(
-        request,
-        template,
-        {
-            "page": page,
-            "waiting": [p.request for p in page],
-            "pending_ids": {p.request_id for p in page},
-            "recent": selectors.inbox_recent(user=request.user),
-        },
+    return render(request, template, _inbox_context(request))
+
+
+@require_POST
+@login_required
+def inbox_bulk(request: HtmxHttpRequest) -> HttpResponse:
+    """Approve or reject the selected requests; the inbox comes back with one answer per request."""
+    template = "approvals/inbox.html"
+    if request.htmx:
+        template += "#inbox-list"
+    form = BulkActionForm(request.POST)
+    if not form.is_valid():
+        error = " ".join(e for errors in form.errors.values() for e in errors)
+        context = _inbox_context(request, bulk_error=error, bulk_comment=request.POST.get("comment", ""))
+        return render(request, template, context, status=400)
+    data = form.cleaned_data
+    outcomes = services.requests_act_bulk(
+        actor=request.user,
+        public_ids=data["ids"],
+        kind=ActionKind(data["kind"]),
+        comment=data["comment"],
+        bulk_id=data["bulk_id"],
     )
+    done = sum(o.ok for o in outcomes)
+    context = _inbox_context(
+        request,
+        decided=[o.public_id for o in outcomes if o.ok],
+        bulk_results=outcomes,
+        bulk_done=done,
+        bulk_refused=len(outcomes) - done,
+    )
+    return render(request, template, context)
 
 
 def _refused(request: HtmxHttpRequest, approval: ApprovalRequest, error: str, status: int) -> HttpResponse:

@@ -235,7 +235,7 @@ def test_lists_are_paginated_and_bad_page_numbers_are_harmless(
     login(client, people["reviewer1"])
     first = client.get(reverse("inbox")).content.decode()
     assert first.count('<tr id="request-') == 25
-    assert "Page 1 of 2" in first and 'Waiting for you <span class="muted">(30)</span>' in first
+    assert "Page 1 of 2" in first and 'Waiting for me <span class="muted">(30)</span>' in first
     assert client.get(reverse("inbox"), {"page": "2"}).content.decode().count('<tr id="request-') == 5
     assert client.get(reverse("inbox"), {"page": "999"}).content.decode().count('<tr id="request-') == 5
     assert client.get(reverse("inbox"), {"page": "x'; drop"}).status_code == 200

@@ -201,3 +201,35 @@ def test_editing_the_policy_does_not_change_requests_in_flight(
     assert state.stage.deadline - state.stage.started_at == timedelta(days=3)
     later = submitted(people, purchase, title="Chair")
     assert list(later.participants.values_list("user__username", flat=True)) == ["manager"]
+
+
+def test_bulk_approve_goes_through_each_workflow_and_reports_each_request(
+    use_dev_server: TemporalClient, people: dict[str, User], purchase: RequestType
+) -> None:
+    first = submitted(people, purchase, title="Desk", amount=300)
+    second = submitted(people, purchase, title="Chair", amount=100)
+    taken = submitted(people, purchase, title="Lamp", amount=40)
+    assert post(people["reviewer2"], taken, "approve").status_code == 200
+    wait_until(lambda: status_of(taken) == "approved", what="the lamp approved")
+
+    bulk_id = uuid.uuid4()
+    data = {
+        "kind": "approve",
+        "bulk_id": bulk_id,
+        "comment": "Fine by me",
+        "ids": [first.public_id, second.public_id, taken.public_id],
+    }
+    reviewer = as_user(people["reviewer1"])
+    response = reviewer.post(reverse("inbox_bulk"), data, **HTMX)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "2 of 3 done, 1 refused" in html
+    assert "already approved by reviewer2" in html
+    wait_until(lambda: status_of(first) == status_of(second) == "approved", what="both approved")
+    assert ApprovalRequest.objects.get(pk=first.pk).decision_comment == "Fine by me"
+
+    # The same bulk form sent again (a double click) counts once per request.
+    again = reviewer.post(reverse("inbox_bulk"), data, **HTMX).content.decode()
+    approvals = first.events.filter(kind="approval").count() + second.events.filter(kind="approval").count()
+    assert approvals == 2
+    assert "Refused" not in again and "did not answer" not in again

@@ -1,0 +1,167 @@
+"""The pages people work in, in Chromium: escalation arriving live, bulk decisions, the keyboard,
+the routing preview, the staff dashboard, and a phone-sized screen."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+
+from approvals import services
+from approvals.models import ApprovalRequest, EscalationLevel, RequestStatus, RequestType, Stage
+from tests.browser.conftest import LiveServer, log_in, screenshot
+from tests.conftest import wait_until
+
+pytestmark = [pytest.mark.browser, pytest.mark.temporal_server]
+
+
+def submit(
+    people: dict[str, User], request_type: RequestType, title: str, amount: int = 100
+) -> ApprovalRequest:
+    request = services.request_submit(
+        requester=people["requester"], request_type=request_type, title=title, amount=amount
+    )
+    wait_until(lambda: request.participants.filter(pending=True).exists(), what=f"{title} assigned")
+    return request
+
+
+def status(request: ApprovalRequest) -> str:
+    return ApprovalRequest.objects.get(pk=request.pk).status
+
+
+def test_an_escalation_after_a_short_deadline_appears_live_in_the_managers_inbox(
+    browser: Any, live_app: LiveServer, people: dict[str, User]
+) -> None:
+    from playwright.sync_api import expect
+
+    urgent = RequestType.objects.create(name="Urgent", slug="urgent")
+    stage = Stage.objects.create(request_type=urgent, name="Review", deadline=timedelta(seconds=3))
+    stage.approver_users.set([people["reviewer1"]])
+    level = EscalationLevel.objects.create(stage=stage, order=1, after=timedelta(days=1))
+    level.users.set([people["manager"]])
+
+    manager = log_in(browser, live_app.url, people["manager"])
+    manager.goto("/inbox/")
+    expect(manager.get_by_text("Nothing to review.")).to_be_visible()
+    manager.evaluate("window.__noReload = true")
+
+    request = submit(people, urgent, "Server room door")
+    row = manager.locator(f"#request-{request.public_id}")
+    expect(row).to_contain_text("Server room door", timeout=20_000)
+    expect(row).to_contain_text("Escalated to you")
+    expect(row.get_by_role("button", name="Approve")).to_be_visible()
+    assert manager.evaluate("window.__noReload") is True
+    screenshot(manager, "inbox-escalated")
+
+
+def test_bulk_approve_from_the_inbox(
+    browser: Any, live_app: LiveServer, people: dict[str, User], purchase: RequestType
+) -> None:
+    from playwright.sync_api import expect
+
+    requests = [submit(people, purchase, f"Monitor {n}") for n in range(3)]
+    reviewer = log_in(browser, live_app.url, people["reviewer1"])
+    reviewer.goto("/inbox/")
+    expect(reviewer.locator("tr[data-row]")).to_have_count(3)
+
+    reviewer.get_by_label("Select every request on this page").check()
+    expect(reviewer.get_by_text("(3 selected)")).to_be_visible()
+    reviewer.get_by_label("One comment for all").fill("All within budget")
+    reviewer.get_by_role("button", name="Approve selected").click()
+
+    results = reviewer.locator("#bulk-results")
+    expect(results).to_contain_text("3 of 3 done")
+    expect(results).to_be_focused()
+    screenshot(reviewer, "inbox-bulk-results")
+    wait_until(lambda: all(status(r) == RequestStatus.APPROVED for r in requests), what="all approved")
+    assert {r.decision_comment for r in ApprovalRequest.objects.all()} == {"All within budget"}
+    expect(reviewer.get_by_text("Nothing to review.")).to_be_visible()
+
+
+def test_keyboard_shortcuts_move_approve_and_reject(
+    browser: Any, live_app: LiveServer, people: dict[str, User], purchase: RequestType
+) -> None:
+    from playwright.sync_api import expect
+
+    first = submit(people, purchase, "Headset")
+    second = submit(people, purchase, "Webcam")
+    reviewer = log_in(browser, live_app.url, people["reviewer2"])
+    reviewer.goto("/inbox/?sort=oldest")
+    keyboard = reviewer.keyboard
+
+    keyboard.press("?")
+    expect(reviewer.get_by_role("dialog", name="Keyboard shortcuts")).to_be_visible()
+    keyboard.press("Escape")
+    expect(reviewer.get_by_role("dialog")).to_be_hidden()
+
+    keyboard.press("j")
+    headset = reviewer.locator(f"#request-{first.public_id}")
+    expect(headset).to_have_class("current")
+    expect(headset).to_be_focused()
+    keyboard.press("a")
+    expect(headset.locator(".badge")).to_have_text("Approved")
+    expect(headset).to_be_focused()  # focus stays on the same request after its row is replaced
+
+    keyboard.press("j")
+    webcam = reviewer.locator(f"#request-{second.public_id}")
+    expect(webcam).to_be_focused()
+    keyboard.press("r")
+    comment = webcam.get_by_role("textbox")
+    expect(comment).to_be_focused()
+    keyboard.type("We have enough webcams")
+    keyboard.press("Enter")
+    expect(webcam.locator(".badge")).to_have_text("Rejected")
+
+    wait_until(lambda: status(first) == RequestStatus.APPROVED, what="headset approved")
+    wait_until(lambda: status(second) == RequestStatus.REJECTED, what="webcam rejected")
+    assert ApprovalRequest.objects.get(pk=second.pk).decision_comment == "We have enough webcams"
+
+    keyboard.press("/")
+    expect(reviewer.get_by_role("searchbox", name="Search")).to_be_focused()
+
+
+def test_the_requester_sees_the_route_before_submitting_and_who_they_wait_for_after(
+    browser: Any, live_app: LiveServer, people: dict[str, User], purchase: RequestType
+) -> None:
+    from playwright.sync_api import expect
+
+    requester = log_in(browser, live_app.url, people["requester"])
+    requester.goto("/requests/new/")
+    expect(requester.locator("#routing-preview")).to_contain_text("Choose a type of request")
+    requester.get_by_label("Request type").select_option(label="Purchase")
+    preview = requester.locator("#routing-preview")
+    expect(preview).to_contain_text("reviewer1")
+    expect(preview).to_contain_text("also manager")
+    requester.get_by_label("Title").fill("Standing desk")
+    requester.get_by_label("Amount").fill("640")
+    screenshot(requester, "request-create")
+    requester.get_by_role("button", name="Submit for approval").click()
+    expect(requester.get_by_test_id("live-status")).to_have_text("In review")
+
+    requester.goto("/")
+    row = requester.locator("tr", has_text="Standing desk")
+    expect(row).to_contain_text("reviewer1, reviewer2")
+    screenshot(requester, "my-requests")
+
+
+def test_pages_fit_a_phone_screen(
+    browser: Any, live_app: LiveServer, people: dict[str, User], purchase: RequestType
+) -> None:
+    from playwright.sync_api import expect
+
+    request = submit(people, purchase, "Phone charger")
+    phone = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+    for user, path, name in [
+        (people["reviewer1"], "/inbox/", "phone-inbox"),
+        (people["reviewer1"], request.get_absolute_url(), "phone-request"),
+        (people["requester"], "/", "phone-my-requests"),
+        (people["admin"], "/dashboard/", "phone-dashboard"),
+    ]:
+        page = log_in(browser, live_app.url, user, **phone)
+        page.goto(path)
+        expect(page.locator("h1")).to_be_visible()
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{path} is {overflow}px wider than the phone"
+        screenshot(page, name)
