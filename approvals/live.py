@@ -16,7 +16,9 @@ from django.template.loader import render_to_string
 
 from approvals import selectors
 from approvals.exceptions import NotFound
+from approvals.forms import ActionForm, ResubmitForm
 from approvals.models import ApprovalRequest, Participant
+from workflows.types import RequestStatus
 
 logger = logging.getLogger(__name__)
 STAFF_GROUP = "live-staff"
@@ -73,13 +75,24 @@ def fragment_for(*, user: User, public_id: str, view: str, shown_id: str = "") -
         context: dict[str, Any] = {"r": request, "pending_ids": {request.pk} if pending else set()}
         return render_to_string("approvals/inbox.html#inbox-row", context).strip()
     if view == "request":
+        waiting = selectors.waiting_for(request=request)
+        abilities = selectors.request_abilities(
+            user=user,
+            request=request,
+            status=RequestStatus(request.status),
+            pending_ids={p.user_id for p in waiting},
+        )
         context = {
             "r": request,
             "pushed": True,
-            "waiting": selectors.waiting_for(request=request),
+            "waiting": waiting,
             "events": selectors.request_timeline(request=request),
+            "action_form": ActionForm(),
+            "resubmit_form": ResubmitForm(instance=request),
+            "user": user,
+            **abilities,
         }
-        return render_to_string("approvals/request_detail.html#status", context).strip()
+        return render_to_string("approvals/request_detail.html#pushed", context).strip()
     if view == "dashboard" and user.is_staff:
         return render_to_string("approvals/dashboard.html#summary", selectors.dashboard_summary()).strip()
     return ""

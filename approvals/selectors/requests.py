@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from approvals.exceptions import NotFound
 from approvals.models import OPEN_STATUSES, ApprovalRequest, Participant, RequestEvent, RequestType
-from workflows.types import EventKind
+from workflows.types import EventKind, RequestStatus
 
 
 def _with_related(qs: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest]:
@@ -180,3 +180,24 @@ def request_timeline(*, request: ApprovalRequest) -> list[RequestEvent]:
     for event in events:
         event.seen = revisions.get(event.revision) if event.kind in DECISION_KINDS else None
     return events
+
+
+def request_abilities(
+    *, user: User, request: ApprovalRequest, status: RequestStatus, pending_ids: set[int]
+) -> dict[str, bool]:
+    """What this person may do on the request now: only these actions are offered.
+
+    (The workflow still has the last word on each action; this only decides what to show.)"""
+    started = request.workflow_started_at is not None
+    is_requester = user.pk == request.requester_id
+    return {
+        "may_decide": started
+        and status == RequestStatus.IN_REVIEW
+        and user.pk in pending_ids
+        and not is_requester,
+        "may_withdraw": started and is_requester and not status.is_final,
+        "may_resubmit": started and is_requester and status == RequestStatus.CHANGES_REQUESTED,
+        "may_comment": started
+        and not status.is_final
+        and (is_requester or request.participants.filter(user=user).exists()),
+    }

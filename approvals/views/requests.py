@@ -45,28 +45,19 @@ def _request_or_404(public_id: str) -> ApprovalRequest:
 
 def _detail_context(request: HtmxHttpRequest, approval: ApprovalRequest, **extra: Any) -> dict[str, Any]:
     live: RequestState | None = services.request_live_state(request=approval)
-    user = request.user
-    is_requester = user.pk == approval.requester_id
     if live is not None:
         pending_ids = {a.user_id for a in live.pending()}
         status = live.status
     else:
         pending_ids = {p.user_id for p in selectors.waiting_for(request=approval)}
         status = RequestStatus(approval.status)
-    started = approval.workflow_started_at is not None
     return {
         "r": approval,
         "live": live,
-        "is_requester": is_requester,
-        "may_decide": started
-        and status == RequestStatus.IN_REVIEW
-        and user.pk in pending_ids
-        and not is_requester,
-        "may_withdraw": started and is_requester and not status.is_final,
-        "may_resubmit": started and is_requester and status == RequestStatus.CHANGES_REQUESTED,
-        "may_comment": started
-        and not status.is_final
-        and (is_requester or approval.participants.filter(user=user).exists()),
+        "is_requester": request.user.pk == approval.requester_id,
+        **selectors.request_abilities(
+            user=request.user, request=approval, status=status, pending_ids=pending_ids
+        ),
         "waiting": selectors.waiting_for(request=approval),
         "events": selectors.request_timeline(request=approval),
         "action_form": ActionForm(),

@@ -9,3 +9,22 @@ document.addEventListener("htmx:oobErrorNoTarget", (event) => {
   rows.prepend(row);
   htmx.process(row);
 });
+
+// A pushed actions box replaces the one on the page only when what this person may do changed,
+// and even then keeps what the person was typing, so that no push wipes a half-written comment.
+document.addEventListener("htmx:oobBeforeSwap", (event) => {
+  const incoming = event.detail.fragment?.firstElementChild;
+  const current = event.detail.target;
+  if (!incoming || !current || !current.matches(".actions-box[data-abilities]")) return;
+  if (incoming.getAttribute("data-abilities") === current.getAttribute("data-abilities")) {
+    event.detail.shouldSwap = false;
+    return;
+  }
+  current.querySelectorAll("textarea[id], input[type=text][id]").forEach((field) => {
+    if (!field.value) return;
+    const twin = incoming.querySelector(`#${CSS.escape(field.id)}`);
+    if (!twin) return;
+    if (twin.tagName === "TEXTAREA") twin.textContent = field.value;
+    else twin.setAttribute("value", field.value);
+  });
+});

@@ -7,9 +7,11 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
+from approvals import services
 from approvals.models import ApprovalRequest, RequestStatus, RequestType
 from tests.browser.conftest import LiveServer, log_in, screenshot
 from tests.conftest import wait_until
+from workflows.types import ActionKind
 
 pytestmark = [pytest.mark.browser, pytest.mark.temporal_server]
 
@@ -43,6 +45,13 @@ def test_submit_then_approve_in_the_inbox_then_requester_sees_it_without_reload(
     requester.evaluate("window.__noReload = true")  # the submission itself loaded this page
     screenshot(requester, "request-detail")
 
+    # A comment being typed survives pushes that change nothing the requester may do.
+    requester.get_by_label("Add a comment").fill("Half-typed")
+    services.request_act(
+        request=request, actor=people["reviewer2"], kind=ActionKind.COMMENT, comment="Which layout?"
+    )
+    expect(requester.locator(".timeline")).to_contain_text("Which layout?", timeout=15_000)
+    expect(requester.get_by_label("Add a comment")).to_have_value("Half-typed")
     # The new request appears in the reviewer's open inbox, live.
     row = reviewer.locator(f"#request-{request.public_id}")
     expect(row).to_contain_text("Ergonomic keyboard", timeout=15_000)
@@ -62,6 +71,8 @@ def test_submit_then_approve_in_the_inbox_then_requester_sees_it_without_reload(
     )
     expect(requester.locator(".outcome")).to_contain_text("Approved by reviewer1", timeout=15_000)
     expect(requester.locator(".outcome")).to_contain_text("Good for your wrists")
+    # Only what the requester may still do is offered: nothing, once it is decided.
+    expect(requester.get_by_role("button", name="Withdraw the request")).to_have_count(0)
     assert requester.evaluate("window.__noReload") is True
     screenshot(requester, "request-approved")
 
@@ -70,8 +81,6 @@ def test_reviewer_is_told_why_a_rejection_without_comment_is_refused(
     browser: Any, live_app: LiveServer, people: dict[str, User], purchase: RequestType
 ) -> None:
     from playwright.sync_api import expect
-
-    from approvals import services
 
     request = services.request_submit(
         requester=people["requester"], request_type=purchase, title="Team offsite"
