@@ -15,6 +15,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -139,19 +140,27 @@ def ts_worker(loop: LoopThread, time_skipping_env: WorkflowEnvironment) -> Itera
     worker.stop()
 
 
-@pytest.fixture(scope="session")
-def dev_worker(loop: LoopThread, dev_server: WorkflowEnvironment) -> Iterator[RunningWorker]:
-    worker = RunningWorker(loop, dev_server.client)
-    yield worker
-    worker.stop()
+@pytest.fixture
+def dev_server_settings(settings: Any, dev_server: WorkflowEnvironment) -> Client:
+    """Point the web side at the session's dev server, on a task queue of this test's own."""
+    settings.TEMPORAL_ADDRESS = dev_server.client.service_client.config.target_host
+    settings.TEMPORAL_RPC_TIMEOUT = timedelta(seconds=5)
+    settings.TEMPORAL_TASK_QUEUE = f"test-{uuid.uuid4()}"
+    return dev_server.client
 
 
 @pytest.fixture
-def use_dev_server(settings: Any, dev_server: WorkflowEnvironment, dev_worker: RunningWorker) -> Client:
-    """Point the web side at the session's dev server, with a worker polling it."""
-    settings.TEMPORAL_ADDRESS = dev_server.client.service_client.config.target_host
-    settings.TEMPORAL_RPC_TIMEOUT = timedelta(seconds=5)
-    return dev_server.client
+def use_dev_server(
+    transactional_db: None, loop: LoopThread, settings: Any, dev_server_settings: Client
+) -> Iterator[Client]:
+    """The session's dev server with a worker of this test's own.
+
+    The worker stops when the test ends, after its activities finish and before the database is
+    flushed (it depends on `transactional_db`, so it is torn down first): the test's workflows,
+    still sending their last emails, never write into the next test's database."""
+    worker = RunningWorker(loop, dev_server_settings, task_queue=settings.TEMPORAL_TASK_QUEUE)
+    yield dev_server_settings
+    worker.stop()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+from datetime import timedelta
 
 from asgiref.sync import sync_to_async
 from temporalio.client import Client
@@ -16,6 +17,7 @@ from workflows.types import INTERACTIVE_TASK_QUEUE
 
 logger = logging.getLogger(__name__)
 
+SHUTDOWN_GRACE = timedelta(seconds=10)
 ACTIVITIES = [activities.resolve_approvers, activities.project_state, activities.send_notification]
 
 
@@ -29,6 +31,9 @@ def build_worker(
         activities=ACTIVITIES,
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,
+        # On shutdown, activities under way finish rather than stop halfway (they take seconds;
+        # a cancelled one would be retried by the next worker anyway, but a finished one is done).
+        graceful_shutdown_timeout=SHUTDOWN_GRACE,
     )
 
 

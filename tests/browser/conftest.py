@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,9 +65,10 @@ class LiveServer:
 
 
 @pytest.fixture
-def live_app(use_dev_server: Any, settings: Any) -> Iterator[LiveServer]:
+def live_app(transactional_db: None, dev_server_settings: Any, settings: Any) -> Iterator[LiveServer]:
+    """The app with its worker inside, on this test's own task queue; it stops (its worker too)
+    before the database is flushed."""
     settings.TEMPORAL_WORKER_IN_WEB = True
-    settings.TEMPORAL_TASK_QUEUE = f"browser-{uuid.uuid4()}"  # served by this server's worker only
     server = LiveServer()
     settings.SITE_URL = server.url
     yield server

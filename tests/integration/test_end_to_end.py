@@ -123,11 +123,10 @@ def test_request_page_shows_the_workflows_live_state(
 def test_request_saved_while_temporal_was_down_starts_by_itself_when_it_is_back(
     loop: LoopThread,
     settings: Any,
+    use_dev_server: TemporalClient,
+    temporal_unreachable: str,
     people: dict[str, User],
     purchase: RequestType,
-    temporal_unreachable: str,
-    dev_server: Any,
-    dev_worker: Any,
 ) -> None:
     response = as_user(people["requester"]).post(
         reverse("request_create"),
@@ -139,7 +138,7 @@ def test_request_saved_while_temporal_was_down_starts_by_itself_when_it_is_back(
     assert request.workflow_started_at is None
 
     # Temporal comes back: the worker process's outbox relay starts the workflow, nobody acts.
-    settings.TEMPORAL_ADDRESS = dev_server.client.service_client.config.target_host
+    settings.TEMPORAL_ADDRESS = use_dev_server.service_client.config.target_host
     temporal_client.reset()
     stop = asyncio.Event()
     relay = asyncio.run_coroutine_threadsafe(relay_outbox(stop, interval=0.2), loop.loop)
@@ -154,15 +153,13 @@ def test_request_saved_while_temporal_was_down_starts_by_itself_when_it_is_back(
     finally:
         loop.loop.call_soon_threadsafe(stop.set)
         relay.result(10)
-    handle = dev_server.client.get_workflow_handle(request.workflow_id)
+    handle = use_dev_server.get_workflow_handle(request.workflow_id)
     assert loop.run(handle.query(ApprovalWorkflow.state)).status.value == "in_review"
     # Starting again (a second relay, a double submit) finds the running workflow and starts no other.
     assert services.request_start_workflow(public_id=request.public_id) is True
     ApprovalRequest.objects.filter(pk=request.pk).update(workflow_started_at=None)
     assert services.request_start_workflow(public_id=request.public_id) is True
-    runs = wait_until(
-        lambda: loop.run(_count_runs(dev_server.client, request.workflow_id)), what="visibility"
-    )
+    runs = wait_until(lambda: loop.run(_count_runs(use_dev_server, request.workflow_id)), what="visibility")
     assert runs == 1
 
 
