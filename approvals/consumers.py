@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 from urllib.parse import parse_qs
@@ -34,7 +35,11 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
 
+    summary_soon: asyncio.Task[None] | None = None
+
     async def disconnect(self, code: int) -> None:
+        if self.summary_soon is not None:
+            self.summary_soon.cancel()
         for group in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
 
@@ -42,8 +47,17 @@ class LiveConsumer(AsyncWebsocketConsumer):
         pass  # the page only listens
 
     async def request_changed(self, event: dict[str, Any]) -> None:
+        if self.view == "dashboard":
+            # The summary covers every request: one render for a burst of changes, not one each.
+            if self.summary_soon is None or self.summary_soon.done():
+                self.summary_soon = asyncio.create_task(self._send_summary_soon())
+            return
         html = await database_sync_to_async(live.fragment_for)(
             user=self.user, public_id=event["public_id"], view=self.view, shown_id=self.shown_id
         )
         if html:
             await self.send(text_data=html)
+
+    async def _send_summary_soon(self) -> None:
+        await asyncio.sleep(live.SUMMARY_COALESCE_SECONDS)
+        await self.send(text_data=await database_sync_to_async(live.dashboard_fragment)())

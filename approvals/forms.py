@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib.auth.models import User
+from django.utils import timezone
 
 from approvals.models import ApprovalRequest, RequestType
+from approvals.selectors.analytics import Period
 from approvals.selectors.requests import InboxSort, InboxState
 from workflows.types import ActionKind
 
@@ -178,3 +181,57 @@ class BulkActionForm(forms.Form):
         if data.get("kind") == ActionKind.REJECT and not data.get("comment", "").strip():
             self.add_error("comment", "A comment is required to reject.")
         return data
+
+
+PERIODS = [("7", "Last 7 days"), ("30", "Last 30 days"), ("90", "Last 90 days"), ("365", "Last year")]
+DEFAULT_PERIOD_DAYS = 30
+MAX_PERIOD_DAYS = 366
+
+
+class PeriodForm(forms.Form):
+    """The dashboard's period: one of the last N days, or from one date to another (inclusive).
+
+    A bad value is reported and the default period used instead."""
+
+    days = forms.TypedChoiceField(
+        choices=PERIODS,
+        coerce=int,
+        required=False,
+        empty_value=DEFAULT_PERIOD_DAYS,
+        initial=DEFAULT_PERIOD_DAYS,
+        label="Period",
+    )
+    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        since, until = data.get("since"), data.get("until")
+        if bool(since) != bool(until):
+            raise forms.ValidationError("Give both dates of the period, or neither.")
+        if since and until:
+            if until < since:
+                raise forms.ValidationError("The period must end on or after the day it starts.")
+            if (until - since).days + 1 > MAX_PERIOD_DAYS:
+                raise forms.ValidationError(f"Choose at most {MAX_PERIOD_DAYS} days.")
+        return data
+
+    def period(self) -> Period:
+        """The period chosen, or the last 30 days when nothing valid was chosen."""
+        data = self.cleaned_data if self.is_valid() else {}
+        since, until = data.get("since"), data.get("until")
+        if since and until:
+            tz = timezone.get_current_timezone()
+            start = datetime.combine(since, time.min, tzinfo=tz)
+            end = datetime.combine(until + timedelta(days=1), time.min, tzinfo=tz)
+            return Period(start, end)
+        return Period.last(data.get("days") or DEFAULT_PERIOD_DAYS)
+
+    def query(self) -> str:
+        """The valid choice as a query string, for links (the CSV export) that keep the period."""
+        if not self.is_valid():
+            return ""
+        data = self.cleaned_data
+        if data.get("since"):
+            return urlencode({"since": data["since"].isoformat(), "until": data["until"].isoformat()})
+        return urlencode({"days": data.get("days") or DEFAULT_PERIOD_DAYS})

@@ -186,6 +186,8 @@ class ApprovalRequest(models.Model):
     decided_by_name = models.CharField(max_length=150, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_comment = models.TextField(blank=True)
+    # Submission to approval or rejection, in seconds: what the dashboard's percentiles read.
+    decision_seconds = models.PositiveIntegerField(null=True, blank=True, editable=False)
 
     # Transactional outbox: null until Temporal has accepted the workflow start.
     workflow_started_at = models.DateTimeField(null=True, blank=True)
@@ -204,6 +206,11 @@ class ApprovalRequest(models.Model):
                 fields=["created_at"],
                 name="request_outbox_pending",
                 condition=models.Q(workflow_started_at__isnull=True),
+            ),
+            models.Index(fields=["created_at"], name="request_created"),
+            models.Index(fields=["decided_at"], name="request_decided"),
+            models.Index(
+                fields=["deadline"], name="request_in_review_deadline", condition=models.Q(status="in_review")
             ),
         ]
 
@@ -269,10 +276,85 @@ class Participant(models.Model):
         indexes = [
             models.Index(fields=["user", "pending", "deadline"]),
             models.Index(fields=["user", "pending", "-added_at"]),
+            models.Index(
+                fields=["request"],
+                name="participant_escalated",
+                condition=models.Q(pending=True, level__gt=0),
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.user} on {self.request}"
+
+
+class StageRun(models.Model):
+    """One run of a stage: from when its approvers were asked to how it ended. A stage that
+    starts again after a resubmission is a new run. Written by the projection from the events;
+    the read model behind the times to decision per stage."""
+
+    class Outcome(models.TextChoices):
+        APPROVED = "stage_approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        CHANGES_REQUESTED = "changes_requested", "Changes requested"
+        EXPIRED = "expired", "Expired"
+        WITHDRAWN = "withdrawn", "Withdrawn"
+
+    DECISIONS = (Outcome.APPROVED, Outcome.REJECTED, Outcome.CHANGES_REQUESTED)
+
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="stage_runs")
+    # The request's, copied so that the figures per stage read this table alone.
+    request_type = models.ForeignKey(RequestType, on_delete=models.PROTECT, related_name="+")
+    stage_name = models.CharField(max_length=100)
+    stage_version = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, blank=True)
+    seconds = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["request", "started_at", "pk"]
+        constraints = [models.UniqueConstraint(fields=["request", "stage_version"], name="stage_run_once")]
+        indexes = [models.Index(fields=["closed_at"], name="stage_run_closed")]
+
+    def __str__(self) -> str:
+        return f"{self.request}: {self.stage_name} (run {self.stage_version})"
+
+
+class Assignment(models.Model):
+    """One person asked to act on one run of a stage: when they were asked, when it ended for
+    them, and how. The read model behind response times and approver load; written by the
+    projection from the workflow's pending list (a stage that starts again is a new run)."""
+
+    class Outcome(models.TextChoices):
+        APPROVED = "approval", "Approved"
+        REJECTED = "rejected", "Rejected"
+        CHANGES_REQUESTED = "changes_requested", "Requested changes"
+        DELEGATED = "delegated", "Delegated"
+        NOT_NEEDED = "", "Not needed"  # the stage ended without their answer
+
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="assignments")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    stage_name = models.CharField(max_length=100)
+    stage_version = models.PositiveIntegerField()
+    level = models.PositiveSmallIntegerField(default=0)
+    asked_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, blank=True)
+    seconds = models.PositiveIntegerField(null=True, blank=True, help_text="From asked to closed.")
+
+    class Meta:
+        ordering = ["request", "asked_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["request", "user", "stage_version"], name="assignment_once")
+        ]
+        indexes = [models.Index(fields=["closed_at", "user"], name="assignment_closed")]
+
+    def __str__(self) -> str:
+        return f"{self.user} on {self.request} ({self.stage_name})"
+
+    @property
+    def answered(self) -> bool:
+        return self.closed_at is not None and self.outcome != ""
 
 
 class RequestEvent(models.Model):
@@ -296,6 +378,7 @@ class RequestEvent(models.Model):
     class Meta:
         ordering = ["request", "seq"]
         constraints = [models.UniqueConstraint(fields=["request", "seq"], name="event_once_per_seq")]
+        indexes = [models.Index(fields=["occurred_at"], name="event_occurred")]
 
     def __str__(self) -> str:
         return f"{self.request} #{self.seq} {self.kind}"

@@ -17,6 +17,7 @@ urlpatterns = [
     path("inbox/bulk/", views.inbox_bulk, name="inbox_bulk"),
     path("email/<str:token>/", views.email_action, name="email_action"),
     path("dashboard/", views.dashboard, name="dashboard"),
+    path("dashboard/requests.csv", views.dashboard_export, name="dashboard_export"),
     path("mailbox/", views.mailbox, name="mailbox"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

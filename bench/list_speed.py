@@ -74,7 +74,17 @@ def run(total: int, runs: int) -> None:
     from django.utils import timezone
 
     from approvals import live, selectors
-    from approvals.models import ApprovalRequest, Participant, RequestEvent, RequestType, Stage
+    from approvals.models import (
+        ApprovalRequest,
+        Assignment,
+        Participant,
+        RequestEvent,
+        RequestType,
+        Stage,
+        StageRun,
+    )
+    from approvals.selectors.analytics import Period
+    from approvals.views.dashboard import _figures
 
     started = time.perf_counter()
     requesters = User.objects.bulk_create([User(username=f"requester{i}") for i in range(200)])
@@ -85,22 +95,34 @@ def run(total: int, runs: int) -> None:
     Stage.objects.create(request_type=request_type, name="Review", deadline=timedelta(days=2))
     now = timezone.now()
     batch = 5000
+    # Requests spread over the last year; decided ones took 1 to 48 hours, answered by the first
+    # of their two reviewers. The read model is written as the projection would leave it.
+    created_field = ApprovalRequest._meta.get_field("created_at")
+    created_field.auto_now_add = False  # the seed sets submission times itself
     for first in range(0, total, batch):
-        requests = ApprovalRequest.objects.bulk_create(
-            [
+        rows = []
+        for i in range(first, min(first + batch, total)):
+            status = "in_review" if i % 10 < 3 else ("approved" if i % 2 else "rejected")
+            created = now - timedelta(days=365) * ((total - i) / total)
+            decided = None if status == "in_review" else created + timedelta(hours=1 + i % 48)
+            rows.append(
                 ApprovalRequest(
                     public_id=uuid.uuid4(),
                     request_type=request_type,
                     requester=requesters[i % len(requesters)],
                     title=f"Request {i}",
-                    status="in_review" if i % 10 < 3 else ("approved" if i % 2 else "rejected"),
-                    deadline=now + timedelta(hours=i % 100),
-                    workflow_started_at=now,
+                    status=status,
+                    deadline=now + timedelta(hours=i % 100) if status == "in_review" else None,
+                    workflow_started_at=created,
+                    created_at=created,
+                    decided_at=decided,
+                    decided_by_name="reviewer" if decided else "",
+                    decision_seconds=int((decided - created).total_seconds()) if decided else None,
+                    stage_name="Review",
                     version=3,
                 )
-                for i in range(first, min(first + batch, total))
-            ]
-        )
+            )
+        requests = ApprovalRequest.objects.bulk_create(rows)
         Participant.objects.bulk_create(
             [
                 Participant(
@@ -110,19 +132,59 @@ def run(total: int, runs: int) -> None:
                 for k in (0, 1)
             ]
         )
-        RequestEvent.objects.bulk_create(
+        Assignment.objects.bulk_create(
             [
-                RequestEvent(request=r, seq=seq, kind=kind, actor_name="x", occurred_at=now)
+                Assignment(
+                    request=r,
+                    user=reviewers[(r.pk + k) % len(reviewers)],
+                    stage_name="Review",
+                    stage_version=1,
+                    asked_at=r.created_at,
+                    closed_at=r.decided_at,
+                    outcome=("approval" if r.status == "approved" else r.status)
+                    if r.decided_at and k == 0
+                    else "",
+                    seconds=r.decision_seconds,
+                )
                 for r in requests
-                for seq, kind in enumerate(("submitted", "stage_started", "approval"))
+                for k in (0, 1)
             ]
         )
+        StageRun.objects.bulk_create(
+            [
+                StageRun(
+                    request=r,
+                    request_type=request_type,
+                    stage_name="Review",
+                    stage_version=1,
+                    started_at=r.created_at,
+                    closed_at=r.decided_at,
+                    outcome={"approved": "stage_approved", "rejected": "rejected"}.get(r.status, ""),
+                    seconds=r.decision_seconds,
+                )
+                for r in requests
+            ]
+        )
+        events = []
+        for r in requests:
+            kinds = [("submitted", r.created_at), ("stage_started", r.created_at)]
+            if r.status == "approved":
+                kinds += [("approval", r.decided_at), ("stage_approved", r.decided_at)]
+            elif r.status == "rejected":
+                kinds += [("rejected", r.decided_at)]
+            events += [
+                RequestEvent(request=r, seq=seq, kind=kind, actor_name="x", stage="Review", occurred_at=at)
+                for seq, (kind, at) in enumerate(kinds)
+            ]
+        RequestEvent.objects.bulk_create(events)
+    created_field.auto_now_add = True
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     seconds = time.perf_counter() - started
     print(
-        f"Seeded {total:,} requests, {Participant.objects.count():,} participants and "
-        f"{RequestEvent.objects.count():,} events on {connection.vendor} in {seconds:.0f}s"
+        f"Seeded {total:,} requests, {Participant.objects.count():,} participants, "
+        f"{Assignment.objects.count():,} assignments and {RequestEvent.objects.count():,} events "
+        f"over a year on {connection.vendor} in {seconds:.0f}s"
     )
 
     requester = requesters[0]
@@ -133,9 +195,16 @@ def run(total: int, runs: int) -> None:
     reviewer.save()
     one = ApprovalRequest.objects.filter(participants__user=reviewer).first()
     assert one is not None
-    reviewer_client, requester_client = Client(), Client()
+    User.objects.create_user("staff", password="bench-pass-123", is_staff=True)
+    reviewer_client, requester_client, staff_client = Client(), Client(), Client()
     assert reviewer_client.login(username=reviewer.username, password="bench-pass-123")
     assert requester_client.login(username=requester.username, password="bench-pass-123")
+    assert staff_client.login(username="staff", password="bench-pass-123")
+    month = Period.last(30)
+    print(
+        f"In the last 30 days: {ApprovalRequest.objects.filter(decided_at__gte=month.since).count():,} "
+        "decided."
+    )
     waiting = selectors.inbox_waiting(user=reviewer)
     print(
         f"The reviewer waits on {waiting.count():,} requests; the requester has "
@@ -161,6 +230,14 @@ def run(total: int, runs: int) -> None:
         ("live update: audience of a request", lambda: live.audience(public_id=str(one.public_id))),
         ("page GET /inbox/ (rendered)", lambda: reviewer_client.get("/inbox/")),
         ("page GET / (rendered)", lambda: requester_client.get("/")),
+        ("dashboard: live summary (each push)", selectors.dashboard_summary),
+        ("dashboard: figures, last 30 days", lambda: _figures(month)),
+        ("dashboard: figures, last year", lambda: _figures(Period.last(365))),
+        ("page GET /dashboard/ (rendered)", lambda: staff_client.get("/dashboard/")),
+        (
+            "CSV export, last 30 days",
+            lambda: b"".join(staff_client.get("/dashboard/requests.csv?days=30").streaming_content),
+        ),
     ]
     print(f"\n{'what':<40} {'median ms':>10} {'p95 ms':>8}   ({runs} runs)")
     for name, fn in cases:

@@ -1,5 +1,14 @@
 """Selectors: reads for views, from the read model (never from Temporal)."""
 
+from approvals.selectors.analytics import (
+    EXPORT_COLUMNS,
+    approver_load,
+    decision_times_by_stage,
+    decision_times_by_type,
+    requests_export,
+    slowest_responders,
+    throughput,
+)
 from approvals.selectors.dashboard import dashboard_summary, mailbox
 from approvals.selectors.requests import (
     InboxSort,
@@ -17,6 +26,13 @@ from approvals.selectors.requests import (
 )
 
 __all__ = [
+    "EXPORT_COLUMNS",
+    "approver_load",
+    "decision_times_by_stage",
+    "decision_times_by_type",
+    "requests_export",
+    "slowest_responders",
+    "throughput",
     "dashboard_summary",
     "InboxSort",
     "InboxState",

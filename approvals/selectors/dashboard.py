@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from approvals.models import ApprovalRequest, OutboundEmail, RequestEvent
+from approvals.models import ApprovalRequest, OutboundEmail, Participant, RequestEvent
 from approvals.selectors.requests import _with_related
 from workflows.types import RequestStatus
 
@@ -22,7 +22,8 @@ def dashboard_summary(*, limit: int = 10) -> dict[str, Any]:
     counts = dict(ApprovalRequest.objects.values_list("status").annotate(n=Count("pk")).order_by())
     in_review = _with_related(ApprovalRequest.objects.filter(status=RequestStatus.IN_REVIEW))
     overdue = in_review.filter(deadline__lt=now).order_by("deadline")
-    escalated = in_review.filter(participants__pending=True, participants__level__gt=0).distinct()
+    escalated_ids = Participant.objects.filter(pending=True, level__gt=0).values("request_id")
+    escalated = in_review.filter(pk__in=escalated_ids)
     failed = OutboundEmail.objects.filter(status=OutboundEmail.Status.FAILED)
     return {
         "counts": [(s.label, s.value, counts.get(s.value, 0)) for s in RequestStatus],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 
 from django.contrib.auth.models import User
@@ -10,9 +11,17 @@ from django.db.models import Q
 from django.utils import timezone
 
 from approvals.exceptions import NotFound
-from approvals.models import ApprovalRequest, Delegation, Participant, RequestEvent, RequestRevision
+from approvals.models import (
+    ApprovalRequest,
+    Assignment,
+    Delegation,
+    Participant,
+    RequestEvent,
+    RequestRevision,
+    StageRun,
+)
 from approvals.services.requests import display_name
-from workflows.types import Assignee, AssignInput, Projection
+from workflows.types import Assignee, AssignInput, EventKind, Projection, RequestStatus
 
 
 def approvers_resolve(*, assign: AssignInput) -> list[Assignee]:
@@ -128,9 +137,86 @@ def request_project(*, projection: Projection) -> None:
         request.decided_by_name = projection.decided.by_name
         request.decided_at = projection.decided.at
         request.decision_comment = projection.decided.comment
+        if projection.status in (RequestStatus.APPROVED, RequestStatus.REJECTED):
+            request.decision_seconds = _seconds(request.created_at, projection.decided.at)
     request.save()
     pending = {p.user_id: p for p in projection.pending}
     request.participants.exclude(user_id__in=pending).filter(pending=True).update(
         pending=False, deadline=None
     )
     request.participants.filter(user_id__in=pending).update(pending=True, deadline=projection.deadline)
+    _stage_runs_project(request=request, projection=projection)
+    _assignments_project(request=request, projection=projection)
+
+
+def _seconds(start: datetime, end: datetime) -> int:
+    return max(int((end - start).total_seconds()), 0)
+
+
+# What ends a run of a stage (the values are the event kinds').
+STAGE_ENDS = frozenset(
+    {
+        EventKind.STAGE_APPROVED,
+        EventKind.REJECTED,
+        EventKind.CHANGES_REQUESTED,
+        EventKind.EXPIRED,
+        EventKind.WITHDRAWN,
+    }
+)
+
+
+def _stage_runs_project(*, request: ApprovalRequest, projection: Projection) -> None:
+    """Close the open run of a stage on the event that ended it; open a run when a stage starts.
+
+    A batch holds at most one stage start (a stage starts once its approvers are resolved, and
+    the workflow projects right after), and it belongs to the projection's current stage."""
+    for event in projection.events:
+        if event.kind == EventKind.STAGE_STARTED:
+            StageRun.objects.get_or_create(
+                request=request,
+                stage_version=projection.stage_version,
+                defaults={
+                    "request_type_id": request.request_type_id,
+                    "stage_name": event.stage,
+                    "started_at": event.at,
+                },
+            )
+        elif event.kind in STAGE_ENDS:
+            run = request.stage_runs.filter(closed_at__isnull=True).order_by("-started_at").first()
+            if run is not None and run.stage_name == event.stage:
+                run.closed_at, run.outcome = event.at, event.kind.value
+                run.seconds = _seconds(run.started_at, event.at)
+                run.save(update_fields=["closed_at", "outcome", "seconds"])
+
+
+# What ends an assignment with the person's own answer (the values are the event kinds').
+ANSWERS = frozenset(
+    {EventKind.APPROVAL, EventKind.REJECTED, EventKind.CHANGES_REQUESTED, EventKind.DELEGATED}
+)
+
+
+def _assignments_project(*, request: ApprovalRequest, projection: Projection) -> None:
+    """Open an assignment for each person the stage now waits on; close, with their answer if
+    they gave one, those it no longer waits on. Runs for the newest projection only, and
+    projections of one request run one after another, so no change of who waits is missed."""
+    at = max(e.at for e in projection.events)
+    answers = {e.actor_id: e for e in projection.events if e.kind in ANSWERS and e.actor_id is not None}
+    waiting = {a.user_id: a for a in projection.pending}
+    still_open: set[int] = set()
+    for assignment in request.assignments.filter(closed_at__isnull=True):
+        if assignment.user_id in waiting and assignment.stage_version == projection.stage_version:
+            still_open.add(assignment.user_id)
+            continue
+        answer = answers.get(assignment.user_id)
+        assignment.closed_at = answer.at if answer else at
+        assignment.outcome = answer.kind.value if answer else Assignment.Outcome.NOT_NEEDED
+        assignment.seconds = _seconds(assignment.asked_at, assignment.closed_at)
+        assignment.save(update_fields=["closed_at", "outcome", "seconds"])
+    for user_id, person in waiting.items():
+        if user_id not in still_open:
+            Assignment.objects.get_or_create(
+                request=request,
+                user_id=user_id,
+                stage_version=projection.stage_version,
+                defaults={"stage_name": projection.stage_name, "level": person.level, "asked_at": at},
+            )

@@ -1,6 +1,6 @@
 """Views: validate, call a service or selector, render."""
 
-from approvals.views.dashboard import dashboard, mailbox
+from approvals.views.dashboard import dashboard, dashboard_export, mailbox
 from approvals.views.requests import (
     email_action,
     home,
@@ -15,6 +15,7 @@ from approvals.views.requests import (
 
 __all__ = [
     "dashboard",
+    "dashboard_export",
     "email_action",
     "home",
     "inbox",

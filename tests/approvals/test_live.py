@@ -80,7 +80,8 @@ def test_each_page_hears_what_it_shows_and_only_people_who_may_see_it_hear(
         _, not_staff = await connect("/ws/live/?view=dashboard", ORIGIN, cookies["reviewer1"])
         assert not not_staff
 
-        await live.send_changed(public_id=public_id, user_ids=await sync(live.audience)(public_id=public_id))
+        audience = await sync(live.audience)(public_id=public_id)
+        await live.send_changed(public_id=public_id, user_ids=audience)
 
         row = await inbox.receive_from(timeout=5)
         assert (
@@ -89,11 +90,15 @@ def test_each_page_hears_what_it_shows_and_only_people_who_may_see_it_hear(
         assert (await mine.receive_from(timeout=5)).strip().startswith(f'<tr id="mine-{public_id}"')
         assert f'<section id="status-{public_id}"' in await page.receive_from(timeout=5)
         assert f'<section id="status-{public_id}"' in await staff.receive_from(timeout=5)
+        # A burst of changes: the staff dashboard renders its summary once for all of them.
+        for _ in range(3):
+            await live.send_changed(public_id=public_id, user_ids=[])
         summary = await dashboard.receive_from(timeout=5)
         assert (
             summary.startswith('<div id="dashboard-summary"')
             and 'data-testid="count-in_review">1<' in summary
         )
+        assert await dashboard.receive_nothing(timeout=live.SUMMARY_COALESCE_SECONDS + 0.5)
         assert await other_page.receive_nothing(timeout=0.3)
         assert await outsider.receive_nothing(timeout=0.3)
         for communicator in (inbox, mine, page, other_page, outsider, staff, dashboard):

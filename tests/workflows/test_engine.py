@@ -37,6 +37,7 @@ from temporalio.worker import Worker
 
 from approvals.models import (
     ApprovalRequest,
+    Assignment,
     Delegation,
     OutboundEmail,
     Participant,
@@ -981,6 +982,79 @@ def test_the_requester_is_never_assigned_and_a_person_in_two_groups_counts_once(
         "2 of 3",
         "3 of 3",
     ]
+
+
+# --- Assignments: who was asked when, and how it ended for them ------------------------------
+
+
+def assignments(request: ApprovalRequest) -> list[tuple[str, str, int, int, str]]:
+    """(who, stage, stage run, level, outcome or "open"), in the order they were asked."""
+    return [
+        (a.user.username, a.stage_name, a.stage_version, a.level, a.outcome if a.closed_at else "open")
+        for a in Assignment.objects.filter(request=request)
+        .select_related("user")
+        .order_by("asked_at", "user_id")
+    ]
+
+
+def test_each_person_asked_gets_an_assignment_closed_by_their_answer_or_by_the_stage(
+    loop: LoopThread,
+    time_skipping_env: WorkflowEnvironment,
+    launch: Callable[..., Any],
+    people: dict[str, User],
+    purchase: RequestType,
+) -> None:
+    env = time_skipping_env
+    requester, r1, r2, manager = (people[n] for n in ("requester", "reviewer1", "reviewer2", "manager"))
+    request = make_request(people, purchase)
+    handle = launch(
+        request,
+        policy(
+            review([r1, r2], deadline_seconds=DAY, escalation=[EscalationLevel(DAY, user_ids=ids(manager))]),
+            StageSpec(name="Finance", rule=Rule.ANY, deadline_seconds=DAY, user_ids=ids(manager)),
+        ),
+    )
+    started = state(loop, handle).stage.started_at
+    assert assignments(request) == [
+        ("reviewer1", "Review", 1, 0, "open"),
+        ("reviewer2", "Review", 1, 0, "open"),
+    ]
+    stage_started = RequestEvent.objects.get(request=request, kind="stage_started").occurred_at
+    assert {a.asked_at for a in Assignment.objects.filter(request=request)} == {stage_started}
+
+    sleep_until(loop, env, started + timedelta(days=1, minutes=1))
+    settle(loop, handle)
+    escalated_at = RequestEvent.objects.get(request=request, kind="escalated").occurred_at
+    assert Assignment.objects.get(request=request, user=manager).asked_at == escalated_at
+    assert assignments(request)[-1] == ("manager", "Review", 1, 1, "open")
+
+    act(loop, handle, action(ActionKind.REQUEST_CHANGES, r2, "Attach the quote"))
+    settle(loop, handle)
+    changes_at = RequestEvent.objects.get(request=request, kind="changes_requested").occurred_at
+    assert assignments(request) == [
+        ("reviewer1", "Review", 1, 0, ""),
+        ("reviewer2", "Review", 1, 0, "changes_requested"),
+        ("manager", "Review", 1, 1, ""),
+    ]
+    assert {a.closed_at for a in Assignment.objects.filter(request=request)} == {changes_at}
+
+    act(loop, handle, action(ActionKind.RESUBMIT, requester, content=Content(title="Laptop, quote attached")))
+    settle(loop, handle)
+    act(loop, handle, action(ActionKind.APPROVE, r1))
+    settle(loop, handle)
+    act(loop, handle, action(ActionKind.APPROVE, manager))
+    assert result(loop, handle).status == Status.APPROVED
+    settle(loop, handle)
+
+    assert assignments(request)[3:] == [
+        ("reviewer1", "Review", 2, 0, "approval"),
+        ("reviewer2", "Review", 2, 0, ""),
+        ("manager", "Finance", 3, 0, "approval"),
+    ]
+    finance = Assignment.objects.get(request=request, stage_name="Finance")
+    approved = RequestEvent.objects.get(request=request, kind="approval", actor=manager).occurred_at
+    assert finance.asked_at <= finance.closed_at == approved
+    assert not Assignment.objects.filter(request=request, closed_at__isnull=True).exists()
 
 
 # --- Concurrency: decisions that meet ---------------------------------------------------------
