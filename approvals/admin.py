@@ -7,6 +7,7 @@ from django.http import HttpRequest
 
 from approvals.models import (
     ApprovalRequest,
+    Assignment,
     Delegation,
     EscalationLevel,
     OutboundEmail,
@@ -14,8 +15,23 @@ from approvals.models import (
     RequestEvent,
     RequestRevision,
     RequestType,
+    StaffAction,
     Stage,
+    StageRun,
 )
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records written by the system alone: staff may read and search them, never change them."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -91,32 +107,64 @@ class EventInline(ReadOnlyInline):
     readonly_fields = fields
 
 
+class StageRunInline(ReadOnlyInline):
+    model = StageRun
+    fields = ["stage_name", "stage_version", "started_at", "closed_at", "outcome", "seconds"]
+    readonly_fields = fields
+
+
+class AssignmentInline(ReadOnlyInline):
+    model = Assignment
+    fields = ["user", "stage_name", "stage_version", "level", "asked_at", "closed_at", "outcome", "seconds"]
+    readonly_fields = fields
+
+
+class StaffActionInline(ReadOnlyInline):
+    model = StaffAction
+    fields = ["created_at", "actor", "kind", "reason", "ok", "outcome", "workflow_status", "run_id"]
+    readonly_fields = fields
+
+
 @admin.register(ApprovalRequest)
-class ApprovalRequestAdmin(admin.ModelAdmin):
+class ApprovalRequestAdmin(ReadOnlyAdmin):
     """Read-only: requests change only through their workflow, and the audit trail never."""
 
     list_display = ["title", "request_type", "requester", "status", "stage_name", "deadline", "created_at"]
     list_filter = ["status", "request_type"]
     search_fields = ["title", "public_id", "requester__username"]
-    inlines = [ParticipantInline, RevisionInline, EventInline]
+    inlines = [
+        ParticipantInline,
+        RevisionInline,
+        EventInline,
+        StageRunInline,
+        AssignmentInline,
+        StaffActionInline,
+    ]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+@admin.register(RequestEvent)
+class RequestEventAdmin(ReadOnlyAdmin):
+    """The audit trail across every request: who did what, when."""
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    list_display = ["occurred_at", "request", "kind", "actor_name", "stage", "comment"]
+    list_filter = ["kind", "occurred_at"]
+    search_fields = ["request__title", "request__public_id", "actor_name", "comment"]
+    list_select_related = ["request"]
+    date_hierarchy = "occurred_at"
+
+
+@admin.register(StaffAction)
+class StaffActionAdmin(ReadOnlyAdmin):
+    """What staff did to workflows from the dashboard (cancel, retry), refused attempts too."""
+
+    list_display = ["created_at", "actor", "kind", "request", "ok", "workflow_status", "outcome"]
+    list_filter = ["kind", "ok"]
+    search_fields = ["request__title", "request__public_id", "actor__username", "reason"]
+    list_select_related = ["request", "actor"]
 
 
 @admin.register(OutboundEmail)
-class OutboundEmailAdmin(admin.ModelAdmin):
+class OutboundEmailAdmin(ReadOnlyAdmin):
     list_display = ["subject", "to", "kind", "status", "created_at", "sent_at"]
     list_filter = ["status", "kind"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    search_fields = ["subject", "to"]

@@ -61,7 +61,9 @@ class ActionForm(forms.Form):
     """Every action on a request but resubmission: the button pressed says which."""
 
     action_id = _form_token()
-    kind = forms.ChoiceField(choices=[(k.value, k.value) for k in ActionKind if k != ActionKind.RESUBMIT])
+    kind = forms.ChoiceField(
+        choices=[(k.value, k.value) for k in ActionKind if k not in (ActionKind.RESUBMIT, ActionKind.CANCEL)]
+    )
     comment = forms.CharField(required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 2}))
     delegate = forms.ModelChoiceField(queryset=User.objects.filter(is_active=True), required=False)
     extend_by = forms.TypedChoiceField(choices=EXTENSIONS, coerce=int, required=False)
@@ -235,3 +237,11 @@ class PeriodForm(forms.Form):
         if data.get("since"):
             return urlencode({"since": data["since"].isoformat(), "until": data["until"].isoformat()})
         return urlencode({"days": data.get("days") or DEFAULT_PERIOD_DAYS})
+
+
+class StaffCancelForm(forms.Form):
+    reason = forms.CharField(
+        max_length=2000,
+        label="Why cancel",
+        error_messages={"required": "Say why the request is cancelled: the requester will read it."},
+    )

@@ -427,3 +427,30 @@ class OutboundEmail(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject} → {self.to}"
+
+
+class StaffAction(models.Model):
+    """The audit trail of what staff did to a request's workflow from the dashboard: cancel it,
+    or retry it (start it, or resume a failed run). Never edited."""
+
+    class Kind(models.TextChoices):
+        CANCEL = "cancel", "Cancel"
+        RETRY = "retry", "Retry"
+
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="staff_actions")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    reason = models.TextField(blank=True)
+    ok = models.BooleanField(default=False)
+    outcome = models.TextField(help_text="What happened, as the staff member was told.")
+    workflow_status = models.CharField(
+        max_length=20, blank=True, help_text="The run's status in Temporal before."
+    )
+    run_id = models.CharField(max_length=64, blank=True, help_text="The run acted on (or started).")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of {self.request} by {self.actor}"

@@ -32,6 +32,7 @@ from temporalio.worker import Worker
 from approvals.models import ApprovalRequest, EscalationLevel, Participant, RequestType, Stage
 from approvals.services import policy_snapshot
 from workflows import client as temporal_client
+from workflows.client import DEV_SERVER_ARGS
 from workflows.worker import build_worker
 
 T = TypeVar("T")
@@ -105,6 +106,7 @@ def dev_server(loop: LoopThread) -> Iterator[WorkflowEnvironment]:
             port=free_port(),
             ui=False,
             dev_server_log_level="error",
+            dev_server_extra_args=DEV_SERVER_ARGS,
         )
     )
     yield env
@@ -114,12 +116,16 @@ def dev_server(loop: LoopThread) -> Iterator[WorkflowEnvironment]:
 class RunningWorker:
     """A Temporal worker running on the test loop; stop() waits for it to finish."""
 
-    def __init__(self, loop: LoopThread, client: Client, task_queue: str | None = None) -> None:
+    def __init__(
+        self, loop: LoopThread, client: Client, task_queue: str | None = None, activities: Any = None
+    ) -> None:
         self.loop = loop
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=8, thread_name_prefix="test-activity"
         )
-        kwargs = {"task_queue": task_queue} if task_queue else {}
+        kwargs: dict[str, Any] = {"task_queue": task_queue} if task_queue else {}
+        if activities is not None:
+            kwargs["activities"] = activities
 
         async def make() -> Worker:  # a Worker must be built on the loop that runs it
             return build_worker(client, self.executor, **kwargs)

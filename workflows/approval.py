@@ -15,11 +15,12 @@ Rules the policy leaves to the engine:
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from workflows import activities
@@ -103,7 +104,29 @@ class ApprovalWorkflow:
             self._event(EventKind.SUBMITTED, actor_id=s.requester_id, actor_name=s.requester_name, seq=0)
             s.status = RequestStatus.IN_REVIEW
             self._enter_stage(next_stage_index(s.policy, s.content, -1))
+        try:
+            await self._lifecycle()
+        except (asyncio.CancelledError, ActivityError) as err:
+            # Someone cancelled the workflow in Temporal (the UI, the CLI): the request ends as
+            # cancelled, and that is projected and told like any other end. (A cancel that meets
+            # an activity arrives as that activity's error.)
+            if not is_cancelled_exception(err):
+                raise
+            if not s.status.is_final:
+                detail = "The workflow was cancelled in Temporal"
+                self._finish(
+                    RequestStatus.CANCELLED,
+                    Decided(None, "Temporal", workflow.now(), detail),
+                    EventKind.CANCELLED,
+                )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        while self._unflushed():
+            await self._flush_batch()
+        return s
 
+    async def _lifecycle(self) -> None:
+        """Until the request is final: assign, project and email, sleep until the next timer."""
+        s = self.s
         while not s.status.is_final:
             await self._assign_pending()
             while self._unflushed() and not self._should_continue_as_new():
@@ -124,11 +147,6 @@ class ApprovalWorkflow:
             except TimeoutError:
                 pass
             self._on_time()
-
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        while self._unflushed():
-            await self._flush_batch()
-        return s
 
     def _needs_assignment(self) -> bool:
         stage = self.s.stage
@@ -296,9 +314,12 @@ class ApprovalWorkflow:
             RequestStatus.REJECTED: NotificationKind.DECIDED,
             RequestStatus.EXPIRED: NotificationKind.EXPIRED,
             RequestStatus.WITHDRAWN: NotificationKind.WITHDRAWN,
+            RequestStatus.CANCELLED: NotificationKind.CANCELLED,
         }[status]
         if status == RequestStatus.WITHDRAWN:
             self._notify(notify, [a.user_id for a in waiting], event)
+        elif status == RequestStatus.CANCELLED:
+            self._notify(notify, [s.requester_id, *(a.user_id for a in waiting)], event)
         else:
             self._notify(notify, [s.requester_id], event)
         self._wake = True
@@ -344,6 +365,8 @@ class ApprovalWorkflow:
             by = f" by {s.decided.by_name} at {_hhmm(s.decided.at)}" if s.decided else ""
             return f"This request is already {s.status.label.lower()}{by}."
         is_requester = action.actor_id == s.requester_id
+        if kind == ActionKind.CANCEL:
+            return None if comment else "Say why the request is cancelled."
         if kind == ActionKind.COMMENT:
             if not comment:
                 return "Write a comment first."
@@ -413,6 +436,13 @@ class ApprovalWorkflow:
                 EventKind.WITHDRAWN,
             )
             message = "The request is withdrawn."
+        elif kind == ActionKind.CANCEL:
+            self._finish(
+                RequestStatus.CANCELLED,
+                Decided(action.actor_id, action.actor_name, workflow.now(), comment),
+                EventKind.CANCELLED,
+            )
+            message = "The request is cancelled."
         elif kind == ActionKind.RESUBMIT:
             assert action.content is not None and stage is not None
             s.content = Content(action.content.title.strip(), action.content.details, action.content.amount)
@@ -540,21 +570,32 @@ class ApprovalWorkflow:
         events, self._events = self._events, []
         participants, self._participants = self._participants, []
         notifications, self._notifications = self._notifications, []
-        if events:
-            await workflow.execute_activity(
-                activities.project_state,
-                self._projection(events, participants),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=ACTIVITY_RETRY,
-            )
-        for notification in notifications:
-            await workflow.execute_activity(
-                activities.send_notification,
-                notification,
-                start_to_close_timeout=EMAIL_TIMEOUT,
-                heartbeat_timeout=EMAIL_HEARTBEAT,
-                retry_policy=ACTIVITY_RETRY,
-            )
+        try:
+            if events:
+                await workflow.execute_activity(
+                    activities.project_state,
+                    self._projection(events, participants),
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=ACTIVITY_RETRY,
+                )
+                events, participants = [], []
+            while notifications:
+                await workflow.execute_activity(
+                    activities.send_notification,
+                    notifications[0],
+                    start_to_close_timeout=EMAIL_TIMEOUT,
+                    heartbeat_timeout=EMAIL_HEARTBEAT,
+                    retry_policy=ACTIVITY_RETRY,
+                )
+                notifications.pop(0)
+        except (asyncio.CancelledError, ActivityError):
+            # Cancelled (or failed) halfway: what was not done yet goes back, to be done after the
+            # cancellation is handled (the activities are idempotent: one that finished anyway
+            # does no harm when it runs again).
+            self._events = events + self._events
+            self._participants = participants + self._participants
+            self._notifications = notifications + self._notifications
+            raise
 
     def _projection(self, events: list[TimelineEntry], participants: list[Assignee]) -> Projection:
         s = self.s

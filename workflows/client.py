@@ -21,6 +21,14 @@ from temporalio.service import RPCError
 
 T = TypeVar("T")
 
+# What the app asks of a Temporal dev server (`manage.py up`, the tests): flag a workflow whose
+# tasks fail twice in a row with the TemporalReportedProblems search attribute, so the staff
+# dashboard can list it. A production server needs the same dynamic config value.
+DEV_SERVER_ARGS = [
+    "--dynamic-config-value",
+    "system.numConsecutiveWorkflowTaskProblemsToTriggerSearchAttribute=2",
+]
+
 
 class TemporalUnreachable(Exception):
     """Temporal did not answer within the deadline, or refused the connection."""

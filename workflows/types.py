@@ -25,6 +25,7 @@ class RequestStatus(StrEnum):
     REJECTED = "rejected"
     WITHDRAWN = "withdrawn"
     EXPIRED = "expired"
+    CANCELLED = "cancelled"  # by staff, or by an operator cancelling the workflow in Temporal
 
     @property
     def label(self) -> str:
@@ -36,7 +37,13 @@ class RequestStatus(StrEnum):
 
 
 FINAL_STATUSES = frozenset(
-    {RequestStatus.APPROVED, RequestStatus.REJECTED, RequestStatus.WITHDRAWN, RequestStatus.EXPIRED}
+    {
+        RequestStatus.APPROVED,
+        RequestStatus.REJECTED,
+        RequestStatus.WITHDRAWN,
+        RequestStatus.EXPIRED,
+        RequestStatus.CANCELLED,
+    }
 )
 
 
@@ -72,6 +79,7 @@ class ActionKind(StrEnum):
     EXTEND = "extend"
     WITHDRAW = "withdraw"
     RESUBMIT = "resubmit"
+    CANCEL = "cancel"  # staff only: the services check who may send it
 
     @property
     def past(self) -> str:
@@ -87,6 +95,7 @@ ACTION_PAST = {
     ActionKind.EXTEND: "asked for more time",
     ActionKind.WITHDRAW: "withdrew",
     ActionKind.RESUBMIT: "resubmitted",
+    ActionKind.CANCEL: "cancelled",
 }
 
 
@@ -107,6 +116,7 @@ class EventKind(StrEnum):
     APPROVED = "approved"
     WITHDRAWN = "withdrawn"
     EXPIRED = "expired"
+    CANCELLED = "cancelled"
 
 
 class NotificationKind(StrEnum):
@@ -118,6 +128,7 @@ class NotificationKind(StrEnum):
     WITHDRAWN = "withdrawn"
     EXPIRED = "expired"
     PROGRESS = "progress"  # to the requester: a stage is approved, the next one starts
+    CANCELLED = "cancelled"  # to the requester and to those it waited for
 
 
 # --- The policy snapshot the workflow carries --------------------------------------------

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from temporalio.client import Client
@@ -22,13 +24,16 @@ ACTIVITIES = [activities.resolve_approvers, activities.project_state, activities
 
 
 def build_worker(
-    client: Client, executor: concurrent.futures.ThreadPoolExecutor, task_queue: str = INTERACTIVE_TASK_QUEUE
+    client: Client,
+    executor: concurrent.futures.ThreadPoolExecutor,
+    task_queue: str = INTERACTIVE_TASK_QUEUE,
+    activities: Sequence[Callable[..., Any]] = ACTIVITIES,
 ) -> Worker:
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[ApprovalWorkflow],
-        activities=ACTIVITIES,
+        activities=activities,
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,
         # On shutdown, activities under way finish rather than stop halfway (they take seconds;

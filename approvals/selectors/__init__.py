@@ -9,7 +9,7 @@ from approvals.selectors.analytics import (
     slowest_responders,
     throughput,
 )
-from approvals.selectors.dashboard import dashboard_summary, mailbox
+from approvals.selectors.dashboard import dashboard_summary, mailbox, staff_actions_recent
 from approvals.selectors.requests import (
     InboxSort,
     InboxState,
@@ -44,6 +44,7 @@ __all__ = [
     "request_abilities",
     "request_get_visible",
     "request_list_for_requester",
+    "staff_actions_recent",
     "request_timeline",
     "reviewer_pending_count",
     "waiting_for",

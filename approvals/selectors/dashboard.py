@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from approvals.models import ApprovalRequest, OutboundEmail, Participant, RequestEvent
+from approvals.models import ApprovalRequest, OutboundEmail, Participant, RequestEvent, StaffAction
 from approvals.selectors.requests import _with_related
 from workflows.types import RequestStatus
 
@@ -38,3 +38,8 @@ def dashboard_summary(*, limit: int = 10) -> dict[str, Any]:
             RequestEvent.objects.select_related("request").order_by("-occurred_at", "-pk")[:limit]
         ),
     }
+
+
+def staff_actions_recent(*, limit: int = 10) -> list[StaffAction]:
+    """The latest cancels and retries by staff, newest first."""
+    return list(StaffAction.objects.select_related("request", "actor")[:limit])

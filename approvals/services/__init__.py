@@ -23,8 +23,18 @@ from approvals.services.requests import (
     requests_start_pending,
 )
 from approvals.services.routing import StagePreview, routing_preview
+from approvals.services.staff import (
+    Trouble,
+    request_cancel_by_staff,
+    request_retry_by_staff,
+    workflows_in_trouble,
+)
 
 __all__ = [
+    "Trouble",
+    "request_cancel_by_staff",
+    "request_retry_by_staff",
+    "workflows_in_trouble",
     "StagePreview",
     "routing_preview",
     "BulkOutcome",

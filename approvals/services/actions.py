@@ -15,6 +15,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from approvals.exceptions import (
     ActionRefused,
@@ -33,6 +34,7 @@ from workflows.types import Action, ActionKind, ActionResult, Content, RequestSt
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
+UNANSWERED = "The workflow service did not answer, so this was not recorded. Please try again."
 REQUESTER_ACTIONS = {ActionKind.WITHDRAW, ActionKind.RESUBMIT}
 APPROVER_ACTIONS = {
     ActionKind.APPROVE,
@@ -201,11 +203,17 @@ def _call(request: ApprovalRequest, kind: ActionKind, fn: Callable[[Client], Awa
     """Run `fn` against Temporal; when Temporal is away, say plainly that nothing was recorded."""
     try:
         return temporal.call(fn)
+    except RPCError as exc:
+        logger.warning("Could not send %s to %s: %s", kind, request.workflow_id, exc)
+        if exc.status == RPCStatusCode.FAILED_PRECONDITION:  # its workflow tasks keep failing
+            raise WorkflowUnavailable(
+                "The workflow cannot take actions right now (its tasks are failing), so this was not "
+                "recorded. Staff see it on their dashboard."
+            ) from exc
+        raise WorkflowUnavailable(UNANSWERED) from exc
     except temporal.UNREACHABLE as exc:
         logger.warning("Could not send %s to %s: %s", kind, request.workflow_id, exc)
-        raise WorkflowUnavailable(
-            "The workflow service did not answer, so this was not recorded. Please try again."
-        ) from exc
+        raise WorkflowUnavailable(UNANSWERED) from exc
 
 
 def _checked_action(
@@ -229,6 +237,8 @@ def _checked_action(
             raise NotAllowed("You cannot decide on your own request.")
         if not is_participant:
             raise NotAllowed("You are not an approver of this request, so you cannot decide it.")
+    if kind == ActionKind.CANCEL and not actor.is_staff:
+        raise NotAllowed("Only staff can cancel a request.")
     if kind == ActionKind.COMMENT and not (is_requester or is_participant):
         raise NotAllowed("Only the requester and the request's approvers can comment.")
     if kind == ActionKind.DELEGATE and (delegate is None or not delegate.is_active):

@@ -29,6 +29,7 @@ EMAIL_SUBJECTS = {
     NotificationKind.WITHDRAWN: "Withdrawn: {title}",
     NotificationKind.EXPIRED: "Your request “{title}” expired",
     NotificationKind.PROGRESS: "“{title}” moved on to {stage}",
+    NotificationKind.CANCELLED: "Cancelled: {title}",
 }
 
 

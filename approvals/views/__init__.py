@@ -1,6 +1,13 @@
 """Views: validate, call a service or selector, render."""
 
-from approvals.views.dashboard import dashboard, dashboard_export, mailbox
+from approvals.views.dashboard import (
+    dashboard,
+    dashboard_cancel,
+    dashboard_export,
+    dashboard_retry,
+    dashboard_workflows,
+    mailbox,
+)
 from approvals.views.requests import (
     email_action,
     home,
@@ -15,7 +22,10 @@ from approvals.views.requests import (
 
 __all__ = [
     "dashboard",
+    "dashboard_cancel",
     "dashboard_export",
+    "dashboard_retry",
+    "dashboard_workflows",
     "email_action",
     "home",
     "inbox",

@@ -1,4 +1,4 @@
-"""Staff pages: the dashboard, its CSV export, and the mailbox."""
+"""Staff pages: the dashboard, its CSV export, workflows in trouble, and the mailbox."""
 
 from __future__ import annotations
 
@@ -6,16 +6,18 @@ import csv
 from collections.abc import Iterator
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpResponse, StreamingHttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
-from approvals import charts, selectors
-from approvals.forms import PeriodForm
+from approvals import charts, selectors, services
+from approvals.exceptions import ApprovalError
+from approvals.forms import PeriodForm, StaffCancelForm
 from approvals.selectors.analytics import Period
-from approvals.views.common import HtmxHttpRequest
+from approvals.views.common import HtmxHttpRequest, visible_request
 
 
 def _figures(period: Period) -> dict[str, Any]:
@@ -82,6 +84,59 @@ def dashboard_export(request: HtmxHttpRequest) -> HttpResponse:
     response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
+
+
+def _troubles(request: HtmxHttpRequest, **extra: Any) -> HttpResponse:
+    troubles, note = services.workflows_in_trouble()
+    context = {
+        "troubles": troubles,
+        "note": note,
+        "staff_actions": selectors.staff_actions_recent(),
+        "cancel_form": StaffCancelForm(),
+        **extra,
+    }
+    return render(request, "approvals/dashboard.html#troubles", context)
+
+
+@require_GET
+@staff_member_required
+def dashboard_workflows(request: HtmxHttpRequest) -> HttpResponse:
+    """Workflows that need a person, asked of Temporal on request (the page loads it lazily)."""
+    return _troubles(request)
+
+
+def _staff_acted(request: HtmxHttpRequest, ok: bool, message: str) -> HttpResponse:
+    if not request.htmx:
+        (messages.success if ok else messages.error)(request, message)
+        return redirect("dashboard")
+    return _troubles(request, staff_notice=message, staff_notice_ok=ok)
+
+
+@require_POST
+@staff_member_required
+def dashboard_cancel(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
+    approval = visible_request(request, public_id)
+    form = StaffCancelForm(request.POST)
+    if not form.is_valid():
+        return _staff_acted(request, False, " ".join(form.errors["reason"]))
+    try:
+        done = services.request_cancel_by_staff(
+            request=approval, actor=request.user, reason=form.cleaned_data["reason"]
+        )
+    except ApprovalError as exc:
+        return _staff_acted(request, False, f"“{approval.title}”: {exc}")
+    return _staff_acted(request, True, f"“{approval.title}”: {done.outcome}")
+
+
+@require_POST
+@staff_member_required
+def dashboard_retry(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
+    approval = visible_request(request, public_id)
+    try:
+        done = services.request_retry_by_staff(request=approval, actor=request.user)
+    except ApprovalError as exc:
+        return _staff_acted(request, False, f"“{approval.title}”: {exc}")
+    return _staff_acted(request, True, f"“{approval.title}”: {done.outcome}")
 
 
 @require_GET

@@ -10,7 +10,7 @@ from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
 from django.test import Client
 
-from approvals.models import EscalationLevel, RequestType, Stage
+from approvals.models import EscalationLevel, RequestType, StaffAction, Stage
 from approvals.services import policy_snapshot
 from tests.conftest import PASSWORD, make_request
 from workflows.policy import applicable_stages, condition_holds, required_approvals
@@ -123,3 +123,27 @@ def test_staff_edit_policies_in_the_admin_and_the_audit_trail_is_read_only(
         client.post(f"/admin/approvals/approvalrequest/{request.pk}/delete/", {"post": "yes"}).status_code
         == 403
     )
+    # Groups (who approves) are edited there too; the audit trails are there to read and search.
+    assert client.get("/admin/auth/group/add/").status_code == 200
+    event = request.events.create(
+        seq=1, kind="comment", actor_name="reviewer1", comment="ok", occurred_at=request.created_at
+    )
+    action = StaffAction.objects.create(
+        request=request, actor=people["admin"], kind="cancel", reason="x", outcome="y"
+    )
+    for name, row in (("requestevent", event), ("staffaction", action)):
+        listing = client.get(
+            f"/admin/approvals/{name}/", {"q": "reviewer1" if name == "requestevent" else "x"}
+        )
+        assert (
+            listing.status_code == 200
+            and f"/admin/approvals/{name}/{row.pk}/change/" in listing.content.decode()
+        )
+        assert client.get(f"/admin/approvals/{name}/{row.pk}/change/").status_code == 200  # read only
+        assert (
+            client.post(f"/admin/approvals/{name}/{row.pk}/change/", {"comment": "edited"}).status_code == 403
+        )
+        assert client.post(f"/admin/approvals/{name}/{row.pk}/delete/", {"post": "yes"}).status_code == 403
+        assert client.get(f"/admin/approvals/{name}/add/").status_code == 403
+    event.refresh_from_db()
+    assert event.comment == "ok" and StaffAction.objects.filter(pk=action.pk).exists()

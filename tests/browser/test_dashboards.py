@@ -165,6 +165,8 @@ def test_the_staff_dashboard_counts_live_and_draws_its_charts(
     ]:
         request.refresh_from_db()
         services.request_act(request=request, actor=people["reviewer1"], kind=kind, comment=comment)
+    # Workflows that need a person are asked of Temporal once the page is there.
+    expect(admin.locator("#troubles")).to_contain_text("Every workflow is doing what it should.")
     expect(admin.get_by_test_id("count-approved")).to_have_text("2", timeout=15_000)
     expect(admin.get_by_test_id("count-rejected")).to_have_text("1")
     assert admin.evaluate("window.__noReload") is True

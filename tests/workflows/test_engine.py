@@ -831,6 +831,67 @@ def test_withdrawing_mid_stage_tells_those_still_waiting_and_refuses_later_decis
     assert not Participant.objects.filter(request=request, pending=True).exists()
 
 
+def test_staff_cancel_ends_the_request_and_tells_the_requester_and_those_it_waited_for(
+    loop: LoopThread, launch: Callable[..., Any], people: dict[str, User], purchase: RequestType
+) -> None:
+    r1, r2, admin = people["reviewer1"], people["reviewer2"], people["admin"]
+    request = make_request(people, purchase)
+    handle = launch(request, policy(review([r1, r2], rule=Rule.ALL)))
+    act(loop, handle, action(ActionKind.APPROVE, r1))
+
+    assert (
+        refused(loop, handle, action(ActionKind.CANCEL, admin, "  ")) == "Say why the request is cancelled."
+    )
+    answer = act(loop, handle, action(ActionKind.CANCEL, admin, "Ordered twice"))
+
+    assert (answer.status, answer.message) == (Status.CANCELLED, "The request is cancelled.")
+    final = result(loop, handle)
+    assert (final.status, final.decided.by_name, final.decided.comment) == (
+        Status.CANCELLED,
+        "admin",
+        "Ordered twice",
+    )
+    request = refreshed(request)
+    assert (request.status, request.decided_by, request.decision_comment) == (
+        Status.CANCELLED,
+        admin,
+        "Ordered twice",
+    )
+    assert db_kinds(request)[-1] == "cancelled"
+    assert emailed("cancelled") == ["requester", "reviewer2"]  # reviewer1 had already approved
+    assert not Participant.objects.filter(request=request, pending=True).exists()
+    assert request.stage_runs.get().outcome == ""  # ended, but not by a decision of the stage
+
+
+def test_a_cancel_in_temporal_while_a_projection_is_under_way_ends_the_request_as_cancelled(
+    loop: LoopThread, launch: Callable[..., Any], people: dict[str, User], purchase: RequestType
+) -> None:
+    r1 = people["reviewer1"]
+    request = make_request(people, purchase)
+    handle = launch(request, policy(review([r1])))
+
+    with activities_held(request):
+        act(loop, handle, action(ActionKind.COMMENT, r1, "Checking the budget"))
+        # The comment's projection is under way (held by the row lock) when an operator cancels.
+        loop.run(handle.cancel())
+        wait_until(
+            lambda: (
+                EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED
+                in [e.event_type for e in history(loop, handle)]
+            ),
+            what="the cancellation to reach the projection",
+        )
+
+    final = result(loop, handle)
+    assert (final.status, final.decided.by_name) == (Status.CANCELLED, "Temporal")
+    assert loop.run(handle.describe()).status == WorkflowExecutionStatus.COMPLETED  # it ended itself
+    request = refreshed(request)
+    assert request.status == Status.CANCELLED
+    assert db_kinds(request)[-2:] == ["comment", "cancelled"]  # the interrupted projection is kept
+    assert RequestEvent.objects.get(request=request, kind="cancelled").detail == ""
+    assert emailed("cancelled") == ["requester", "reviewer1"]
+
+
 # --- Who acts: delegation, out of office, groups, the requester -------------------------------
 
 

@@ -21,6 +21,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from approvals.management.commands.seed_demo import DEMO_PASSWORD, DEMO_USERS
+from workflows.client import DEV_SERVER_ARGS
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -89,6 +90,7 @@ class Command(BaseCommand):
                     str(ui_port),
                     "--log-level",
                     "warn",
+                    *DEV_SERVER_ARGS,
                 ],
                 temporal_port,
             ),
