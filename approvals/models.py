@@ -187,7 +187,7 @@ class ApprovalRequest(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_comment = models.TextField(blank=True)
     # Submission to approval or rejection, in seconds: what the dashboard's percentiles read.
-    decision_seconds = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    decision_seconds = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
 
     # Transactional outbox: null until Temporal has accepted the workflow start.
     workflow_started_at = models.DateTimeField(null=True, blank=True)
@@ -309,7 +309,7 @@ class StageRun(models.Model):
     started_at = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True)
     outcome = models.CharField(max_length=20, choices=Outcome.choices, blank=True)
-    seconds = models.PositiveIntegerField(null=True, blank=True)
+    seconds = models.PositiveBigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["request", "started_at", "pk"]
@@ -340,7 +340,7 @@ class Assignment(models.Model):
     asked_at = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True)
     outcome = models.CharField(max_length=20, choices=Outcome.choices, blank=True)
-    seconds = models.PositiveIntegerField(null=True, blank=True, help_text="From asked to closed.")
+    seconds = models.PositiveBigIntegerField(null=True, blank=True, help_text="From asked to closed.")
 
     class Meta:
         ordering = ["request", "asked_at", "pk"]

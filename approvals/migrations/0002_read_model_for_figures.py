@@ -91,7 +91,7 @@ class Migration(migrations.Migration):
                 ),
                 (
                     "seconds",
-                    models.PositiveIntegerField(blank=True, help_text="From asked to closed.", null=True),
+                    models.PositiveBigIntegerField(blank=True, help_text="From asked to closed.", null=True),
                 ),
             ],
             options={
@@ -125,7 +125,7 @@ class Migration(migrations.Migration):
                         max_length=20,
                     ),
                 ),
-                ("seconds", models.PositiveIntegerField(blank=True, null=True)),
+                ("seconds", models.PositiveBigIntegerField(blank=True, null=True)),
             ],
             options={
                 "ordering": ["request", "started_at", "pk"],
@@ -134,7 +134,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="approvalrequest",
             name="decision_seconds",
-            field=models.PositiveIntegerField(blank=True, editable=False, null=True),
+            field=models.PositiveBigIntegerField(blank=True, editable=False, null=True),
         ),
         migrations.AddIndex(
             model_name="approvalrequest",

@@ -7,12 +7,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
+from temporalio.client import Client as TemporalClient
 
 from approvals import services
 from approvals.models import ApprovalRequest, EscalationLevel, RequestStatus, RequestType, Stage
 from tests.browser.conftest import LiveServer, log_in, screenshot
-from tests.conftest import wait_until
+from tests.conftest import LoopThread, wait_until
 from workflows.types import ActionKind
 
 pytestmark = [pytest.mark.browser, pytest.mark.temporal_server]
@@ -188,6 +190,44 @@ def test_the_staff_dashboard_counts_live_and_draws_its_charts(
     expect(admin.get_by_test_id("times-by-type")).to_contain_text("Purchase")
     expect(admin.get_by_test_id("slowest-responders")).to_contain_text("reviewer1")
     screenshot(admin, "dashboard")
+
+
+def test_staff_cancel_a_request_in_trouble_from_the_dashboard(
+    browser: Any,
+    loop: LoopThread,
+    dev_server_settings: TemporalClient,
+    live_app: LiveServer,
+    people: dict[str, User],
+    purchase: RequestType,
+) -> None:
+    from playwright.sync_api import expect
+
+    stuck = submit(people, purchase, "Projector")
+    handle = dev_server_settings.get_workflow_handle(stuck.workflow_id)
+    loop.run(handle.terminate(reason="stuck after a bad deploy"))
+    wait_until(lambda: services.workflows_in_trouble()[0], what="Temporal to list the stopped run")
+
+    admin = log_in(browser, live_app.url, people["admin"])
+    admin.goto("/dashboard/")
+    trouble = admin.locator(f"#trouble-{stuck.public_id}")
+    expect(trouble).to_contain_text("Its workflow stopped")
+    expect(trouble).to_contain_text("Terminated: stuck after a bad deploy")
+    run_id = loop.run(handle.describe()).run_id
+    expect(trouble.get_by_role("link", name="Open in Temporal")).to_have_attribute(
+        "href",
+        f"{settings.TEMPORAL_UI_URL}/namespaces/default/workflows/{stuck.workflow_id}/{run_id}/history",
+    )
+    screenshot(admin, "dashboard-troubles")
+
+    trouble.get_by_label("Why cancel “Projector”").fill("Bought elsewhere")
+    trouble.get_by_role("button", name="Cancel the request").click()
+    expect(admin.get_by_test_id("staff-notice")).to_contain_text("“Projector”: The request is cancelled.")
+    expect(admin.locator("#troubles")).to_contain_text("Every workflow is doing what it should.")
+    expect(admin.get_by_test_id("staff-actions")).to_contain_text(
+        "admin: cancel Projector (“Bought elsewhere”)"
+    )
+    stuck.refresh_from_db()
+    assert (stuck.status, stuck.decision_comment) == (RequestStatus.CANCELLED, "Bought elsewhere")
 
 
 def test_pages_fit_a_phone_screen(
