@@ -94,39 +94,14 @@ def throughput_chart(buckets: Sequence[Bucket], unit: str) -> Chart:
     for i, b in enumerate(buckets):
         x = LEFT + i * slot + slot * 0.1
         when = b.start.strftime("%d %b") if unit == "day" else f"week of {b.start:%d %b}"
-        if b.submitted:
-            chart.bars.append(
-                Rect(
-                    x,
-                    y(b.submitted),
-                    bar,
-                    y(0) - y(b.submitted),
-                    "bar-submitted",
-                    f"{when}: {b.submitted} submitted",
-                )
-            )
-        if b.approved:
-            chart.bars.append(
-                Rect(
-                    x + bar,
-                    y(b.approved),
-                    bar,
-                    y(0) - y(b.approved),
-                    "bar-approved",
-                    f"{when}: {b.approved} approved",
-                )
-            )
-        if b.rejected:
-            chart.bars.append(
-                Rect(
-                    x + bar,
-                    y(b.decided),
-                    bar,
-                    y(b.approved) - y(b.decided),
-                    "bar-rejected",
-                    f"{when}: {b.rejected} rejected",
-                )
-            )
+        # Submitted beside decided; on the decided side, rejected stacked on approved.
+        for dx, low, high, css, what in (
+            (0, 0, b.submitted, "bar-submitted", f"{b.submitted} submitted"),
+            (bar, 0, b.approved, "bar-approved", f"{b.approved} approved"),
+            (bar, b.approved, b.decided, "bar-rejected", f"{b.rejected} rejected"),
+        ):
+            if high > low:
+                chart.bars.append(Rect(x + dx, y(high), bar, y(low) - y(high), css, f"{when}: {what}"))
         if i % every == 0:
             chart.labels.append(
                 Label(LEFT + (i + 0.5) * slot, chart.height - BOTTOM + 18, f"{b.start:%d %b}")
