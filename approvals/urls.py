@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from approvals import views
+from approvals.views.auth import LoginView
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -22,7 +23,9 @@ urlpatterns = [
     path("dashboard/requests/<uuid:public_id>/cancel/", views.dashboard_cancel, name="dashboard_cancel"),
     path("dashboard/requests/<uuid:public_id>/retry/", views.dashboard_retry, name="dashboard_retry"),
     path("mailbox/", views.mailbox, name="mailbox"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # The admin's own login would bypass the failed-login limit: it uses ours.
+    path("admin/login/", LoginView.as_view(), name="admin_login"),
     path("admin/", admin.site.urls),
 ]

@@ -184,6 +184,15 @@ def fast_password_hasher(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def fresh_cache() -> Iterator[None]:
+    """Each test starts with an empty cache (it counts failed logins; under CI it is Redis)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 def as_user(user: User) -> DjangoClient:
     """A test client logged in as `user`."""
     client = DjangoClient()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -61,6 +62,7 @@ ACTIVITY_RETRY = RetryPolicy(
 TIMELINE_KEPT = 300  # in workflow memory; the read model keeps every entry
 RECENT_ACTIONS_KEPT = 200
 MAX_COMMENT = 4000
+MAX_TITLE = 200
 MAX_EXTENSION = timedelta(days=30)
 REFUSED = "Refused"
 PATCH_PROGRESS_EMAIL = "notify-requester-on-next-stage"
@@ -71,6 +73,44 @@ ASSIGNEE_ACTIONS = DECISIONS | {ActionKind.DELEGATE, ActionKind.EXTEND}
 
 def _hhmm(at: datetime) -> str:
     return at.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def malformed(action: object) -> str | None:
+    """Why a payload sent as an action is not one this workflow can weigh; None when it is.
+
+    Signals and updates reach the workflow from whoever can talk to Temporal, and a handler
+    that raises on a bad payload fails the workflow task on every replay: the request would be
+    stuck for good. So the shape is checked before anything else reads it."""
+    if not isinstance(action, Action):
+        return "This is not an action."
+    if not isinstance(action.kind, ActionKind):
+        return "Unknown kind of action."
+    if not _is_int(action.actor_id) or not _is_int(action.extend_seconds):
+        return "The action names no valid person."
+    if action.delegate_id is not None and not _is_int(action.delegate_id):
+        return "The action names no valid person to delegate to."
+    texts = (action.actor_name, action.comment, action.action_id, action.delegate_name)
+    if not all(isinstance(text, str) for text in texts) or len(action.action_id) > 200:
+        return "The action is not well formed."
+    content = action.content
+    if content is not None:
+        if not isinstance(content, Content) or not all(
+            isinstance(text, str) for text in (content.title, content.details)
+        ):
+            return "The request's new content is not well formed."
+        if len(content.title) > MAX_TITLE:
+            return f"Titles are limited to {MAX_TITLE} characters."
+        if content.amount is not None:
+            try:
+                if not isinstance(content.amount, str) or not Decimal(content.amount).is_finite():
+                    raise InvalidOperation
+            except InvalidOperation:
+                return "The amount is not a number."
+    return None
 
 
 @workflow.defn
@@ -331,7 +371,8 @@ class ApprovalWorkflow:
         """Fire-and-forget actions (email links, integrations): invalid ones are logged and dropped."""
         problem = self._problem(action)
         if problem:
-            workflow.logger.warning("Refused %s by %s: %s", action.kind, action.actor_id, problem)
+            who = (getattr(action, "kind", type(action).__name__), getattr(action, "actor_id", "?"))
+            workflow.logger.warning("Refused %s by %s: %s", *who, problem)
             return
         self._apply(action)
 
@@ -354,6 +395,8 @@ class ApprovalWorkflow:
 
     def _problem(self, action: Action) -> str | None:
         """Why this action may not happen now, in words for the person who tried; None if it may."""
+        if bad := malformed(action):
+            return bad
         s = self.s
         if action.action_id and action.action_id in self._results:
             return None  # a repeat of an action already applied: answered with the same result

@@ -90,8 +90,20 @@ def browser() -> Iterator[Any]:
     del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
 
 
+CSP_VIOLATIONS: dict[Any, list[str]] = {}
+
+
+def csp_violations(page: Any) -> list[str]:
+    """What the browser refused on this page because of the Content-Security-Policy."""
+    return CSP_VIOLATIONS.get(page, [])
+
+
 def log_in(browser: Any, base_url: str, user: User, **context: Any) -> Any:
     page = browser.new_context(base_url=base_url, **context).new_page()
+    refused = CSP_VIOLATIONS.setdefault(page, [])
+    page.on(
+        "console", lambda message: "Content Security Policy" in message.text and refused.append(message.text)
+    )
     page.goto("/accounts/login/")
     page.get_by_label("Username").fill(user.username)
     page.get_by_label("Password").fill(PASSWORD)

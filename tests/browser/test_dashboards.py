@@ -13,7 +13,7 @@ from temporalio.client import Client as TemporalClient
 
 from approvals import services
 from approvals.models import ApprovalRequest, EscalationLevel, RequestStatus, RequestType, Stage
-from tests.browser.conftest import LiveServer, log_in, screenshot
+from tests.browser.conftest import LiveServer, csp_violations, log_in, screenshot
 from tests.conftest import LoopThread, wait_until
 from workflows.types import ActionKind
 
@@ -190,6 +190,7 @@ def test_the_staff_dashboard_counts_live_and_draws_its_charts(
     expect(admin.get_by_test_id("times-by-type")).to_contain_text("Purchase")
     expect(admin.get_by_test_id("slowest-responders")).to_contain_text("reviewer1")
     screenshot(admin, "dashboard")
+    assert csp_violations(admin) == []  # htmx, its websocket extension and the charts need no exception
 
 
 def test_staff_cancel_a_request_in_trouble_from_the_dashboard(
@@ -250,4 +251,5 @@ def test_pages_fit_a_phone_screen(
         # the phone's own width, not the window's.
         overflow = page.evaluate("document.documentElement.scrollWidth") - phone["viewport"]["width"]
         assert overflow <= 0, f"{path} is {overflow}px wider than the phone"
+        assert csp_violations(page) == [], path
         screenshot(page, name)
