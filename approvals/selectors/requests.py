@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
@@ -18,12 +19,18 @@ def _with_related(qs: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest]:
     return qs.select_related("request_type", "requester", "decided_by")
 
 
-def request_get_visible(*, user: User, public_id: Any) -> ApprovalRequest:
-    """The request if this user may see it: its requester, anyone ever assigned to it, or staff."""
-    qs = _with_related(ApprovalRequest.objects.filter(public_id=public_id))
+def requests_visible(*, user: User, public_ids: Iterable[Any]) -> QuerySet[ApprovalRequest]:
+    """Those of these requests this user may see: as requester, as anyone ever assigned to them,
+    or as staff."""
+    qs = _with_related(ApprovalRequest.objects.filter(public_id__in=list(public_ids)))
     if not user.is_staff:
         qs = qs.filter(Q(requester=user) | Q(participants__user=user)).distinct()
-    request = qs.first()
+    return qs
+
+
+def request_get_visible(*, user: User, public_id: Any) -> ApprovalRequest:
+    """The request if this user may see it (see `requests_visible`)."""
+    request = requests_visible(user=user, public_ids=[public_id]).first()
     if request is None:
         raise NotFound("There is no such request, or you may not see it.")
     return request

@@ -26,6 +26,7 @@ from approvals.exceptions import (
     WorkflowUnavailable,
 )
 from approvals.models import ApprovalRequest
+from approvals.selectors.requests import requests_visible
 from approvals.services.requests import display_name
 from workflows import client as temporal
 from workflows.approval import ApprovalWorkflow
@@ -118,10 +119,8 @@ def requests_act_bulk(
     never stops the others. Each action id derives from the bulk id, so submitting the same bulk
     form again counts once per request.
     """
-    found = {
-        r.public_id: r
-        for r in ApprovalRequest.objects.filter(public_id__in=public_ids).select_related("requester")
-    }
+    # Requests this person may not see are "not there", exactly like ids that match nothing.
+    found = {r.public_id: r for r in requests_visible(user=actor, public_ids=public_ids)}
     outcomes: dict[uuid.UUID, BulkOutcome] = {}
     actions: dict[uuid.UUID, Action] = {}
     for public_id in public_ids:

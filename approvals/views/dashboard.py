@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -17,7 +16,7 @@ from approvals import charts, selectors, services
 from approvals.exceptions import ApprovalError
 from approvals.forms import PeriodForm, StaffCancelForm
 from approvals.selectors.analytics import Period
-from approvals.views.common import HtmxHttpRequest, visible_request
+from approvals.views.common import HtmxHttpRequest, staff_only, visible_request
 
 
 def _figures(period: Period) -> dict[str, Any]:
@@ -39,7 +38,7 @@ def _figures(period: Period) -> dict[str, Any]:
 
 
 @require_GET
-@staff_member_required
+@staff_only
 def dashboard(request: HtmxHttpRequest) -> HttpResponse:
     """What is late and what failed, live; and how the chosen period went, on request."""
     form = PeriodForm(request.GET if set(request.GET) & set(PeriodForm.base_fields) else None)
@@ -64,7 +63,7 @@ def _cell(value: Any) -> Any:
 
 
 @require_GET
-@staff_member_required
+@staff_only
 def dashboard_export(request: HtmxHttpRequest) -> HttpResponse:
     """Every request submitted or decided in the period, one CSV row each, streamed."""
     form = PeriodForm(request.GET)
@@ -99,7 +98,7 @@ def _troubles(request: HtmxHttpRequest, **extra: Any) -> HttpResponse:
 
 
 @require_GET
-@staff_member_required
+@staff_only
 def dashboard_workflows(request: HtmxHttpRequest) -> HttpResponse:
     """Workflows that need a person, asked of Temporal on request (the page loads it lazily)."""
     return _troubles(request)
@@ -113,7 +112,7 @@ def _staff_acted(request: HtmxHttpRequest, ok: bool, message: str) -> HttpRespon
 
 
 @require_POST
-@staff_member_required
+@staff_only
 def dashboard_cancel(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
     approval = visible_request(request, public_id)
     form = StaffCancelForm(request.POST)
@@ -129,7 +128,7 @@ def dashboard_cancel(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
 
 
 @require_POST
-@staff_member_required
+@staff_only
 def dashboard_retry(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
     approval = visible_request(request, public_id)
     try:
@@ -140,6 +139,6 @@ def dashboard_retry(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
 
 
 @require_GET
-@staff_member_required
+@staff_only
 def mailbox(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "approvals/mailbox.html", {"emails": selectors.mailbox()})

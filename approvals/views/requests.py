@@ -9,7 +9,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import retarget
@@ -30,17 +30,6 @@ from approvals.views.common import HtmxHttpRequest, page_of, visible_request
 from workflows.types import ActionKind, ActionResult, RequestState, RequestStatus
 
 logger = logging.getLogger(__name__)
-
-
-def _request_or_404(public_id: str) -> ApprovalRequest:
-    approval = (
-        ApprovalRequest.objects.select_related("request_type", "requester", "decided_by")
-        .filter(public_id=public_id)
-        .first()
-    )
-    if approval is None:
-        raise Http404("There is no such request.")
-    return approval
 
 
 def _detail_context(request: HtmxHttpRequest, approval: ApprovalRequest, **extra: Any) -> dict[str, Any]:
@@ -236,8 +225,10 @@ def _acted(request: HtmxHttpRequest, approval: ApprovalRequest, result: ActionRe
 def _act(
     request: HtmxHttpRequest, public_id: str, form: ActionForm | ResubmitForm, **action: Any
 ) -> HttpResponse:
-    """Validate the form, take the action through the workflow, answer with the new state or why not."""
-    approval = _request_or_404(public_id)
+    """Validate the form, take the action through the workflow, answer with the new state or why not.
+
+    Someone who may not see the request is told it is not there (404), as on its page."""
+    approval = visible_request(request, public_id)
     if not form.is_valid():
         return _refused(
             request, approval, " ".join(e for errors in form.errors.values() for e in errors), 400

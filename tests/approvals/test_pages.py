@@ -125,7 +125,9 @@ def test_bulk_form_errors_are_clear_and_change_nothing(
         bulk, {"kind": "approve", "bulk_id": uuid.uuid4(), "ids": [request.public_id]}, **HTMX
     )
     assert response.status_code == 200
-    assert "You are not an approver of this request" in response.content.decode()
+    # Someone who may not see the request learns nothing of it, not even that it exists.
+    assert "There is no such request." in response.content.decode()
+    assert request.title not in response.content.decode()
     assert "0 of 1 done, 1 refused" in response.content.decode()
 
 

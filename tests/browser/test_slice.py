@@ -85,6 +85,8 @@ def test_reviewer_is_told_why_a_rejection_without_comment_is_refused(
     request = services.request_submit(
         requester=people["requester"], request_type=purchase, title="Team offsite"
     )
+    # Until the workflow assigns reviewer2, the request is not theirs to see.
+    wait_until(lambda: request.participants.filter(user=people["reviewer2"]).exists(), what="assigned")
     reviewer = log_in(browser, live_app.url, people["reviewer2"])
     reviewer.goto(request.get_absolute_url())
     box = reviewer.locator(f"#actions-{request.public_id}")

@@ -15,6 +15,7 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 from temporalio import activity, workflow
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client as TemporalClient
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
@@ -23,6 +24,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from approvals import services
 from approvals.models import ApprovalRequest, RequestEvent, RequestStatus, RequestType, StaffAction
 from tests.conftest import LoopThread, RunningWorker, as_user, wait_until
+from tests.workflows.test_engine import activities_held
 from workflows import activities
 from workflows import client as temporal_client
 from workflows.approval import ApprovalWorkflow
@@ -267,3 +269,40 @@ def test_a_workflow_whose_tasks_keep_failing_is_flagged_then_cancelled_once_stop
     ]
     assert StaffAction.objects.filter(ok=True, workflow_status="Terminated").count() == 1
     assert "Every workflow is doing what it should." in troubles(people)
+
+
+def test_an_operator_cancelling_in_temporal_while_a_projection_runs_ends_the_request_as_cancelled(
+    loop: LoopThread, use_dev_server: TemporalClient, people: dict[str, User], purchase: RequestType
+) -> None:
+    """(On the dev server: the time-skipping test server stops skipping for good when an activity
+    it cancelled completes anyway.)"""
+    request = submitted(people, purchase, "Webcam")
+    wait_until(lambda: status_of(request) == RequestStatus.IN_REVIEW, what="review")
+    request.refresh_from_db()
+    handle = use_dev_server.get_workflow_handle(request.workflow_id, result_type=RequestState)
+
+    with activities_held(request):
+        services.request_act(
+            request=request, actor=people["reviewer1"], kind=ActionKind.COMMENT, comment="Hmm"
+        )
+        # The comment's projection is under way (held by the row lock) when an operator cancels.
+        loop.run(handle.cancel())
+        wait_until(
+            lambda: any(
+                e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED
+                for e in loop.run(handle.fetch_history()).events
+            ),
+            what="the cancellation to reach the projection",
+        )
+
+    final = loop.run(handle.result())
+    assert (final.status, final.decided.by_name) == (RequestStatus.CANCELLED, "Temporal")
+    assert loop.run(handle.describe()).status == WorkflowExecutionStatus.COMPLETED  # it ended itself
+    wait_until(lambda: status_of(request) == RequestStatus.CANCELLED, what="projected")
+    kinds = list(RequestEvent.objects.filter(request=request).values_list("kind", flat=True))
+    assert kinds[-2:] == ["comment", "cancelled"]  # the interrupted projection is kept
+    assert (
+        RequestEvent.objects.get(request=request, kind="cancelled").comment
+        == "The workflow was cancelled in Temporal"
+    )
+    wait_until(lambda: len([m for m in mail.outbox if m.subject == "Cancelled: Webcam"]) == 3, what="emails")

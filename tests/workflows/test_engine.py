@@ -863,35 +863,6 @@ def test_staff_cancel_ends_the_request_and_tells_the_requester_and_those_it_wait
     assert request.stage_runs.get().outcome == ""  # ended, but not by a decision of the stage
 
 
-def test_a_cancel_in_temporal_while_a_projection_is_under_way_ends_the_request_as_cancelled(
-    loop: LoopThread, launch: Callable[..., Any], people: dict[str, User], purchase: RequestType
-) -> None:
-    r1 = people["reviewer1"]
-    request = make_request(people, purchase)
-    handle = launch(request, policy(review([r1])))
-
-    with activities_held(request):
-        act(loop, handle, action(ActionKind.COMMENT, r1, "Checking the budget"))
-        # The comment's projection is under way (held by the row lock) when an operator cancels.
-        loop.run(handle.cancel())
-        wait_until(
-            lambda: (
-                EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED
-                in [e.event_type for e in history(loop, handle)]
-            ),
-            what="the cancellation to reach the projection",
-        )
-
-    final = result(loop, handle)
-    assert (final.status, final.decided.by_name) == (Status.CANCELLED, "Temporal")
-    assert loop.run(handle.describe()).status == WorkflowExecutionStatus.COMPLETED  # it ended itself
-    request = refreshed(request)
-    assert request.status == Status.CANCELLED
-    assert db_kinds(request)[-2:] == ["comment", "cancelled"]  # the interrupted projection is kept
-    assert RequestEvent.objects.get(request=request, kind="cancelled").detail == ""
-    assert emailed("cancelled") == ["requester", "reviewer1"]
-
-
 # --- Who acts: delegation, out of office, groups, the requester -------------------------------
 
 
