@@ -245,3 +245,9 @@ class StaffCancelForm(forms.Form):
         label="Why cancel",
         error_messages={"required": "Say why the request is cancelled: the requester will read it."},
     )
+
+
+class EmailConfirmForm(forms.Form):
+    """The confirmation page of an approve/reject link from an email."""
+
+    comment = forms.CharField(required=False, max_length=4000)

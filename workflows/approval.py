@@ -96,12 +96,16 @@ def malformed(action: object) -> str | None:
     texts = (action.actor_name, action.comment, action.action_id, action.delegate_name)
     if not all(isinstance(text, str) for text in texts) or len(action.action_id) > 200:
         return "The action is not well formed."
+    if any("\x00" in text for text in texts):  # no database keeps it: the projection would fail
+        return "The action holds a character that cannot be kept (NUL)."
     content = action.content
     if content is not None:
         if not isinstance(content, Content) or not all(
             isinstance(text, str) for text in (content.title, content.details)
         ):
             return "The request's new content is not well formed."
+        if "\x00" in content.title + content.details:
+            return "The request's new content holds a character that cannot be kept (NUL)."
         if len(content.title) > MAX_TITLE:
             return f"Titles are limited to {MAX_TITLE} characters."
         if content.amount is not None:

@@ -19,6 +19,7 @@ from approvals.exceptions import ApprovalError, InvalidInput, NotAllowed
 from approvals.forms import (
     ActionForm,
     BulkActionForm,
+    EmailConfirmForm,
     InboxFilterForm,
     RequestForm,
     ResubmitForm,
@@ -291,7 +292,12 @@ def email_action(request: HtmxHttpRequest, token: str) -> HttpResponse:
         return render(request, template, {"refused": str(exc)}, status=exc.status)
     context: dict[str, Any] = {"link": link, "r": link.request, "token": token}
     if request.method == "POST":
+        form = EmailConfirmForm(request.POST)
         comment = request.POST.get("comment", "")[:4000]
+        if not form.is_valid():
+            error = " ".join(form.errors["comment"])
+            return render(request, template, {**context, "error": error, "comment": comment}, status=400)
+        comment = form.cleaned_data["comment"]
         try:
             services.email_link_use(token=token, user=request.user, comment=comment)
         except services.LinkRefused as exc:

@@ -107,6 +107,9 @@ def test_a_requester_resubmitting_nonsense_is_refused_and_the_stage_still_works(
     assert refused(
         loop, handle, action(ActionKind.RESUBMIT, requester, content=Content(title="x" * 201))
     ) == ("Titles are limited to 200 characters.")
+    nul = action(ActionKind.COMMENT, requester, "a\x00b")
+    assert refused(loop, handle, nul) == "The action holds a character that cannot be kept (NUL)."
+    signal(loop, handle, nul)
     loop.run(handle.signal("act", None))
     answer = act(
         loop, handle, action(ActionKind.RESUBMIT, requester, content=Content("Laptop", amount="1200.50"))
