@@ -29,3 +29,5 @@ urlpatterns = [
     path("admin/login/", LoginView.as_view(), name="admin_login"),
     path("admin/", admin.site.urls),
 ]
+
+handler500 = "approvals.views.errors.server_error"

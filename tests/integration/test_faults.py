@@ -1,0 +1,397 @@
+"""Faults on real processes: the worker killed with SIGKILL mid-decision and mid-email, and
+PostgreSQL stopped under a running web server and worker.
+
+Everything runs as it does in production: `manage.py temporal_worker` and uvicorn in processes
+of their own, on a PostgreSQL cluster this test starts itself (initdb and pg_ctl, on its own
+port: stopping it never touches the shared server), the session's Temporal dev server, and a
+real SMTP listener. The test reads the database directly and acts through `manage.py shell`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.policy
+import http.cookiejar
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from email import message_from_bytes
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope, Session
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from approvals.management.commands.seed_demo import DEMO_PASSWORD
+from tests.conftest import LoopThread, free_port, wait_until
+from workflows.approval import ApprovalWorkflow
+from workflows.types import Action, ActionKind
+
+pytestmark = pytest.mark.temporal_server
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if found:
+        return found[-1].parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+if postgres_bin() is None:
+    if os.environ.get("REQUIRE_FAULT_TESTS") == "1":
+        raise RuntimeError("PostgreSQL's server binaries (initdb, pg_ctl) are missing")
+    pytestmark = [pytestmark, pytest.mark.skip(reason="PostgreSQL's server binaries are not installed")]
+
+
+class ScratchPostgres:
+    """A PostgreSQL cluster of the test's own, on its own port, started and stopped at will."""
+
+    def __init__(self) -> None:
+        self.bin = postgres_bin()
+        self.root = Path(tempfile.mkdtemp(prefix="approvals-pg-"))
+        self.root.chmod(0o755)
+        self.data = self.root / "data"
+        self.port = free_port()
+        # The server refuses to run as root: run it as the postgres user when we are root.
+        self.as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self.data.mkdir()
+        if self.as_owner:
+            shutil.chown(self.data, "postgres")
+            shutil.chown(self.root, "postgres")
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
+        self.start()
+
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run(
+            [*self.as_owner, str(self.bin / tool), *args], check=True, capture_output=True, timeout=60
+        )
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def url(self, database: str) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create(self, database: str) -> str:
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{database}"')
+        return self.url(database)
+
+    def destroy(self) -> None:
+        try:
+            self.stop()
+        except subprocess.CalledProcessError:
+            pass
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def scratch_postgres() -> Iterator[ScratchPostgres]:
+    cluster = ScratchPostgres()
+    yield cluster
+    cluster.destroy()
+
+
+class Mailbox:
+    """An SMTP server's handler that keeps what it accepts, and can hold the next message."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self.holding = threading.Event()  # set: the next message waits, then is turned away
+        self.held = threading.Event()  # set once a message is being held
+        self.release = threading.Event()
+
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        if self.holding.is_set():
+            self.holding.clear()
+            self.held.set()
+            while not self.release.is_set():
+                await asyncio.sleep(0.05)
+            return "451 4.3.0 Try again later"  # its sender is gone by now anyway
+        self.messages.append(message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 Message accepted"
+
+    def keys(self) -> list[str]:
+        return sorted(str(m["X-Idempotency-Key"]) for m in self.messages)
+
+    def subjects(self, to: str) -> list[str]:
+        return [str(m["Subject"]) for m in self.messages if to in str(m["To"])]
+
+
+@pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    box.port = controller.port  # type: ignore[attr-defined]
+    yield box
+    box.release.set()
+    controller.stop()
+
+
+class App:
+    """The app's processes against one scratch database."""
+
+    def __init__(self, env: dict[str, str], db_url: str, logs: Path) -> None:
+        self.env, self.db_url, self.logs = env, db_url, logs
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def manage(self, *args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    def shell(self, code: str) -> Any:
+        """Run Python in the app (Django set up) and return what it prints as JSON."""
+        return json.loads(self.manage("shell", "-c", code).strip().splitlines()[-1])
+
+    def spawn(self, name: str, *command: str) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{name}-{len(self.processes)}.log").open("wb")
+        process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.processes.append(process)
+        return process
+
+    def worker(self) -> subprocess.Popen[bytes]:
+        return self.spawn("worker", sys.executable, "manage.py", "temporal_worker")
+
+    def web(self, port: int) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "uvicorn", "approvals.asgi:application", "--port", str(port)]
+        process = self.spawn("web", *command, "--host", "127.0.0.1", "--log-level", "warning")
+        wait_until(lambda: _listening(port), timeout=30, what="the web server")
+        return process
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.db_url) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def status(self, public_id: str) -> str:
+        rows = self.query("SELECT status FROM approvals_approvalrequest WHERE public_id = %s", public_id)
+        return rows[0][0] if rows else ""
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for process in self.processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture
+def app(
+    tmp_path: Path, scratch_postgres: ScratchPostgres, dev_server: WorkflowEnvironment, mailbox: Mailbox
+) -> Iterator[App]:
+    db_url = scratch_postgres.create(f"app_{uuid.uuid4().hex[:12]}")
+    keep = {"PATH", "HOME", "LANG", "PYTHONPATH", "VIRTUAL_ENV", "TMPDIR"}
+    env = {key: value for key, value in os.environ.items() if key in keep}
+    env.update(
+        DATABASE_URL=db_url,
+        DATA_DIR=str(tmp_path / "data"),
+        DJANGO_SETTINGS_MODULE="approvals.settings",
+        TEMPORAL_ADDRESS=dev_server.client.service_client.config.target_host,
+        TEMPORAL_TASK_QUEUE=f"faults-{uuid.uuid4()}",
+        TEMPORAL_RPC_TIMEOUT="5",
+        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+        EMAIL_HOST="127.0.0.1",
+        EMAIL_PORT=str(mailbox.port),  # type: ignore[attr-defined]
+        EMAIL_TIMEOUT="60",
+        LOG_LEVEL="WARNING",
+        # Plain HTTP on loopback, and the test's HTTP client sends no secure cookie over it.
+        SESSION_COOKIE_SECURE="0",
+        CSRF_COOKIE_SECURE="0",
+    )
+    instance = App(env, db_url, tmp_path)
+    instance.manage("migrate", "--noinput")
+    instance.manage("seed_demo")
+    yield instance
+    instance.stop_all()
+
+
+SUBMIT = """
+import json
+from django.contrib.auth.models import User
+from approvals import services
+from approvals.models import RequestType
+request = services.request_submit(
+    requester=User.objects.get(username="requester"),
+    request_type=RequestType.objects.get(name="Purchase"),
+    title="Standing desk",
+    amount=300,
+)
+print(json.dumps(str(request.public_id)))
+"""
+
+APPROVE = """
+import json
+from django.contrib.auth.models import User
+from approvals import services
+from approvals.models import ApprovalRequest
+from workflows.types import ActionKind
+result = services.request_act(
+    request=ApprovalRequest.objects.get(public_id="{public_id}"),
+    actor=User.objects.get(username="reviewer1"),
+    kind=ActionKind.APPROVE,
+    comment="Fine",
+)
+print(json.dumps(result.message))
+"""
+
+
+def test_a_worker_killed_mid_decision_and_mid_email_loses_nothing_and_sends_each_email_once(
+    app: App, mailbox: Mailbox
+) -> None:
+    worker = app.worker()
+    public_id = app.shell(SUBMIT)
+    wait_until(lambda: app.status(public_id) == "in_review", timeout=60, what="review")
+    wait_until(lambda: len(mailbox.messages) == 2, timeout=30, what="the two review emails")
+
+    # Mid-decision: the approval is in the workflow, its projection is running and holds on
+    # the request's row (locked here) when the worker dies.
+    with psycopg.connect(app.db_url) as lock:
+        lock.execute("SELECT 1 FROM approvals_approvalrequest WHERE public_id = %s FOR UPDATE", (public_id,))
+        assert app.shell(APPROVE.format(public_id=public_id)) == "Stage “Team lead” is approved."
+        wait_until(
+            lambda: (
+                app.query("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")[0][0] > 0
+            ),
+            what="the projection to wait on the row",
+        )
+        worker.kill()  # SIGKILL: no goodbye, no cleanup
+        worker.wait(10)
+        lock.rollback()
+    assert app.status(public_id) == "in_review"  # the decision is not projected yet...
+
+    # Mid-email: a new worker projects the decision (once the dead one's attempt times out), then
+    # emails the requester; that email is half-sent when this worker dies too.
+    mailbox.holding.set()
+    worker = app.worker()
+    wait_until(lambda: mailbox.held.is_set(), timeout=90, interval=0.5, what="the decision email to be sent")
+    assert app.status(public_id) == "approved"  # ...and now it is, exactly once
+    worker.kill()
+    worker.wait(10)
+    mailbox.release.set()
+
+    app.worker()
+    wait_until(
+        lambda: len(mailbox.messages) == 3, timeout=90, interval=0.5, what="the decision email, resent"
+    )
+    time.sleep(2)  # anything sent twice would arrive now
+    assert mailbox.subjects("requester@example.com") == ["Your request “Standing desk” was approved"]
+    assert len(mailbox.keys()) == len(set(mailbox.keys())) == 3  # each email once, by its key
+    events = app.query(
+        "SELECT e.kind, e.actor_name FROM approvals_requestevent e JOIN approvals_approvalrequest r "
+        "ON r.id = e.request_id WHERE r.public_id = %s ORDER BY e.seq",
+        public_id,
+    )
+    assert [kind for kind, _ in events].count("approval") == 1
+    assert ("approved", "reviewer1") in events
+    sent = app.query("SELECT kind, count(*) FROM approvals_outboundemail WHERE status = 'sent' GROUP BY kind")
+    assert dict(sent) == {"assigned": 2, "decided": 1}
+
+
+def http_client() -> tuple[urllib.request.OpenerDirector, http.cookiejar.CookieJar]:
+    """A client that keeps cookies and shows redirects instead of following them."""
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    jar = http.cookiejar.CookieJar()
+    return urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect), jar
+
+
+def fetch(
+    client: urllib.request.OpenerDirector, url: str, data: dict[str, str] | None = None
+) -> tuple[int, str, Any]:
+    body = urllib.parse.urlencode(data).encode() if data is not None else None
+    try:
+        with client.open(url, body, timeout=30) as response:
+            return response.status, response.read().decode(), response.headers
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(), error.headers
+
+
+def test_postgres_going_away_gives_a_clear_503_and_the_work_resumes_when_it_is_back(
+    app: App, scratch_postgres: ScratchPostgres, dev_server: WorkflowEnvironment, loop: LoopThread
+) -> None:
+    port = free_port()
+    app.web(port)
+    app.worker()
+    base = f"http://127.0.0.1:{port}"
+    browser, cookies = http_client()
+    fetch(browser, f"{base}/accounts/login/")
+    token = next(c.value for c in cookies if c.name == "csrftoken")
+    status, _, _ = fetch(
+        browser,
+        f"{base}/accounts/login/",
+        {"username": "requester", "password": DEMO_PASSWORD, "csrfmiddlewaretoken": token},
+    )
+    assert status == 302
+    assert fetch(browser, f"{base}/")[0] == 200
+    public_id = app.shell(SUBMIT)
+    wait_until(lambda: app.status(public_id) == "in_review", timeout=60, what="review")
+    reviewer_id = app.query("SELECT id FROM auth_user WHERE username = 'reviewer1'")[0][0]
+
+    scratch_postgres.stop()
+    status, page, headers = fetch(browser, f"{base}/")
+    assert status == 503 and headers["Retry-After"] == "30"
+    assert "Our database cannot be reached right now" in page
+
+    # Decisions still reach the workflow; projecting them waits, retrying, for the database.
+    handle = dev_server.client.get_workflow_handle(f"approval-{public_id}")
+    approve = Action(ActionKind.APPROVE, reviewer_id, "reviewer1", action_id=str(uuid.uuid4()))
+    loop.run(handle.signal(ApprovalWorkflow.act, approve))
+
+    def failing_attempts() -> int:
+        pending = loop.run(handle.describe()).raw_description.pending_activities
+        return max((p.attempt for p in pending if p.HasField("last_failure")), default=0)
+
+    wait_until(lambda: failing_attempts() >= 2, timeout=30, what="the projection to fail and retry")
+    scratch_postgres.start()
+
+    wait_until(lambda: fetch(browser, f"{base}/")[0] == 200, timeout=30, what="the web to recover")
+    wait_until(lambda: app.status(public_id) == "approved", timeout=60, interval=0.5, what="the projection")
+    wait_until(
+        lambda: loop.run(handle.describe()).status == WorkflowExecutionStatus.COMPLETED,
+        what="the workflow's end",
+    )
