@@ -139,6 +139,23 @@ class RunningWorker:
         self.executor.shutdown(wait=True)
 
 
+@pytest.fixture
+def ts_cleanup(transactional_db: None, loop: LoopThread) -> Iterator[None]:
+    """The workflows a test started on the time-skipping server end with the test: once none of
+    their activities is in flight they are terminated, before the database is flushed (an
+    activity writing meanwhile would deadlock the flush) and before their timers can fire into
+    later tests, which share the server's clock."""
+    from tests.workflows import helpers
+
+    helpers.STARTED.clear()
+    yield
+    try:
+        for handle in helpers.STARTED:
+            helpers.stop_if_running(loop, handle)
+    finally:
+        helpers.STARTED.clear()
+
+
 @pytest.fixture(scope="session")
 def ts_worker(loop: LoopThread, time_skipping_env: WorkflowEnvironment) -> Iterator[RunningWorker]:
     worker = RunningWorker(loop, time_skipping_env.client)

@@ -18,11 +18,11 @@ from temporalio.exceptions import ApplicationError
 from approvals.models import RequestType
 from tests.conftest import LoopThread, make_request
 from tests.workflows.helpers import act, action, refused, signal, state
-from tests.workflows.test_engine import launch  # noqa: E402,F401  (the fixture: started, then stopped)
+from tests.workflows.test_engine import launch  # noqa: F401  (the fixture)
 from workflows.types import ActionKind, Content, Policy
 from workflows.types import RequestStatus as Status
 
-pytestmark = pytest.mark.usefixtures("ts_worker")
+pytestmark = pytest.mark.usefixtures("ts_worker", "ts_cleanup")
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),

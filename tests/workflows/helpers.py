@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import User
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from approvals.models import ApprovalRequest
@@ -23,6 +26,9 @@ from workflows.types import (
     Policy,
     RequestState,
 )
+
+# Every workflow `start` started in the current test, for the `ts_cleanup` fixture to stop.
+STARTED: list[WorkflowHandle[Any, Any]] = []
 
 
 def start(
@@ -46,6 +52,7 @@ def start(
             ApprovalWorkflow.run, workflow_input, id=request.workflow_id, task_queue=INTERACTIVE_TASK_QUEUE
         )
     )
+    STARTED.append(handle)
     if wait:
         wait_until(lambda: assigned(loop, handle), what="the first stage's approvers to be assigned")
     return handle
@@ -100,3 +107,52 @@ def result(loop: LoopThread, handle: WorkflowHandle[Any, Any]) -> RequestState:
 
 def pending_names(st: RequestState) -> list[str]:
     return sorted(a.name for a in st.pending())
+
+
+def history(loop: LoopThread, handle: WorkflowHandle[Any, Any]) -> list[HistoryEvent]:
+    """The events of the workflow's current run."""
+    return list(loop.run(handle.fetch_history()).events)
+
+
+CLOSED = {
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
+}
+
+
+def idle(loop: LoopThread, handle: WorkflowHandle[Any, Any]) -> bool:
+    """The current run is closed, or waits with no workflow task and no activity outstanding."""
+    events = history(loop, handle)
+    if events[-1].event_type in CLOSED:
+        return True
+    n = Counter(event.event_type for event in events)
+    tasks_open = n[EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED] - (
+        n[EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED]
+        + n[EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
+        + n[EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT]
+    )
+    activities_open = n[EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED] - (
+        n[EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED]
+        + n[EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED]
+        + n[EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT]
+        + n[EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED]
+    )
+    return tasks_open == 0 and activities_open == 0
+
+
+def wait_idle(loop: LoopThread, handle: WorkflowHandle[Any, Any]) -> None:
+    wait_until(lambda: idle(loop, handle), interval=0.02, what="the workflow to finish its activities")
+
+
+def stop_if_running(loop: LoopThread, handle: WorkflowHandle[Any, Any]) -> None:
+    """Terminate the workflow if it is still running, once no activity of it is in flight: the
+    test server stops skipping time while an activity runs, and an activity of a terminated
+    workflow would keep it stopped for the rest of the session."""
+    try:
+        wait_idle(loop, handle)
+    finally:
+        if loop.run(handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            loop.run(handle.terminate("test over"))

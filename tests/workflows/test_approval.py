@@ -19,7 +19,7 @@ from tests.workflows.helpers import act, action, pending_names, refused, result,
 from workflows.types import ActionKind, EventKind
 from workflows.types import RequestStatus as Status
 
-pytestmark = pytest.mark.usefixtures("ts_worker")
+pytestmark = pytest.mark.usefixtures("ts_worker", "ts_cleanup")
 
 
 def test_reviewer_approves_and_everything_is_recorded_once(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -31,7 +30,7 @@ from django.db import transaction
 from django.utils import timezone
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -50,12 +49,15 @@ from tests.conftest import LoopThread, RunningWorker, make_request, make_user, w
 from tests.workflows.helpers import (
     act,
     action,
+    history,
     pending_names,
     refused,
     result,
     signal,
     start,
     state,
+    stop_if_running,
+    wait_idle,
 )
 from workflows.approval import ApprovalWorkflow
 from workflows.types import (
@@ -74,7 +76,7 @@ from workflows.types import (
 from workflows.types import RequestStatus as Status
 from workflows.worker import ACTIVITIES
 
-pytestmark = pytest.mark.usefixtures("ts_worker")
+pytestmark = pytest.mark.usefixtures("ts_worker", "ts_cleanup")
 
 DAY = 24 * 3600
 HOUR = 3600
@@ -130,11 +132,6 @@ def sleep_until(loop: LoopThread, env: WorkflowEnvironment, moment: datetime) ->
     loop.run(env.sleep(gap))
 
 
-def history(loop: LoopThread, handle: WorkflowHandle[Any, Any]) -> list[HistoryEvent]:
-    """The events of the workflow's current run."""
-    return list(loop.run(handle.fetch_history()).events)
-
-
 def run_histories(
     loop: LoopThread, client: Client, handle: WorkflowHandle[Any, Any]
 ) -> list[list[HistoryEvent]]:
@@ -171,39 +168,6 @@ def update_events(events: list[HistoryEvent], update_id: str) -> list[str]:
     return found
 
 
-CLOSED = {
-    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
-    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
-    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
-    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT,
-    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
-}
-
-
-def idle(loop: LoopThread, handle: WorkflowHandle[Any, Any]) -> bool:
-    """The current run is closed, or waits with no workflow task and no activity outstanding."""
-    events = history(loop, handle)
-    if events[-1].event_type in CLOSED:
-        return True
-    n = Counter(event.event_type for event in events)
-    tasks_open = n[EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED] - (
-        n[EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED]
-        + n[EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
-        + n[EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT]
-    )
-    activities_open = n[EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED] - (
-        n[EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED]
-        + n[EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED]
-        + n[EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT]
-        + n[EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED]
-    )
-    return tasks_open == 0 and activities_open == 0
-
-
-def wait_idle(loop: LoopThread, handle: WorkflowHandle[Any, Any]) -> None:
-    wait_until(lambda: idle(loop, handle), interval=0.02, what="the workflow to finish its activities")
-
-
 def settle(loop: LoopThread, handle: WorkflowHandle[Any, Any]) -> RequestState:
     """Wait until the workflow has projected and emailed everything so far; return its state."""
     wait_idle(loop, handle)
@@ -231,33 +195,18 @@ def activities_held(request: ApprovalRequest) -> Iterator[None]:
 @pytest.fixture
 def launch(
     loop: LoopThread, time_skipping_env: WorkflowEnvironment, transactional_db: None
-) -> Iterator[Callable[..., WorkflowHandle[Any, Any]]]:
-    """Start a request's workflow with a policy; terminate it after the test if still running
-    (so that its timers never fire into later tests, whose clock it shares)."""
-    handles: list[WorkflowHandle[Any, Any]] = []
+) -> Callable[..., WorkflowHandle[Any, Any]]:
+    """Start a request's workflow with a policy and wait until it has settled (the
+    `ts_cleanup` fixture stops it after the test)."""
 
     def launch_(
         request: ApprovalRequest, workflow_policy: Policy, **overrides: Any
     ) -> WorkflowHandle[Any, Any]:
         handle = start(time_skipping_env, loop, request, policy=workflow_policy, **overrides)
-        handles.append(handle)
         settle(loop, handle)
         return handle
 
-    yield launch_
-    for handle in handles:
-        stop_if_running(loop, handle)
-
-
-def stop_if_running(loop: LoopThread, handle: WorkflowHandle[Any, Any]) -> None:
-    """Terminate the workflow if it is still running, once no activity of it is in flight: the
-    test server stops skipping time while an activity runs, and an activity of a terminated
-    workflow would keep it stopped for the rest of the session."""
-    try:
-        wait_idle(loop, handle)
-    finally:
-        if loop.run(handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-            loop.run(handle.terminate("test over"))
+    return launch_
 
 
 # --- Rules: any, all, N of M -----------------------------------------------------------------
