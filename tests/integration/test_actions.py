@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import threading
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from django.urls import reverse
 from temporalio.client import Client as TemporalClient
 
@@ -235,3 +239,51 @@ def test_bulk_approve_goes_through_each_workflow_and_reports_each_request(
     approvals = first.events.filter(kind="approval").count() + second.events.filter(kind="approval").count()
     assert approvals == 2
     assert "Refused" not in again and "did not answer" not in again
+
+
+def at_once(*calls: Callable[[], Any]) -> list[Any]:
+    """Run the calls in threads released together: as two browsers would send them."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], Any]) -> Any:
+        barrier.wait()
+        try:
+            return call()
+        finally:
+            connection.close()  # each thread has its own database connection
+
+    with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+def test_a_double_click_sent_at_once_counts_once(
+    use_dev_server: TemporalClient, people: dict[str, User], purchase: RequestType
+) -> None:
+    purchase.stages.update(rule="all")
+    request = submitted(people, purchase)
+    action_id = uuid.uuid4()
+    responses = at_once(*(lambda: post(people["reviewer1"], request, "approve", action_id=action_id),) * 2)
+    assert [r.status_code for r in responses] == [200, 200]
+    assert all("Your approval is recorded (1 of 2)." in r.content.decode() for r in responses)
+    wait_until(lambda: request.events.filter(kind="approval").exists(), what="the approval")
+    assert request.events.filter(kind="approval").count() == 1
+
+
+def test_two_reviewers_deciding_a_one_of_two_stage_at_once_one_wins_the_other_is_told(
+    use_dev_server: TemporalClient, people: dict[str, User], purchase: RequestType
+) -> None:
+    request = submitted(people, purchase)
+    first, second = at_once(
+        lambda: post(people["reviewer1"], request, "approve", comment="Yes"),
+        lambda: post(people["reviewer2"], request, "reject", comment="No"),
+    )
+    codes = sorted([first.status_code, second.status_code])
+    assert codes == [200, 409], codes
+    loser = first if first.status_code == 409 else second
+    wait_until(lambda: status_of(request) in ("approved", "rejected"), what="the decision")
+    request.refresh_from_db()
+    assert (
+        f"This request is already {request.status} by {request.decided_by_name} at " in loser.content.decode()
+    )
+    decisions = request.events.filter(kind__in=["approval", "rejected"])
+    assert decisions.count() == 1 and decisions.get().actor == request.decided_by

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio import workflow
@@ -62,3 +64,19 @@ def test_an_unguarded_change_to_the_workflow_is_caught_by_replay(loop: LoopThrea
     replayer = Replayer(workflows=[ProgressEmailWithoutPatch], workflow_runner=UnsandboxedWorkflowRunner())
     result = loop.run(replayer.replay_workflow(history, raise_on_replay_failure=False))
     assert isinstance(result.replay_failure, NondeterminismError), result.replay_failure
+
+
+def test_the_worker_runs_the_workflow_in_the_sandbox(loop: LoopThread, time_skipping_env: Any) -> None:
+    """The sandbox catches non-deterministic calls (the clock, random, I/O) as they happen: it
+    stays on for the workflow, as in production, and with it for the replays above."""
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+    from workflows.worker import build_worker
+
+    async def runner() -> object:  # a Worker is built on the loop that would run it
+        with concurrent.futures.ThreadPoolExecutor(1) as executor:
+            return build_worker(time_skipping_env.client, executor).config()["workflow_runner"]
+
+    assert isinstance(loop.run(runner()), SandboxedWorkflowRunner)
+    definition = getattr(ApprovalWorkflow, "__temporal_workflow_definition")
+    assert definition.sandboxed
