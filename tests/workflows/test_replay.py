@@ -75,7 +75,8 @@ def test_the_worker_runs_the_workflow_in_the_sandbox(loop: LoopThread, time_skip
 
     async def runner() -> object:  # a Worker is built on the loop that would run it
         with concurrent.futures.ThreadPoolExecutor(1) as executor:
-            return build_worker(time_skipping_env.client, executor).config()["workflow_runner"]
+            worker = build_worker(time_skipping_env.client, executor, task_queue="sandbox-check")
+            return worker.config()["workflow_runner"]
 
     assert isinstance(loop.run(runner()), SandboxedWorkflowRunner)
     definition = getattr(ApprovalWorkflow, "__temporal_workflow_definition")
