@@ -170,6 +170,12 @@ def requests_act_bulk(
             elif isinstance(answer, WorkflowUpdateFailedError):
                 cause = answer.cause
                 ok, message = False, cause.message if isinstance(cause, ApplicationError) else str(cause)
+            elif (
+                isinstance(answer, RPCError)
+                and answer.status == RPCStatusCode.NOT_FOUND
+                and _now_closed(request)
+            ):
+                ok, message = False, _closed(request)
             elif isinstance(answer, temporal.UNREACHABLE):
                 logger.warning("Could not send bulk %s to %s: %s", kind, request.workflow_id, answer)
                 ok, message = False, "The workflow service did not answer, so this was not recorded."
@@ -203,6 +209,8 @@ def _call(request: ApprovalRequest, kind: ActionKind, fn: Callable[[Client], Awa
     try:
         return temporal.call(fn)
     except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND and _now_closed(request):
+            raise ActionRefused(_closed(request)) from exc
         logger.warning("Could not send %s to %s: %s", kind, request.workflow_id, exc)
         if exc.status == RPCStatusCode.FAILED_PRECONDITION:  # its workflow tasks keep failing
             raise WorkflowUnavailable(
@@ -243,8 +251,7 @@ def _checked_action(
     if kind == ActionKind.DELEGATE and (delegate is None or not delegate.is_active):
         raise InvalidInput("Choose an active person to delegate to.")
     if not request.is_open:
-        by = f" by {request.decided_by_name}" if request.decided_by_name else ""
-        raise ActionRefused(f"This request is already {request.get_status_display().lower()}{by}.")
+        raise ActionRefused(_closed(request))
     if request.workflow_started_at is None:
         raise ReviewNotStarted(
             "Review has not started yet: the workflow service is catching up. Try again shortly."
@@ -279,3 +286,16 @@ def request_live_state(*, request: ApprovalRequest) -> RequestState | None:
     except temporal.UNREACHABLE as exc:
         logger.info("No live state for %s: %s", request.workflow_id, exc)
         return None
+
+
+def _closed(request: ApprovalRequest) -> str:
+    by = f" by {request.decided_by_name}" if request.decided_by_name else ""
+    return f"This request is already {request.get_status_display().lower()}{by}."
+
+
+def _now_closed(request: ApprovalRequest) -> bool:
+    """Whether the request has closed since it was read: its workflow finished in between (a
+    decision racing the deadline, say), and the read model, projected before a workflow ends,
+    says how."""
+    request.refresh_from_db()
+    return not request.is_open

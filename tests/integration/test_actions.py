@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -13,11 +14,16 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connection
 from django.urls import reverse
+from django.utils import timezone
 from temporalio.client import Client as TemporalClient
+from temporalio.client import WorkflowExecutionStatus
 
 from approvals import services
+from approvals.exceptions import ActionRefused
 from approvals.models import ApprovalRequest, OutboundEmail, RequestType
-from tests.conftest import as_user, wait_until
+from approvals.services import actions
+from tests.conftest import LoopThread, as_user, wait_until
+from workflows.types import ActionKind
 
 pytestmark = pytest.mark.temporal_server
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -287,3 +293,58 @@ def test_two_reviewers_deciding_a_one_of_two_stage_at_once_one_wins_the_other_is
     )
     decisions = request.events.filter(kind__in=["approval", "rejected"])
     assert decisions.count() == 1 and decisions.get().actor == request.decided_by
+
+
+@pytest.mark.parametrize("start", [-0.3, 0.0, 0.3], ids=["before", "at", "after"])
+def test_a_decision_racing_the_deadline_has_one_outcome_and_the_late_one_is_told(
+    start: float,
+    use_dev_server: TemporalClient,
+    loop: LoopThread,
+    monkeypatch: pytest.MonkeyPatch,
+    people: dict[str, User],
+    purchase: RequestType,
+) -> None:
+    purchase.stages.update(deadline=timedelta(seconds=3))
+    purchase.stages.get().escalation_levels.all().delete()
+    request = submitted(people, purchase)
+    read_before_the_deadline = [ApprovalRequest.objects.get(pk=request.pk) for _ in range(2)]
+
+    # Reviewers keep approving from just before the deadline until the request closes: whichever
+    # reaches the workflow first decides, and every later answer says plainly that it is closed.
+    time.sleep(max(0.0, (request.deadline - timezone.now()).total_seconds() + start))
+    answers = []
+    while not answers or (status_of(request) == "in_review" and len(answers) < 200):
+        answers.append(post(people["reviewer1"], request, "approve"))
+    wait_until(lambda: status_of(request) != "in_review", what="the request to close")
+    request.refresh_from_db()
+    decisions = request.events.filter(kind__in=["approval", "expired"])
+    assert decisions.count() == 1 and request.status in ("approved", "expired")
+    accepted = [a for a in answers if a.status_code == 200]
+    assert len(accepted) == (request.status == "approved")
+    for late in answers[len(accepted) :]:
+        assert late.status_code == 409 and "This request is already" in late.content.decode()
+
+    # An action built from what was seen before the close reaches a workflow that has finished:
+    # it is told the request is closed, not that Temporal did not answer.
+    handle = use_dev_server.get_workflow_handle(request.workflow_id)
+    wait_until(lambda: loop.run(handle.describe()).status != WorkflowExecutionStatus.RUNNING, what="the end")
+    closed = f"This request is already {request.status}"
+    with pytest.raises(ActionRefused, match=closed):
+        services.request_act(
+            request=read_before_the_deadline[0], actor=people["reviewer2"], kind=ActionKind.APPROVE
+        )
+    monkeypatch.setattr(actions, "requests_visible", lambda **_: read_before_the_deadline[1:])
+    [bulk] = services.requests_act_bulk(
+        actor=people["reviewer2"],
+        public_ids=[request.public_id],
+        kind=ActionKind.APPROVE,
+        comment="",
+        bulk_id=uuid.uuid4(),
+    )
+    assert not bulk.ok and bulk.message.startswith(closed)
+    assert request.events.filter(kind__in=["approval", "expired"]).count() == 1
+    outcome_emails = OutboundEmail.objects.filter(request=request, kind__in=["decided", "expired"])
+    wait_until(outcome_emails.exists, what="the requester's email")
+    assert list(outcome_emails.values_list("kind", "to")) == [
+        ("decided" if request.status == "approved" else "expired", "requester@example.com")
+    ]
