@@ -345,7 +345,13 @@ class Assignment(models.Model):
     class Meta:
         ordering = ["request", "asked_at", "pk"]
         constraints = [
-            models.UniqueConstraint(fields=["request", "user", "stage_version"], name="assignment_once")
+            # One open at a time: someone asked again in the same run (delegated to, then back)
+            # gets a new assignment once the first is closed.
+            models.UniqueConstraint(
+                fields=["request", "user", "stage_version"],
+                condition=models.Q(closed_at__isnull=True),
+                name="assignment_open_once",
+            )
         ]
         indexes = [models.Index(fields=["closed_at", "user"], name="assignment_closed")]
 

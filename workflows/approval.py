@@ -66,6 +66,7 @@ MAX_TITLE = 200
 MAX_EXTENSION = timedelta(days=30)
 REFUSED = "Refused"
 PATCH_PROGRESS_EMAIL = "notify-requester-on-next-stage"
+PATCH_HANDED_BACK = "handed-back-acts-for-nobody"
 
 DECISIONS = {ActionKind.APPROVE, ActionKind.REJECT, ActionKind.REQUEST_CHANGES}
 ASSIGNEE_ACTIONS = DECISIONS | {ActionKind.DELEGATE, ActionKind.EXTEND}
@@ -538,6 +539,8 @@ class ApprovalWorkflow:
                 acting_for_id=original.acting_for_id or original.user_id,
                 acting_for_name=original.acting_for_name or original.name,
             )
+            if delegate.acting_for_id == delegate.user_id and workflow.patched(PATCH_HANDED_BACK):
+                delegate.acting_for_id, delegate.acting_for_name = None, ""  # handed back: their own again
             stage.assignees[i] = delegate
             self._add_participants([delegate])
             event = self._event(EventKind.DELEGATED, comment=comment, detail=f"to {delegate.name}", **actor)

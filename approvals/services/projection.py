@@ -218,5 +218,6 @@ def _assignments_project(*, request: ApprovalRequest, projection: Projection) ->
                 request=request,
                 user_id=user_id,
                 stage_version=projection.stage_version,
+                closed_at=None,
                 defaults={"stage_name": projection.stage_name, "level": person.level, "asked_at": at},
             )

@@ -1038,6 +1038,42 @@ def test_each_person_asked_gets_an_assignment_closed_by_their_answer_or_by_the_s
     assert not Assignment.objects.filter(request=request, closed_at__isnull=True).exists()
 
 
+def test_a_delegation_handed_back_asks_the_approver_again_in_their_own_name(
+    loop: LoopThread, launch: Callable[..., Any], people: dict[str, User], purchase: RequestType
+) -> None:
+    r1, r2, manager = people["reviewer1"], people["reviewer2"], people["manager"]
+    request = make_request(people, purchase)
+    handle = launch(request, policy(review([r1, r2], rule=Rule.ALL)))
+    act(
+        loop,
+        handle,
+        action(ActionKind.DELEGATE, r1, "On leave", delegate_id=manager.pk, delegate_name="manager"),
+    )
+    settle(loop, handle)
+    act(
+        loop,
+        handle,
+        action(ActionKind.DELEGATE, manager, "Back now", delegate_id=r1.pk, delegate_name="reviewer1"),
+    )
+    st = settle(loop, handle)
+
+    back = next(a for a in st.stage.assignees if a.user_id == r1.pk)
+    assert (back.acting_for_id, back.acting_for_name) == (None, "")
+    assert pending_names(st) == ["reviewer1", "reviewer2"]
+    assert Participant.objects.get(request=request, user=r1).acting_for is None
+    assert assignments(request) == [
+        ("reviewer1", "Review", 1, 0, "delegated"),
+        ("reviewer2", "Review", 1, 0, "open"),
+        ("manager", "Review", 1, 0, "delegated"),
+        ("reviewer1", "Review", 1, 0, "open"),  # asked again: their load and response time count it
+    ]
+    act(loop, handle, action(ActionKind.APPROVE, r1))
+    act(loop, handle, action(ActionKind.APPROVE, r2))
+    assert result(loop, handle).status == Status.APPROVED
+    settle(loop, handle)
+    assert [a[-1] for a in assignments(request)] == ["delegated", "approval", "delegated", "approval"]
+
+
 # --- Concurrency: decisions that meet ---------------------------------------------------------
 
 
