@@ -1,12 +1,12 @@
 """Record histories of the released approval workflow, for the replay tests.
 
-    python -m tests.workflows.record_histories
+    python -m tests.workflows.record_histories [SCENARIO ...]
 
 Runs typical lifecycles on the time-skipping test server with stand-in activities (the history
 records activity results, so replay needs no database) and writes one JSON file per workflow
 run into tests/workflows/histories/. Run it when a workflow version is released, and commit the
 files; never regenerate old files after changing the workflow, since they stand for runs
-already in flight.
+already in flight. Name scenarios to record only those (a new one, on the released code).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def _policy() -> Policy:
     )
 
 
-async def record() -> None:
+async def record(only: set[str]) -> None:
     @activity.defn(name="resolve_approvers")
     async def resolve_approvers(assign: AssignInput) -> list[Assignee]:
         ids = list(assign.user_ids) + [20 + g for g in assign.group_ids]
@@ -134,6 +134,18 @@ async def record() -> None:
         await handle.execute_update(ApprovalWorkflow.submit_action, act(ActionKind.APPROVE, 15))
         await handle.execute_update(ApprovalWorkflow.submit_action, act(ActionKind.APPROVE, 13))
 
+    async def delegation_handed_back(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]) -> None:
+        await handle.execute_update(
+            ApprovalWorkflow.submit_action,
+            act(ActionKind.DELEGATE, 11, "Away", delegate_id=15, delegate_name="user15"),
+        )
+        await handle.execute_update(
+            ApprovalWorkflow.submit_action,
+            act(ActionKind.DELEGATE, 15, "Back now", delegate_id=11, delegate_name="user11"),
+        )
+        for approver in (11, 12):
+            await handle.execute_update(ApprovalWorkflow.submit_action, act(ActionKind.APPROVE, approver))
+
     async def withdrawn(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]) -> None:
         await handle.execute_update(
             ApprovalWorkflow.submit_action, act(ActionKind.WITHDRAW, 10, "Not needed")
@@ -150,6 +162,7 @@ async def record() -> None:
         "escalated_then_expired": (escalated_then_expired, "1500", 2000),
         "changes_then_resubmitted": (changes_then_resubmitted, "1500", 2000),
         "withdrawn": (withdrawn, "200", 2000),
+        "delegation_handed_back": (delegation_handed_back, "200", 2000),
         "continued_as_new": (continued_as_new, "200", 60),
     }
     HISTORIES.mkdir(exist_ok=True)
@@ -167,6 +180,8 @@ async def record() -> None:
             activities=[resolve_approvers, project_state, send_notification],
         ):
             for name, (scenario, amount, history_limit) in scenarios.items():
+                if only and name not in only:
+                    continue
                 workflow_id = f"approval-{name}"
                 handle = await client.start_workflow(
                     ApprovalWorkflow.run,
@@ -208,7 +223,7 @@ def main() -> None:
     import django
 
     django.setup()
-    asyncio.run(record())
+    asyncio.run(record(set(sys.argv[1:])))
 
 
 if __name__ == "__main__":
