@@ -58,7 +58,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "approvals.apps.AdminConfig",  # django.contrib.admin, logging refused attempts
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -4,6 +4,7 @@ on GET; ids that cannot be guessed."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -60,8 +61,9 @@ def outcome(response: Any) -> str:
 
 
 def test_every_route_refuses_whoever_should_not_use_it_and_nothing_changes(
-    people: dict[str, User], travel: RequestType, temporal_unreachable: str
+    people: dict[str, User], travel: RequestType, temporal_unreachable: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING)
     request = make_request(people, travel, started=True)  # in its first stage: reviewer1's
     rid = request.public_id
     link = services.email_link_make(user=people["reviewer1"], request=request, action=ActionKind.APPROVE)
@@ -240,9 +242,13 @@ def test_every_route_refuses_whoever_should_not_use_it_and_nothing_changes(
     ]
     for (method, url, data), refusals in routes:
         for who in ACTORS:
+            caplog.clear()
             response = getattr(client_for(people, who), method)(url, data)
             if who in refusals:
                 assert outcome(response) == refusals[who], (who, method, url, data.get("kind"))
+                if who != "anonymous" and refusals[who] != "400":  # a logged-in person refused: on record
+                    refused = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+                    assert any(people[who].username in m for m in refused), (who, method, url, refused)
 
     # The lists show each person their own and nothing else.
     for who, sees in [("outsider", False), ("manager", False), ("requester", True), ("reviewer1", True)]:
