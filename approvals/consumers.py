@@ -27,8 +27,12 @@ class LiveConsumer(AsyncWebsocketConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode())
         self.view = query.get("view", [""])[0]
         self.shown_id = query.get("id", [""])[0]
-        if self.view not in live.VIEWS or (self.view == "dashboard" and not user.is_staff):
-            await self.close(code=4403 if self.view == "dashboard" else 4400)
+        if self.view not in live.VIEWS:
+            await self.close(code=4400)
+            return
+        if self.view == "dashboard" and not user.is_staff:
+            logger.warning("Refused the staff dashboard's live socket to %s: staff only", user)
+            await self.close(code=4403)
             return
         self.groups_joined = [live.user_group(user.pk)] + ([live.STAFF_GROUP] if user.is_staff else [])
         for group in self.groups_joined:

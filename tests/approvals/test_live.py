@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -45,7 +46,9 @@ def in_memory(settings: Any) -> None:
 
 
 @pytest.mark.usefixtures("in_memory")
-def test_anonymous_foreign_origin_and_unknown_views_are_refused(people: dict[str, User]) -> None:
+def test_anonymous_foreign_origin_and_unknown_views_are_refused(
+    people: dict[str, User], caplog: pytest.LogCaptureFixture
+) -> None:
     async def scenario() -> None:
         _, connected = await connect("/ws/live/?view=inbox", ORIGIN)
         assert not connected, "anonymous"
@@ -53,12 +56,20 @@ def test_anonymous_foreign_origin_and_unknown_views_are_refused(people: dict[str
         assert not connected, "foreign origin"
         _, connected = await connect("/ws/live/?view=everything", ORIGIN, cookie)
         assert not connected, "unknown view"
+        _, connected = await connect("/ws/live/?view=dashboard", ORIGIN, cookie)
+        assert not connected, "the staff dashboard, for a reviewer"
         communicator, connected = await connect("/ws/live/?view=inbox", ORIGIN, cookie)
         assert connected
         await communicator.disconnect()
 
     cookie = cookie_for(people["reviewer1"])
-    async_to_sync(scenario)()
+    with caplog.at_level(logging.WARNING, logger="approvals.consumers"):
+        async_to_sync(scenario)()
+    refused = [r.getMessage() for r in caplog.records if r.name == "approvals.consumers"]
+    assert [m.split(" from ")[0] for m in refused] == [
+        "Refused an anonymous live socket",  # from the client's address (none in this test)
+        "Refused the staff dashboard's live socket to reviewer1: staff only",
+    ]
 
 
 @pytest.mark.usefixtures("in_memory")
