@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -18,7 +19,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from tests.conftest import PASSWORD
+from approvals.models import RequestType
+from tests.conftest import PASSWORD, make_request
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -164,3 +166,40 @@ def test_every_page_sends_the_content_security_policy(client: Client, people: di
     for url in (reverse("home"), reverse("inbox"), reverse("dashboard"), "/admin/"):
         policy = client.get(url)["Content-Security-Policy"]
         assert "script-src 'self'" in policy and "unsafe-inline" not in policy, url
+
+
+INLINE = {
+    "inline script": re.compile(r"<script(?![^>]*\b(?:src=|type=\"application/json\"))[^>]*>"),
+    "inline style": re.compile(r"<style\b|\sstyle="),
+    "event handler attribute": re.compile(r"\son[a-z]+="),
+}
+
+
+def test_pages_and_the_admin_need_nothing_the_policy_refuses(
+    client: Client, people: dict[str, User], purchase: RequestType, temporal_unreachable: str
+) -> None:
+    """No inline script or style, no onclick: what the policy would block is simply not there."""
+    admin = people["admin"]
+    admin.is_superuser = True
+    admin.save()
+    request = make_request(people, purchase, started=True)
+    assert client.login(username="admin", password=PASSWORD)
+    urls = [
+        reverse("home"),
+        reverse("inbox"),
+        reverse("dashboard"),
+        reverse("request_create"),
+        request.get_absolute_url(),
+        "/admin/",
+        f"/admin/approvals/requesttype/{purchase.pk}/change/",
+        f"/admin/approvals/stage/{purchase.stages.get().pk}/change/",
+        "/admin/approvals/approvalrequest/",
+        f"/admin/approvals/approvalrequest/{request.pk}/change/",
+        "/admin/auth/user/add/",
+    ]
+    for url in urls:
+        response = client.get(url)
+        html = response.content.decode()
+        assert response.status_code == 200, url
+        found = [what for what, pattern in INLINE.items() if pattern.search(html)]
+        assert found == [], (url, found)
