@@ -9,6 +9,7 @@ from typing import Any
 
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.paginator import Page, Paginator
+from django.forms import Form
 from django.http import Http404, HttpRequest, HttpResponse
 from django_htmx.middleware import HtmxDetails
 
@@ -34,6 +35,11 @@ def visible_request(request: HtmxHttpRequest, public_id: str) -> ApprovalRequest
                 "Refused %s %s to %s: not theirs to see", request.method, request.path, request.user
             )
         raise Http404(str(exc)) from exc
+
+
+def form_errors(form: Form) -> str:
+    """A form's errors as one sentence after another, to show where the form was sent from."""
+    return " ".join(e for errors in form.errors.values() for e in errors)
 
 
 PAGE_SIZE = 25

@@ -16,7 +16,7 @@ from approvals import charts, selectors, services
 from approvals.exceptions import ApprovalError
 from approvals.forms import PeriodForm, StaffCancelForm
 from approvals.selectors.analytics import Period
-from approvals.views.common import HtmxHttpRequest, staff_only, visible_request
+from approvals.views.common import HtmxHttpRequest, form_errors, staff_only, visible_request
 
 
 def _figures(period: Period) -> dict[str, Any]:
@@ -68,8 +68,7 @@ def dashboard_export(request: HtmxHttpRequest) -> HttpResponse:
     """Every request submitted or decided in the period, one CSV row each, streamed."""
     form = PeriodForm(request.GET)
     if not form.is_valid():
-        errors = " ".join(e for errors in form.errors.values() for e in errors)
-        return HttpResponse(errors, status=400, content_type="text/plain; charset=utf-8")
+        return HttpResponse(form_errors(form), status=400, content_type="text/plain; charset=utf-8")
     period = form.period()
     writer = csv.writer(_Echo())
 
@@ -117,7 +116,7 @@ def dashboard_cancel(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
     approval = visible_request(request, public_id)
     form = StaffCancelForm(request.POST)
     if not form.is_valid():
-        return _staff_acted(request, False, " ".join(form.errors["reason"]))
+        return _staff_acted(request, False, form_errors(form))
     try:
         done = services.request_cancel_by_staff(
             request=approval, actor=request.user, reason=form.cleaned_data["reason"]

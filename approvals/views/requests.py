@@ -27,7 +27,7 @@ from approvals.forms import (
 )
 from approvals.models import ApprovalRequest
 from approvals.selectors.requests import InboxState
-from approvals.views.common import HtmxHttpRequest, page_of, visible_request
+from approvals.views.common import HtmxHttpRequest, form_errors, page_of, visible_request
 from workflows.types import ActionKind, ActionResult, RequestState, RequestStatus
 
 logger = logging.getLogger(__name__)
@@ -176,8 +176,9 @@ def inbox_bulk(request: HtmxHttpRequest) -> HttpResponse:
         template += "#inbox-list"
     form = BulkActionForm(request.POST)
     if not form.is_valid():
-        error = " ".join(e for errors in form.errors.values() for e in errors)
-        context = _inbox_context(request, bulk_error=error, bulk_comment=request.POST.get("comment", ""))
+        context = _inbox_context(
+            request, bulk_error=form_errors(form), bulk_comment=request.POST.get("comment", "")
+        )
         return render(request, template, context, status=400)
     data = form.cleaned_data
     outcomes = services.requests_act_bulk(
@@ -231,9 +232,7 @@ def _act(
     Someone who may not see the request is told it is not there (404), as on its page."""
     approval = visible_request(request, public_id)
     if not form.is_valid():
-        return _refused(
-            request, approval, " ".join(e for errors in form.errors.values() for e in errors), 400
-        )
+        return _refused(request, approval, form_errors(form), 400)
     data = form.cleaned_data
     kind = action.pop("kind", None) or ActionKind(data["kind"])
     try:
@@ -295,7 +294,7 @@ def email_action(request: HtmxHttpRequest, token: str) -> HttpResponse:
         form = EmailConfirmForm(request.POST)
         comment = request.POST.get("comment", "")[:4000]
         if not form.is_valid():
-            error = " ".join(form.errors["comment"])
+            error = form_errors(form)
             return render(request, template, {**context, "error": error, "comment": comment}, status=400)
         comment = form.cleaned_data["comment"]
         try:
