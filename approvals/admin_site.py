@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import logging
-
 from django.contrib import admin
 from django.http import HttpRequest
 
-logger = logging.getLogger(__name__)
+from approvals.views.common import log_refused
 
 
 class AdminSite(admin.AdminSite):
     def has_permission(self, request: HttpRequest) -> bool:
         allowed = super().has_permission(request)
         if not allowed and request.user.is_authenticated:
-            logger.warning("Refused %s %s to %s: staff only", request.method, request.path, request.user)
+            log_refused(request, "staff only")
         return allowed

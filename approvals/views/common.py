@@ -24,6 +24,11 @@ class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
 
 
+def log_refused(request: HttpRequest, why: str) -> None:
+    """Put on record that a logged-in person was refused a page or an action, and why."""
+    logger.warning("Refused %s %s to %s: %s", request.method, request.path, request.user, why)
+
+
 def visible_request(request: HtmxHttpRequest, public_id: str) -> ApprovalRequest:
     """The request if this person may see it; 404 otherwise, the same whether it exists or not
     (an attempt on one that exists is logged)."""
@@ -31,9 +36,7 @@ def visible_request(request: HtmxHttpRequest, public_id: str) -> ApprovalRequest
         return selectors.request_get_visible(user=request.user, public_id=public_id)
     except NotFound as exc:
         if ApprovalRequest.objects.filter(public_id=public_id).exists():
-            logger.warning(
-                "Refused %s %s to %s: not theirs to see", request.method, request.path, request.user
-            )
+            log_refused(request, "not theirs to see")
         raise Http404(str(exc)) from exc
 
 
@@ -58,7 +61,7 @@ def staff_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.user.is_authenticated and not request.user.is_staff:
-            logger.warning("Refused %s %s to %s: staff only", request.method, request.path, request.user)
+            log_refused(request, "staff only")
         return guarded(request, *args, **kwargs)
 
     return wrapper
