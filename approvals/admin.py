@@ -91,38 +91,47 @@ class DelegationAdmin(admin.ModelAdmin):
 
 class ParticipantInline(ReadOnlyInline):
     model = Participant
-    fields = ["user", "pending", "level", "acting_for", "added_at"]
-    readonly_fields = fields
+    readonly_fields = ("user", "pending", "level", "acting_for", "added_at")
+    fields = readonly_fields
 
 
 class RevisionInline(ReadOnlyInline):
     model = RequestRevision
-    fields = ["number", "title", "details", "amount", "created_at"]
-    readonly_fields = fields
+    readonly_fields = ("number", "title", "details", "amount", "created_at")
+    fields = readonly_fields
 
 
 class EventInline(ReadOnlyInline):
     model = RequestEvent
-    fields = ["seq", "occurred_at", "kind", "actor_name", "stage", "comment", "detail"]
-    readonly_fields = fields
+    readonly_fields = ("seq", "occurred_at", "kind", "actor_name", "stage", "comment", "detail")
+    fields = readonly_fields
 
 
 class StageRunInline(ReadOnlyInline):
     model = StageRun
-    fields = ["stage_name", "stage_version", "started_at", "closed_at", "outcome", "seconds"]
-    readonly_fields = fields
+    readonly_fields = ("stage_name", "stage_version", "started_at", "closed_at", "outcome", "seconds")
+    fields = readonly_fields
 
 
 class AssignmentInline(ReadOnlyInline):
     model = Assignment
-    fields = ["user", "stage_name", "stage_version", "level", "asked_at", "closed_at", "outcome", "seconds"]
-    readonly_fields = fields
+    readonly_fields = (
+        "user",
+        "stage_name",
+        "stage_version",
+        "level",
+        "asked_at",
+        "closed_at",
+        "outcome",
+        "seconds",
+    )
+    fields = readonly_fields
 
 
 class StaffActionInline(ReadOnlyInline):
     model = StaffAction
-    fields = ["created_at", "actor", "kind", "reason", "ok", "outcome", "workflow_status", "run_id"]
-    readonly_fields = fields
+    readonly_fields = ("created_at", "actor", "kind", "reason", "ok", "outcome", "workflow_status", "run_id")
+    fields = readonly_fields
 
 
 @admin.register(ApprovalRequest)

@@ -32,7 +32,7 @@ router = ProtocolTypeRouter(
 
 
 async def lifespan(receive: Any, send: Any) -> None:
-    from workflows.worker import serve
+    from approvals.worker import serve
 
     stop = asyncio.Event()
     worker: asyncio.Task[None] | None = None

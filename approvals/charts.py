@@ -114,7 +114,7 @@ def short_duration(value: timedelta | float) -> str:
     seconds = int(value.total_seconds() if isinstance(value, timedelta) else value)
     if seconds < 60:
         return f"{seconds}s"
-    parts = []
+    parts: list[str] = []
     for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
         if seconds >= size or parts:
             amount, seconds = divmod(seconds, size)

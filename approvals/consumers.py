@@ -3,41 +3,49 @@
 from __future__ import annotations
 
 import asyncio
-import logging
+import json
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from approvals import live
+from approvals import audit, live
+from approvals.views import fragments
 
-logger = logging.getLogger(__name__)
+SUMMARY_COALESCE_SECONDS = 1.0  # a staff dashboard redraws its summary at most this often
+MAX_FILTERS = 1000  # characters of an inbox's query string
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            logger.warning("Refused an anonymous live socket from %s", self.scope.get("client"))
+            audit.log_refused(self.scope.get("client"), "an anonymous live socket", "not logged in")
             await self.close(code=4401)
             return
         self.user = user
-        # The page says what it shows: ?view=inbox, ?view=mine, or ?view=request&id=<public id>.
+        # The page says what it shows: ?view=inbox (&filters=<its query string>), ?view=mine,
+        # ?view=request&id=<public id>, or ?view=dashboard.
         query = parse_qs(self.scope.get("query_string", b"").decode())
         self.view = query.get("view", [""])[0]
         self.shown_id = query.get("id", [""])[0]
-        if self.view not in live.VIEWS:
+        self.filters = query.get("filters", [""])[0][:MAX_FILTERS]
+        if self.view not in fragments.VIEWS:
             await self.close(code=4400)
             return
         if self.view == "dashboard" and not user.is_staff:
-            logger.warning("Refused the staff dashboard's live socket to %s: staff only", user)
+            audit.log_refused(user, "the staff dashboard's live socket", "staff only")
             await self.close(code=4403)
             return
         self.groups_joined = [live.user_group(user.pk)] + ([live.STAFF_GROUP] if user.is_staff else [])
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+        if self.view == "request" and self.shown_id:
+            # What changed between drawing the page and opening this socket (or while it was
+            # closed) would be missed: the page gets the request as it stands now.
+            await self.request_changed({"public_id": self.shown_id})
 
     summary_soon: asyncio.Task[None] | None = None
 
@@ -48,7 +56,14 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        pass  # the page only listens
+        """An inbox says which filters it shows now (they change without a reload); anything
+        else is ignored."""
+        try:
+            message = json.loads(text_data or "")
+        except ValueError:
+            return
+        if self.view == "inbox" and isinstance(message, dict) and isinstance(message.get("filters"), str):
+            self.filters = message["filters"][:MAX_FILTERS]
 
     async def request_changed(self, event: dict[str, Any]) -> None:
         if self.view == "dashboard":
@@ -56,12 +71,16 @@ class LiveConsumer(AsyncWebsocketConsumer):
             if self.summary_soon is None or self.summary_soon.done():
                 self.summary_soon = asyncio.create_task(self._send_summary_soon())
             return
-        html = await database_sync_to_async(live.fragment_for)(
-            user=self.user, public_id=event["public_id"], view=self.view, shown_id=self.shown_id
+        html = await database_sync_to_async(fragments.pushed_html)(
+            user=self.user,
+            public_id=event["public_id"],
+            view=self.view,
+            shown_id=self.shown_id,
+            filters=self.filters,
         )
         if html:
             await self.send(text_data=html)
 
     async def _send_summary_soon(self) -> None:
-        await asyncio.sleep(live.SUMMARY_COALESCE_SECONDS)
-        await self.send(text_data=await database_sync_to_async(live.dashboard_fragment)())
+        await asyncio.sleep(SUMMARY_COALESCE_SECONDS)
+        await self.send(text_data=await database_sync_to_async(fragments.dashboard_html)())

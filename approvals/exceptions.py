@@ -19,17 +19,14 @@ class NotAllowed(ApprovalError):
     """The user may not do this (maps to 403)."""
 
 
-class AlreadyDecided(ApprovalError):
-    """Someone decided first (maps to 409)."""
-
-
 class ActionRefused(ApprovalError):
     """The workflow refused the action in its current state (maps to 409), e.g. already decided."""
 
 
-class ReviewNotStarted(ApprovalError):
-    """The workflow has not been started yet (Temporal was unreachable); it will be."""
-
-
 class WorkflowUnavailable(ApprovalError):
-    """Temporal did not answer in time."""
+    """Temporal could not take the action, so it was not recorded."""
+
+
+class ActionPending(ApprovalError):
+    """The action was sent and its answer is not in yet (maps to 202): recorded but not yet
+    confirmed, or not known yet whether it will be. Never told as a failure."""

@@ -12,7 +12,8 @@ from django.utils import timezone
 from approvals.models import ApprovalRequest, RequestType
 from approvals.selectors.analytics import Period
 from approvals.selectors.requests import InboxSort, InboxState
-from workflows.types import ActionKind
+from workflows import rules
+from workflows.types import Action, ActionKind, Content
 
 STALE_FORM = "This form is incomplete; reload the page and submit again."
 EXTENSIONS = [
@@ -57,6 +58,19 @@ class RoutingPreviewForm(forms.Form):
     amount = forms.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False)
 
 
+def _comment_field(label: str = "Comment") -> forms.CharField:
+    return forms.CharField(
+        required=False, max_length=rules.MAX_COMMENT, widget=forms.Textarea(attrs={"rows": 2}), label=label
+    )
+
+
+def _add_rule_errors(form: forms.BaseForm, action: Action) -> None:
+    """What the workflow's rules find wrong with what was sent, on the fields it concerns."""
+    for field, message in rules.input_problems(action).items():
+        if field in form.fields and field not in form.errors:
+            form.add_error(field, message)
+
+
 class ActionForm(forms.Form):
     """Every action on a request but resubmission: the button pressed says which."""
 
@@ -64,21 +78,25 @@ class ActionForm(forms.Form):
     kind = forms.ChoiceField(
         choices=[(k.value, k.value) for k in ActionKind if k not in (ActionKind.RESUBMIT, ActionKind.CANCEL)]
     )
-    comment = forms.CharField(required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 2}))
+    comment = _comment_field()
     delegate = forms.ModelChoiceField(queryset=User.objects.filter(is_active=True), required=False)
     extend_by = forms.TypedChoiceField(choices=EXTENSIONS, coerce=int, required=False)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        kind = data.get("kind")
-        if kind in (ActionKind.REJECT, ActionKind.REQUEST_CHANGES) and not data.get("comment", "").strip():
-            self.add_error("comment", "A comment is required to reject or to request changes.")
-        if kind == ActionKind.COMMENT and not data.get("comment", "").strip():
-            self.add_error("comment", "Write a comment first.")
-        if kind == ActionKind.DELEGATE and not data.get("delegate"):
-            self.add_error("delegate", "Choose someone to delegate to.")
-        if kind == ActionKind.EXTEND and not data.get("extend_by"):
-            self.add_error("extend_by", "Choose how much more time you need.")
+        if "kind" in data:
+            delegate = data.get("delegate")
+            _add_rule_errors(
+                self,
+                Action(
+                    kind=ActionKind(data["kind"]),
+                    actor_id=0,
+                    actor_name="",
+                    comment=data.get("comment", ""),
+                    delegate_id=delegate.pk if delegate else None,
+                    extend_seconds=data.get("extend_by") or 0,
+                ),
+            )
         return data
 
     @property
@@ -89,9 +107,7 @@ class ActionForm(forms.Form):
 
 class ResubmitForm(forms.ModelForm):
     action_id = _form_token()
-    comment = forms.CharField(
-        required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 2}), label="What changed"
-    )
+    comment = _comment_field(label="What changed")
 
     class Meta:
         model = ApprovalRequest
@@ -99,7 +115,15 @@ class ResubmitForm(forms.ModelForm):
         widgets = {"details": forms.Textarea(attrs={"rows": 5})}
 
     def clean_amount(self) -> Any:
-        return RequestForm.clean_amount(self)  # type: ignore[arg-type]
+        return RequestForm.clean_amount(self)  # type: ignore[arg-type]  # the same check, on the same field
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        content = Content(title=data.get("title", ""), details=data.get("details", ""))
+        _add_rule_errors(
+            self, Action(ActionKind.RESUBMIT, 0, "", comment=data.get("comment", ""), content=content)
+        )
+        return data
 
 
 class InboxFilterForm(forms.Form):
@@ -162,7 +186,7 @@ class BulkActionForm(forms.Form):
     kind = forms.ChoiceField(
         choices=[(ActionKind.APPROVE.value, "Approve"), (ActionKind.REJECT.value, "Reject")]
     )
-    comment = forms.CharField(required=False, max_length=4000)
+    comment = forms.CharField(required=False, max_length=rules.MAX_COMMENT)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -180,8 +204,8 @@ class BulkActionForm(forms.Form):
         if len(ids) > BULK_LIMIT:
             raise forms.ValidationError(f"Select at most {BULK_LIMIT} requests at a time.")
         data["ids"] = ids
-        if data.get("kind") == ActionKind.REJECT and not data.get("comment", "").strip():
-            self.add_error("comment", "A comment is required to reject.")
+        if "kind" in data:
+            _add_rule_errors(self, Action(ActionKind(data["kind"]), 0, "", comment=data.get("comment", "")))
         return data
 
 
@@ -199,7 +223,7 @@ class PeriodForm(forms.Form):
         choices=PERIODS,
         coerce=int,
         required=False,
-        empty_value=DEFAULT_PERIOD_DAYS,
+        empty_value=None,
         initial=DEFAULT_PERIOD_DAYS,
         label="Period",
     )
@@ -240,14 +264,30 @@ class PeriodForm(forms.Form):
 
 
 class StaffCancelForm(forms.Form):
-    reason = forms.CharField(
-        max_length=2000,
-        label="Why cancel",
-        error_messages={"required": "Say why the request is cancelled: the requester will read it."},
-    )
+    reason = forms.CharField(required=False, max_length=rules.MAX_COMMENT, label="Why cancel")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        _add_rule_errors_as(self, Action(ActionKind.CANCEL, 0, "", comment=data.get("reason", "")), "reason")
+        return data
 
 
 class EmailConfirmForm(forms.Form):
-    """The confirmation page of an approve/reject link from an email."""
+    """The confirmation page of an approve/reject link from an email (whose action it knows)."""
 
-    comment = forms.CharField(required=False, max_length=4000)
+    comment = forms.CharField(required=False, max_length=rules.MAX_COMMENT)
+
+    def __init__(self, *args: Any, action: ActionKind, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.action = action
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        _add_rule_errors(self, Action(self.action, 0, "", comment=data.get("comment", "")))
+        return data
+
+
+def _add_rule_errors_as(form: forms.BaseForm, action: Action, field: str) -> None:
+    """`_add_rule_errors`, for a form whose field for the comment has another name."""
+    if message := rules.input_problems(action).get("comment"):
+        form.add_error(field, message)

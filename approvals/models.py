@@ -10,7 +10,16 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from workflows.types import FINAL_STATUSES, EventKind, Exhausted, Operator, RequestStatus, Rule
+from workflows.rules import MAX_TITLE
+from workflows.types import (
+    FINAL_STATUSES,
+    EventKind,
+    Exhausted,
+    Operator,
+    RequestStatus,
+    Rule,
+    workflow_id_for,
+)
 
 STATUS_CHOICES = [(s.value, s.label) for s in RequestStatus]
 OPEN_STATUSES = [s.value for s in RequestStatus if s not in FINAL_STATUSES]
@@ -165,7 +174,7 @@ class ApprovalRequest(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     request_type = models.ForeignKey(RequestType, on_delete=models.PROTECT, related_name="requests")
     requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="requests")
-    title = models.CharField(max_length=200)
+    title = models.CharField(max_length=MAX_TITLE)
     details = models.TextField(blank=True)
     amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     revision = models.PositiveIntegerField(default=1)
@@ -188,6 +197,9 @@ class ApprovalRequest(models.Model):
     decision_comment = models.TextField(blank=True)
     # Submission to approval or rejection, in seconds: what the dashboard's percentiles read.
     decision_seconds = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
+    # Why the request's workflow stopped for good (failed, terminated, timed out), while it has;
+    # noted by the worker's watch, cleared when it runs again.
+    workflow_stopped = models.CharField(max_length=500, blank=True, editable=False)
 
     # Transactional outbox: null until Temporal has accepted the workflow start.
     workflow_started_at = models.DateTimeField(null=True, blank=True)
@@ -222,7 +234,7 @@ class ApprovalRequest(models.Model):
 
     @property
     def workflow_id(self) -> str:
-        return f"approval-{self.public_id}"
+        return workflow_id_for(self.public_id)
 
     @property
     def is_open(self) -> bool:
@@ -237,12 +249,27 @@ class ApprovalRequest(models.Model):
         )
 
 
+class WorkflowSnapshot(models.Model):
+    """The request's workflow state as of the request's `version` (a workflows.types.RequestState
+    without its timeline, policy and content, which the request keeps itself): what the rules weigh
+    and the pages show, exactly as the workflow knew it. A table of its own, so that the scans
+    behind lists and figures never read it."""
+
+    request = models.OneToOneField(
+        ApprovalRequest, primary_key=True, on_delete=models.CASCADE, related_name="workflow_snapshot"
+    )
+    state = models.JSONField()
+
+    def __str__(self) -> str:
+        return f"{self.request} at {self.state.get('seq')}"
+
+
 class RequestRevision(models.Model):
     """The request's content as each revision was submitted, as approvers saw it."""
 
     request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="revisions")
     number = models.PositiveIntegerField()
-    title = models.CharField(max_length=200)
+    title = models.CharField(max_length=MAX_TITLE)
     details = models.TextField(blank=True)
     amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -298,6 +325,7 @@ class StageRun(models.Model):
         CHANGES_REQUESTED = "changes_requested", "Changes requested"
         EXPIRED = "expired", "Expired"
         WITHDRAWN = "withdrawn", "Withdrawn"
+        CANCELLED = "cancelled", "Cancelled"
 
     DECISIONS = (Outcome.APPROVED, Outcome.REJECTED, Outcome.CHANGES_REQUESTED)
 
@@ -368,9 +396,7 @@ class RequestEvent(models.Model):
 
     request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="events")
     seq = models.PositiveIntegerField()
-    kind = models.CharField(
-        max_length=30, choices=[(k.value, k.value.replace("_", " ").capitalize()) for k in EventKind]
-    )
+    kind = models.CharField(max_length=30)  # an EventKind (no choices: a new kind needs no migration)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
@@ -381,6 +407,9 @@ class RequestEvent(models.Model):
     revision = models.PositiveIntegerField(default=1)
     occurred_at = models.DateTimeField()
 
+    # For a decision: the request as the person saw it when they decided (selectors.request_timeline).
+    seen: RequestRevision | None = None
+
     class Meta:
         ordering = ["request", "seq"]
         constraints = [models.UniqueConstraint(fields=["request", "seq"], name="event_once_per_seq")]
@@ -388,6 +417,13 @@ class RequestEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.request} #{self.seq} {self.kind}"
+
+    @property
+    def label(self) -> str:
+        try:
+            return EventKind(self.kind).label
+        except ValueError:  # a kind this code does not know (yet)
+            return self.kind
 
 
 class EmailLinkUse(models.Model):

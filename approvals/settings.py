@@ -188,6 +188,9 @@ TEMPORAL_WORKER_IN_WEB = env_bool("TEMPORAL_WORKER_IN_WEB", False)
 TEMPORAL_RPC_TIMEOUT = timedelta(seconds=float(os.environ.get("TEMPORAL_RPC_TIMEOUT", "5")))
 # How often the worker process retries starting workflows that could not be started on submit.
 OUTBOX_POLL_SECONDS = float(os.environ.get("OUTBOX_POLL_SECONDS", "5"))
+# How often the worker process asks Temporal for workflows that stopped for good (failed,
+# terminated, timed out), to say so on their requests' pages.
+STOPPED_POLL_SECONDS = float(os.environ.get("STOPPED_POLL_SECONDS", "10"))
 
 # Production hardening. Cookies are secure whenever DEBUG is off (browsers accept secure cookies
 # from http://127.0.0.1 and localhost, so the embedded default still works). HTTPS — redirect

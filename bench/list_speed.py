@@ -11,6 +11,7 @@ page as the test client renders it: median and 95th percentile over `--runs` run
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import sys
@@ -73,7 +74,7 @@ def run(total: int, runs: int) -> None:
     from django.test import Client
     from django.utils import timezone
 
-    from approvals import live, selectors
+    from approvals import selectors, services
     from approvals.models import (
         ApprovalRequest,
         Assignment,
@@ -82,9 +83,24 @@ def run(total: int, runs: int) -> None:
         RequestType,
         Stage,
         StageRun,
+        WorkflowSnapshot,
     )
     from approvals.selectors.analytics import Period
+    from approvals.services.projection import _state_json
+    from approvals.views import fragments
     from approvals.views.dashboard import _figures
+    from workflows.review import snapshot
+    from workflows.types import (
+        Assignee,
+        Content,
+        Decided,
+        Policy,
+        RequestState,
+        RequestStatus,
+        Rule,
+        StageSpec,
+        StageState,
+    )
 
     started = time.perf_counter()
     requesters = User.objects.bulk_create([User(username=f"requester{i}") for i in range(200)])
@@ -95,6 +111,32 @@ def run(total: int, runs: int) -> None:
     Stage.objects.create(request_type=request_type, name="Review", deadline=timedelta(days=2))
     now = timezone.now()
     batch = 5000
+    policy = Policy("Purchase", [StageSpec("Review", Rule.ANY, 2 * 86400)])
+    policy_json = dataclasses.asdict(policy)
+
+    def workflow_state(i: int, status: str, created: object, decided: object) -> dict[str, object]:
+        """The workflow's state as its projection leaves it in the read model."""
+        asked = [reviewers[(i + k) % len(reviewers)] for k in (0, 1)]
+        assignees = [Assignee(u.pk, u.username) for u in asked]
+        stage = None
+        if status == "in_review":
+            deadline = now + timedelta(hours=i % 100)
+            stage = StageState(0, "Review", 1, Rule.ANY, 1, created, deadline, True, assignees)  # type: ignore[arg-type]
+        state = RequestState(
+            request_id="",
+            requester_id=requesters[i % len(requesters)].pk,
+            requester_name=requesters[i % len(requesters)].username,
+            policy=policy,
+            content=Content(f"Request {i}"),
+            status=RequestStatus(status),
+            stage=stage,
+            participant_ids=[u.pk for u in asked],
+            decided=Decided(asked[0].pk, "reviewer", decided) if decided else None,  # type: ignore[arg-type]
+            seq=3,
+            stage_versions=1,
+        )
+        return _state_json(snapshot(state))
+
     # Requests spread over the last year; decided ones took 1 to 48 hours, answered by the first
     # of their two reviewers. The read model is written as the projection would leave it.
     created_field = ApprovalRequest._meta.get_field("created_at")
@@ -120,15 +162,26 @@ def run(total: int, runs: int) -> None:
                     decision_seconds=int((decided - created).total_seconds()) if decided else None,
                     stage_name="Review",
                     version=3,
+                    policy=policy_json,
                 )
             )
         requests = ApprovalRequest.objects.bulk_create(rows)
+        WorkflowSnapshot.objects.bulk_create(
+            [
+                WorkflowSnapshot(
+                    request=r, state=workflow_state(first + n, r.status, r.created_at, r.decided_at)
+                )
+                for n, r in enumerate(requests)
+            ]
+        )
         Participant.objects.bulk_create(
             [
                 Participant(
-                    request=r, user=reviewers[(r.pk + k) % len(reviewers)], pending=r.status == "in_review"
+                    request=r,
+                    user=reviewers[(first + n + k) % len(reviewers)],
+                    pending=r.status == "in_review",
                 )
-                for r in requests
+                for n, r in enumerate(requests)
                 for k in (0, 1)
             ]
         )
@@ -136,7 +189,7 @@ def run(total: int, runs: int) -> None:
             [
                 Assignment(
                     request=r,
-                    user=reviewers[(r.pk + k) % len(reviewers)],
+                    user=reviewers[(first + n + k) % len(reviewers)],
                     stage_name="Review",
                     stage_version=1,
                     asked_at=r.created_at,
@@ -146,7 +199,7 @@ def run(total: int, runs: int) -> None:
                     else "",
                     seconds=r.decision_seconds,
                 )
-                for r in requests
+                for n, r in enumerate(requests)
                 for k in (0, 1)
             ]
         )
@@ -227,7 +280,18 @@ def run(total: int, runs: int) -> None:
             "one request, visibility check",
             lambda: selectors.request_get_visible(user=reviewer, public_id=one.public_id),
         ),
-        ("live update: audience of a request", lambda: live.audience(public_id=str(one.public_id))),
+        ("live update: audience of a request", lambda: services.request_change(one)),
+        (
+            "live push: one request's page",
+            lambda: fragments.pushed_html(
+                user=reviewer, public_id=str(one.public_id), view="request", shown_id=str(one.public_id)
+            ),
+        ),
+        (
+            "live push: an inbox row",
+            lambda: fragments.pushed_html(user=reviewer, public_id=str(one.public_id), view="inbox"),
+        ),
+        ("page GET one request (rendered)", lambda: reviewer_client.get(one.get_absolute_url())),
         ("page GET /inbox/ (rendered)", lambda: reviewer_client.get("/inbox/")),
         ("page GET / (rendered)", lambda: requester_client.get("/")),
         ("dashboard: live summary (each push)", selectors.dashboard_summary),

@@ -1,4 +1,5 @@
-"""Pure policy rules shared by the workflow and the web (routing preview): stdlib only."""
+"""How a policy routes a request: pure functions shared by the workflow and the web's routing
+preview (stdlib only)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,19 @@ from decimal import Decimal, InvalidOperation
 from workflows.types import Condition, Content, Operator, Policy, Rule, StageSpec
 
 CONDITION_FIELDS = ("amount",)
+OPERATOR_WORDS = {
+    Operator.GT: "more than",
+    Operator.GTE: "at least",
+    Operator.LT: "less than",
+    Operator.LTE: "at most",
+    Operator.EQ: "exactly",
+    Operator.NE: "other than",
+}
+
+
+def condition_words(condition: Condition) -> str:
+    """A stage's condition as people read it: "only when the amount is more than 1000"."""
+    return f"only when the {condition.field} is {OPERATOR_WORDS[condition.operator]} {condition.value}"
 
 
 def condition_holds(condition: Condition | None, content: Content) -> bool:
@@ -36,10 +50,6 @@ def next_stage_index(policy: Policy, content: Content, after: int) -> int | None
         if condition_holds(policy.stages[index].condition, content):
             return index
     return None
-
-
-def applicable_stages(policy: Policy, content: Content) -> list[StageSpec]:
-    return [stage for stage in policy.stages if condition_holds(stage.condition, content)]
 
 
 def required_approvals(stage: StageSpec, assignees: int) -> int:

@@ -11,10 +11,33 @@ from datetime import datetime
 from enum import StrEnum
 
 INTERACTIVE_TASK_QUEUE = "approvals-interactive"
+WORKFLOW_ID_PREFIX = "approval-"
+
+# The activities the approval workflow calls, by name: the Django side implements them.
+RESOLVE_APPROVERS = "resolve_approvers"
+PROJECT_STATE = "project_state"
+SEND_NOTIFICATION = "send_notification"
+# Error types an activity raises when retrying cannot help.
+NOT_FOUND = "NotFound"
+INVALID = "Invalid"
+NON_RETRYABLE_ERROR_TYPES = (NOT_FOUND, INVALID)
 
 
-def workflow_id_for(public_id: str) -> str:
-    return f"approval-{public_id}"
+def workflow_id_for(public_id: object) -> str:
+    """The id of a request's workflow: one per request, derived from its public id."""
+    return f"{WORKFLOW_ID_PREFIX}{public_id}"
+
+
+def public_id_of(workflow_id: str) -> str | None:
+    """The public id of the request a workflow id belongs to; None for a workflow not of ours."""
+    if not workflow_id.startswith(WORKFLOW_ID_PREFIX):
+        return None
+    return workflow_id.removeprefix(WORKFLOW_ID_PREFIX)
+
+
+def notification_key(request_id: str, seq: int, kind: NotificationKind) -> str:
+    """One notification per request, event and kind: stable across retries and replays."""
+    return f"{request_id}:{seq}:{kind.value}"
 
 
 class RequestStatus(StrEnum):
@@ -79,30 +102,13 @@ class ActionKind(StrEnum):
     EXTEND = "extend"
     WITHDRAW = "withdraw"
     RESUBMIT = "resubmit"
-    CANCEL = "cancel"  # staff only: the services check who may send it
-
-    @property
-    def past(self) -> str:
-        return ACTION_PAST[self]
-
-
-ACTION_PAST = {
-    ActionKind.APPROVE: "approved",
-    ActionKind.REJECT: "rejected",
-    ActionKind.REQUEST_CHANGES: "requested changes",
-    ActionKind.COMMENT: "commented",
-    ActionKind.DELEGATE: "delegated",
-    ActionKind.EXTEND: "asked for more time",
-    ActionKind.WITHDRAW: "withdrew",
-    ActionKind.RESUBMIT: "resubmitted",
-    ActionKind.CANCEL: "cancelled",
-}
+    CANCEL = "cancel"  # staff only
 
 
 class EventKind(StrEnum):
     SUBMITTED = "submitted"
     STAGE_STARTED = "stage_started"
-    STAGE_SKIPPED = "stage_skipped"
+    STAGE_SKIPPED = "stage_skipped"  # a conditional stage that does not apply to this request
     APPROVAL = "approval"
     STAGE_APPROVED = "stage_approved"
     REJECTED = "rejected"
@@ -117,6 +123,10 @@ class EventKind(StrEnum):
     WITHDRAWN = "withdrawn"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("_", " ").capitalize()
 
 
 class NotificationKind(StrEnum):
@@ -312,6 +322,7 @@ class Action:
     delegate_name: str = ""
     extend_seconds: int = 0
     content: Content | None = None  # for RESUBMIT
+    as_staff: bool = False  # the web sets it for staff, who alone may cancel
 
 
 @dataclass
@@ -319,6 +330,7 @@ class ActionResult:
     status: RequestStatus
     message: str
     stage: str = ""
+    seq: int = 0  # the last event the action recorded: the answer waits until it is projected
 
 
 # --- Activity inputs ----------------------------------------------------------------------
@@ -330,7 +342,6 @@ class AssignInput:
     requester_id: int
     user_ids: list[int]
     group_ids: list[int]
-    exclude_ids: list[int] = field(default_factory=list)
     level: int = 0
 
 
@@ -352,6 +363,9 @@ class Projection:
     events: list[TimelineEntry]
     decided: Decided | None = None
     stage_version: int = 0
+    # The workflow's state as of `seq`, without its timeline and answers: the read model keeps it,
+    # so that the web weighs an action (workflows.rules) on the same facts as the workflow.
+    state: RequestState | None = None
 
 
 @dataclass

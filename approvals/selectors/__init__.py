@@ -13,6 +13,7 @@ from approvals.selectors.dashboard import dashboard_summary, mailbox, staff_acti
 from approvals.selectors.requests import (
     InboxSort,
     InboxState,
+    display_name,
     inbox_items,
     inbox_recent,
     inbox_requesters,
@@ -20,9 +21,9 @@ from approvals.selectors.requests import (
     request_abilities,
     request_get_visible,
     request_list_for_requester,
+    request_state,
     request_timeline,
     reviewer_pending_count,
-    waiting_for,
 )
 
 __all__ = [
@@ -47,5 +48,6 @@ __all__ = [
     "staff_actions_recent",
     "request_timeline",
     "reviewer_pending_count",
-    "waiting_for",
+    "request_state",
+    "display_name",
 ]

@@ -57,7 +57,8 @@ def percentile(ordered: Sequence[T], q: float) -> T:
         raise ValueError("No values")
     rank = (len(ordered) - 1) * q / 100
     low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)  # type: ignore[operator]
+    # T is seconds or a timedelta: both interpolate like this, which Sequence[T] cannot say.
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,8 @@ def decision_times_by_type(*, period: Period) -> list[DurationStats]:
         decision_seconds__isnull=False,
     ).values_list("request_type_id", "decision_seconds")
     for type_id, seconds in rows.order_by():
-        groups[names[type_id]].append(seconds)
+        if seconds is not None:  # the filter excludes none; the column allows them
+            groups[names[type_id]].append(seconds)
     return _stats(groups)
 
 
@@ -108,7 +110,8 @@ def decision_times_by_stage(*, period: Period) -> list[DurationStats]:
         closed_at__gte=period.since, closed_at__lt=period.until, outcome__in=StageRun.DECISIONS
     ).values_list("request_type_id", "stage_name", "seconds")
     for type_id, stage, seconds in rows.order_by():
-        groups[f"{names[type_id]} · {stage}"].append(seconds)
+        if seconds is not None:  # a closed run always has its duration
+            groups[f"{names[type_id]} · {stage}"].append(seconds)
     return _stats(groups)
 
 
@@ -157,7 +160,7 @@ def slowest_responders(*, period: Period, limit: int = 10, minimum: int = 1) -> 
     for user_id, outcome, seconds in rows.order_by():
         if outcome == Assignment.Outcome.NOT_NEEDED:
             unanswered[user_id] += 1
-        else:
+        elif seconds is not None:  # a closed assignment always has its duration
             durations[user_id].append(seconds)
     people = [
         DurationStats.of(str(uid), values) for uid, values in durations.items() if len(values) >= minimum
@@ -277,7 +280,7 @@ def requests_export(*, period: Period) -> Iterable[list[object]]:
         comment,
     ) in rows.iterator(chunk_size=2000):
         final = status in DECIDED and decided is not None
-        hours = round((decided - created) / timedelta(hours=1), 2) if final else ""
+        hours = round((decided - created) / timedelta(hours=1), 2) if final and decided else ""
         yield [
             str(public_id),
             type_name,

@@ -8,7 +8,6 @@ from django.db.models import Count, QuerySet
 from django.utils import timezone
 
 from approvals.models import ApprovalRequest, OutboundEmail, Participant, RequestEvent, StaffAction
-from approvals.selectors.requests import _with_related
 from workflows.types import RequestStatus
 
 
@@ -20,7 +19,9 @@ def dashboard_summary(*, limit: int = 10) -> dict[str, Any]:
     """What staff see at a glance: counts per state, what is late or escalated, what failed."""
     now = timezone.now()
     counts = dict(ApprovalRequest.objects.values_list("status").annotate(n=Count("pk")).order_by())
-    in_review = _with_related(ApprovalRequest.objects.filter(status=RequestStatus.IN_REVIEW))
+    in_review = ApprovalRequest.objects.filter(status=RequestStatus.IN_REVIEW).select_related(
+        "request_type", "requester"
+    )
     overdue = in_review.filter(deadline__lt=now).order_by("deadline")
     escalated_ids = Participant.objects.filter(pending=True, level__gt=0).values("request_id")
     escalated = in_review.filter(pk__in=escalated_ids)

@@ -2,27 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import Any
 
 from django.contrib.auth.models import User
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import F, Prefetch, Q, QuerySet
 from django.utils import timezone
+from temporalio.converter import value_to_type
 
 from approvals.exceptions import NotFound
 from approvals.models import OPEN_STATUSES, ApprovalRequest, Participant, RequestEvent, RequestType
-from workflows.types import EventKind, RequestStatus
+from workflows import rules
+from workflows.types import Content, EventKind, Policy, RequestState
 
 
 def _with_related(qs: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest]:
-    return qs.select_related("request_type", "requester", "decided_by")
+    """With what a request's page and the rules read (its workflow state among them)."""
+    return qs.select_related("request_type", "requester", "decided_by", "workflow_snapshot")
 
 
 def requests_visible(*, user: User, public_ids: Iterable[Any]) -> QuerySet[ApprovalRequest]:
     """Those of these requests this user may see: as requester, as anyone ever assigned to them,
     or as staff."""
-    qs = _with_related(ApprovalRequest.objects.filter(public_id__in=list(public_ids)))
+    ids = []
+    for public_id in public_ids:
+        try:
+            ids.append(uuid.UUID(str(public_id)))
+        except ValueError:
+            continue  # not an id of ours: nothing to see
+    qs = _with_related(ApprovalRequest.objects.filter(public_id__in=ids))
     if not user.is_staff:
         qs = qs.filter(Q(requester=user) | Q(participants__user=user)).distinct()
     return qs
@@ -49,7 +62,7 @@ def request_list_for_requester(*, user: User, state: str = "") -> QuerySet[Appro
         qs = qs.filter(status__in=OPEN_STATUSES)
     elif state == "closed":
         qs = qs.exclude(status__in=OPEN_STATUSES)
-    return with_waiting(_with_related(qs)).order_by("-created_at")
+    return with_waiting(qs.select_related("request_type", "requester", "decided_by")).order_by("-created_at")
 
 
 def inbox_waiting(*, user: User) -> QuerySet[Participant]:
@@ -99,7 +112,7 @@ class InboxSort(StrEnum):
         }[self.value]
 
 
-_INBOX_ORDER = {
+_INBOX_ORDER: dict[InboxSort, list[Any]] = {
     InboxSort.DEADLINE: ["deadline", "request_id"],
     InboxSort.NEWEST: ["-request__created_at", "-request_id"],
     InboxSort.OLDEST: ["request__created_at", "request_id"],
@@ -118,7 +131,7 @@ def inbox_items(
 ) -> QuerySet[Participant]:
     """The requests this user was asked to decide, filtered; what waits for them comes first."""
     qs = Participant.objects.filter(user=user).select_related(
-        "request__request_type", "request__requester", "acting_for"
+        "request__request_type", "request__requester", "request__workflow_snapshot", "acting_for"
     )
     if state == InboxState.WAITING:
         qs = qs.filter(pending=True)
@@ -147,15 +160,14 @@ def inbox_items(
     return qs.order_by(*order)
 
 
-def inbox_recent(*, user: User, limit: int = 20) -> list[ApprovalRequest]:
-    """Requests this user was assigned to and no longer waits on, most recently assigned first."""
-    request_ids = (
+def inbox_recent(*, user: User, limit: int = 20) -> list[Participant]:
+    """This user's places on requests they were assigned to and no longer wait on, most
+    recently assigned first."""
+    return list(
         Participant.objects.filter(user=user, pending=False)
-        .order_by("-added_at")
-        .values_list("request_id", flat=True)[:limit]
+        .select_related("request__request_type", "request__requester", "request__decided_by", "acting_for")
+        .order_by("-added_at", "-request_id")[:limit]
     )
-    by_id = {r.pk: r for r in _with_related(ApprovalRequest.objects.filter(pk__in=list(request_ids)))}
-    return [by_id[pk] for pk in request_ids if pk in by_id]
 
 
 def inbox_requesters(*, user: User, limit: int = 200) -> list[str]:
@@ -172,10 +184,6 @@ def reviewer_pending_count(*, user: User) -> int:
     return Participant.objects.filter(user=user, pending=True).count()
 
 
-def waiting_for(*, request: ApprovalRequest) -> list[Participant]:
-    return list(request.participants.filter(pending=True).select_related("user", "acting_for").order_by("pk"))
-
-
 DECISION_KINDS = frozenset({EventKind.APPROVAL, EventKind.REJECTED, EventKind.CHANGES_REQUESTED})
 
 
@@ -189,22 +197,82 @@ def request_timeline(*, request: ApprovalRequest) -> list[RequestEvent]:
     return events
 
 
-def request_abilities(
-    *, user: User, request: ApprovalRequest, status: RequestStatus, pending_ids: set[int]
-) -> dict[str, bool]:
-    """What this person may do on the request now: only these actions are offered.
+def display_name(user: User) -> str:
+    return user.get_full_name() or user.get_username()
 
-    (The workflow still has the last word on each action; this only decides what to show.)"""
-    started = request.workflow_started_at is not None
-    is_requester = user.pk == request.requester_id
-    return {
-        "may_decide": started
-        and status == RequestStatus.IN_REVIEW
-        and user.pk in pending_ids
-        and not is_requester,
-        "may_withdraw": started and is_requester and not status.is_final,
-        "may_resubmit": started and is_requester and status == RequestStatus.CHANGES_REQUESTED,
-        "may_comment": started
-        and not status.is_final
-        and (is_requester or request.participants.filter(user=user).exists()),
-    }
+
+class _Decoded:
+    """Workflow states decoded from the read model, by request (its random public id) and
+    version: a version's state never changes, and decoding one costs about a millisecond, which
+    every page and every push would pay for every request it shows."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.lock = threading.Lock()
+        self.states: OrderedDict[tuple[uuid.UUID, int], RequestState] = OrderedDict()
+
+    def get(self, key: tuple[uuid.UUID, int], decode: Callable[[], RequestState]) -> RequestState:
+        with self.lock:
+            if (state := self.states.get(key)) is not None:
+                self.states.move_to_end(key)
+                return state
+        state = decode()
+        with self.lock:
+            self.states[key] = state
+            while len(self.states) > self.size:
+                self.states.popitem(last=False)
+        return state
+
+
+_decoded = _Decoded(size=2000)
+
+
+def request_state(*, request: ApprovalRequest, to_change: bool = False) -> RequestState:
+    """The request as the workflow last projected it: what the rules weigh and the pages show.
+    Before its first projection, the request as submitted (status "submitted", nobody assigned).
+    The policy and the content come from the request's own columns, which the same projection
+    writes.
+
+    The state is shared by everyone who reads this version of the request: only with
+    `to_change` is it a copy of one's own, to change (as a staff cancel does)."""
+    try:
+        snapshot = request.workflow_snapshot
+    except ObjectDoesNotExist:
+        snapshot = None
+
+    def decode() -> RequestState:
+        policy = value_to_type(Policy, request.policy) if request.policy else Policy("", [])
+        content = Content(
+            title=request.title,
+            details=request.details,
+            amount=None if request.amount is None else str(request.amount),
+        )
+        if snapshot is None:
+            return RequestState(
+                request_id=str(request.public_id),
+                requester_id=request.requester_id,
+                requester_name=display_name(request.requester),
+                policy=policy,
+                content=content,
+            )
+        state = value_to_type(RequestState, snapshot.state)
+        state.policy, state.content = policy, content
+        return state
+
+    if to_change or snapshot is None:
+        return decode()
+    return _decoded.get((request.public_id, request.version), decode)
+
+
+def request_abilities(
+    *, user: User, request: ApprovalRequest, state: RequestState | None = None
+) -> rules.Abilities:
+    """What this person may do on the request now, by the workflow's own rules over the state
+    it last projected: only these actions are offered (the workflow still has the last word)."""
+    return rules.abilities(
+        state or request_state(request=request),
+        user.pk,
+        as_staff=user.is_staff,
+        started=request.workflow_started_at is not None,
+        stopped=request.workflow_stopped,
+    )

@@ -1,9 +1,8 @@
-"""Services: every write, and every conversation with Temporal, goes through here."""
+"""Services: every write, and every conversation with Temporal (through approvals.client)."""
 
 from approvals.services.actions import (
     BulkOutcome,
     request_act,
-    request_live_state,
     request_signal,
     requests_act_bulk,
 )
@@ -15,7 +14,7 @@ from approvals.services.email_links import (
 )
 from approvals.services.notifications import notification_send
 from approvals.services.policies import policy_snapshot
-from approvals.services.projection import approvers_resolve, request_project
+from approvals.services.projection import approvers_resolve, request_change, request_project
 from approvals.services.requests import (
     approval_input_for,
     request_start_workflow,
@@ -23,35 +22,38 @@ from approvals.services.requests import (
     requests_start_pending,
 )
 from approvals.services.routing import StagePreview, routing_preview
-from approvals.services.staff import (
+from approvals.services.staff import request_cancel_by_staff, request_retry_by_staff
+from approvals.services.trouble import (
     Trouble,
-    request_cancel_by_staff,
-    request_retry_by_staff,
+    request_stopped_note,
     workflows_in_trouble,
+    workflows_stopped_note,
 )
 
 __all__ = [
-    "Trouble",
-    "request_cancel_by_staff",
-    "request_retry_by_staff",
-    "workflows_in_trouble",
-    "StagePreview",
-    "routing_preview",
     "BulkOutcome",
-    "requests_act_bulk",
     "LinkRefused",
+    "StagePreview",
+    "Trouble",
+    "approval_input_for",
+    "approvers_resolve",
     "email_link_check",
     "email_link_make",
     "email_link_use",
-    "request_signal",
-    "approval_input_for",
-    "approvers_resolve",
     "notification_send",
     "policy_snapshot",
     "request_act",
-    "request_live_state",
+    "request_cancel_by_staff",
+    "request_change",
     "request_project",
+    "request_retry_by_staff",
+    "request_signal",
     "request_start_workflow",
+    "request_stopped_note",
     "request_submit",
+    "requests_act_bulk",
     "requests_start_pending",
+    "routing_preview",
+    "workflows_in_trouble",
+    "workflows_stopped_note",
 ]

@@ -1,48 +1,54 @@
-"""People acting on requests, through the workflow, and the workflow's live state."""
+"""People acting on requests, through their workflows.
+
+Each action is weighed first here, by the workflow's own rules over the state it last projected
+(so a stranger is told at once, and Temporal is not asked for what cannot be), then by the
+workflow itself, whose answer is the truth. What Temporal answers, or fails to, is told as it is:
+refused, recorded, not recorded, or not known yet.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import TypeVar
 
-from django.conf import settings
 from django.contrib.auth.models import User
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
+from approvals import audit
+from approvals import client as temporal
 from approvals.exceptions import (
+    ActionPending,
     ActionRefused,
     ApprovalError,
     InvalidInput,
     NotAllowed,
-    ReviewNotStarted,
     WorkflowUnavailable,
 )
 from approvals.models import ApprovalRequest
-from approvals.selectors.requests import requests_visible
-from approvals.services.requests import display_name
-from workflows import client as temporal
-from workflows.approval import ApprovalWorkflow
-from workflows.types import Action, ActionKind, ActionResult, Content, RequestState
+from approvals.selectors.requests import display_name, request_state, requests_visible
+from approvals.services.trouble import request_stopped_note
+from workflows import rules
+from workflows.types import Action, ActionKind, ActionResult, Content
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 UNANSWERED = "The workflow service did not answer, so this was not recorded. Please try again."
-REQUESTER_ACTIONS = {ActionKind.WITHDRAW, ActionKind.RESUBMIT}
-APPROVER_ACTIONS = {
-    ActionKind.APPROVE,
-    ActionKind.REJECT,
-    ActionKind.REQUEST_CHANGES,
-    ActionKind.DELEGATE,
-    ActionKind.EXTEND,
+TASKS_FAILING = (
+    "The workflow cannot take actions right now (its tasks are failing), so this was not recorded. "
+    "Staff see it on their dashboard."
+)
+RECORDED_LATE = "Recorded. The workflow is slow to confirm it; the page shows it as soon as it does."
+NOT_KNOWN_YET = (
+    "The workflow has not answered yet, so it is not known yet whether this was recorded; the page "
+    "shows it if it was. If nothing changes within a minute, send it again: it counts once."
+)
+BULK_CONCURRENCY = 8
+REFUSALS = {
+    rules.Why.FORBIDDEN: NotAllowed,
+    rules.Why.NOT_NOW: ActionRefused,
+    rules.Why.INVALID: InvalidInput,
 }
 
 
@@ -59,13 +65,12 @@ def request_act(
     details: str = "",
     amount: Decimal | None = None,
 ) -> ActionResult:
-    """Apply one person's action through the workflow and return its truthful answer.
-
-    Who may act at all is checked here against the read model (403 for strangers); whether the
-    action fits the request's state right now is the workflow's call, made atomically by the
-    update's validator ("already approved by X at 10:02"), and a refusal leaves no trace.
-    `action_id` makes a repeated submission of the same form count once.
-    """
+    """Apply one person's action through the workflow and return its truthful answer, which
+    comes once the read model shows what it did. `action_id` makes a repeated submission of the
+    same form count once."""
+    content = None
+    if kind == ActionKind.RESUBMIT:
+        content = Content(title=title, details=details, amount=None if amount is None else str(amount))
     action = _checked_action(
         request=request,
         actor=actor,
@@ -74,26 +79,27 @@ def request_act(
         action_id=action_id,
         delegate=delegate,
         extend_by=extend_by,
-        content=Content(title=title, details=details, amount=None if amount is None else str(amount))
-        if kind == ActionKind.RESUBMIT
-        else None,
+        content=content,
     )
-
-    async def update(client: Client) -> ActionResult:
-        handle = client.get_workflow_handle(request.workflow_id)
-        return await handle.execute_update(
-            ApprovalWorkflow.submit_action,
-            action,
-            id=action.action_id,
-            rpc_timeout=settings.TEMPORAL_RPC_TIMEOUT,
-        )
-
     try:
-        return _call(request, kind, update)
-    except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        message = cause.message if isinstance(cause, ApplicationError) else str(cause or exc)
-        raise ActionRefused(message) from exc
+        return temporal.send_update(request.public_id, action)
+    except temporal.TemporalError as exc:
+        raise _told(request, action, exc) from exc
+
+
+def request_signal(
+    *, request: ApprovalRequest, actor: User, kind: ActionKind, comment: str = "", action_id: uuid.UUID
+) -> None:
+    """Send an action as a signal: accepted by Temporal even while no worker runs.
+
+    For email links and integrations. The workflow applies it if it still fits when it arrives
+    (and drops it otherwise); `action_id` makes a repeated signal count once.
+    """
+    action = _checked_action(request=request, actor=actor, kind=kind, comment=comment, action_id=action_id)
+    try:
+        temporal.send_signal(request.public_id, action)
+    except temporal.TemporalError as exc:
+        raise _told(request, action, exc) from exc
 
 
 @dataclass
@@ -105,9 +111,7 @@ class BulkOutcome:
     ok: bool
     message: str
     url: str = ""
-
-
-BULK_CONCURRENCY = 8
+    pending: bool = False  # not known yet whether it was recorded
 
 
 def requests_act_bulk(
@@ -138,89 +142,22 @@ def requests_act_bulk(
             )
         except ApprovalError as exc:
             if isinstance(exc, NotAllowed):
-                logger.warning("Refused bulk %s by %s on %s: %s", kind, actor, public_id, exc)
-            outcomes[public_id] = BulkOutcome(
-                public_id, request.title, False, str(exc), request.get_absolute_url()
-            )
-
-    async def update_all(client: Client) -> list[ActionResult | BaseException]:
-        limit = asyncio.Semaphore(BULK_CONCURRENCY)
-
-        async def one(public_id: uuid.UUID, action: Action) -> ActionResult:
-            async with limit:
-                handle = client.get_workflow_handle(found[public_id].workflow_id)
-                return await handle.execute_update(
-                    ApprovalWorkflow.submit_action,
-                    action,
-                    id=action.action_id,
-                    rpc_timeout=settings.TEMPORAL_RPC_TIMEOUT,
-                )
-
-        return await asyncio.gather(*(one(pid, a) for pid, a in actions.items()), return_exceptions=True)
-
-    if actions:
-        try:
-            answers: list[ActionResult | BaseException] = temporal.call(update_all)
-        except temporal.UNREACHABLE as exc:
-            answers = [exc] * len(actions)
-        for public_id, answer in zip(actions, answers, strict=True):
-            request = found[public_id]
-            if isinstance(answer, ActionResult):
-                ok, message = True, answer.message
-            elif isinstance(answer, WorkflowUpdateFailedError):
-                cause = answer.cause
-                ok, message = False, cause.message if isinstance(cause, ApplicationError) else str(cause)
-            elif (
-                isinstance(answer, RPCError)
-                and answer.status == RPCStatusCode.NOT_FOUND
-                and _now_closed(request)
-            ):
-                ok, message = False, _closed(request)
-            elif isinstance(answer, temporal.UNREACHABLE):
-                logger.warning("Could not send bulk %s to %s: %s", kind, request.workflow_id, answer)
-                ok, message = False, "The workflow service did not answer, so this was not recorded."
-            else:
-                raise answer
-            outcomes[public_id] = BulkOutcome(
-                public_id, request.title, ok, message, request.get_absolute_url()
-            )
+                audit.log_refused(actor, f"bulk {kind} on {public_id}", str(exc))
+            outcomes[public_id] = _outcome(request, False, str(exc))
+    for public_id, answer in temporal.send_updates(actions, BULK_CONCURRENCY).items():
+        request = found[public_id]
+        if isinstance(answer, ActionResult):
+            outcomes[public_id] = _outcome(request, True, answer.message)
+        else:
+            told = _told(request, actions[public_id], answer)
+            unknown = isinstance(answer, temporal.Unanswered) and not answer.accepted
+            recorded = isinstance(answer, temporal.Unanswered) and answer.accepted
+            outcomes[public_id] = _outcome(request, recorded, str(told), pending=unknown)
     return [outcomes[pid] for pid in public_ids]
 
 
-def request_signal(
-    *, request: ApprovalRequest, actor: User, kind: ActionKind, comment: str = "", action_id: uuid.UUID
-) -> None:
-    """Send an action as a signal: accepted by Temporal even while no worker runs.
-
-    For email links and integrations. The workflow applies it if it still fits when it arrives
-    (and drops it otherwise); `action_id` makes a repeated signal count once.
-    """
-    action = _checked_action(request=request, actor=actor, kind=kind, comment=comment, action_id=action_id)
-
-    async def signal(client: Client) -> None:
-        handle = client.get_workflow_handle(request.workflow_id)
-        await handle.signal(ApprovalWorkflow.act, action, rpc_timeout=settings.TEMPORAL_RPC_TIMEOUT)
-
-    _call(request, kind, signal)
-
-
-def _call(request: ApprovalRequest, kind: ActionKind, fn: Callable[[Client], Awaitable[T]]) -> T:
-    """Run `fn` against Temporal; when Temporal is away, say plainly that nothing was recorded."""
-    try:
-        return temporal.call(fn)
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND and _now_closed(request):
-            raise ActionRefused(_closed(request)) from exc
-        logger.warning("Could not send %s to %s: %s", kind, request.workflow_id, exc)
-        if exc.status == RPCStatusCode.FAILED_PRECONDITION:  # its workflow tasks keep failing
-            raise WorkflowUnavailable(
-                "The workflow cannot take actions right now (its tasks are failing), so this was not "
-                "recorded. Staff see it on their dashboard."
-            ) from exc
-        raise WorkflowUnavailable(UNANSWERED) from exc
-    except temporal.UNREACHABLE as exc:
-        logger.warning("Could not send %s to %s: %s", kind, request.workflow_id, exc)
-        raise WorkflowUnavailable(UNANSWERED) from exc
+def _outcome(request: ApprovalRequest, ok: bool, message: str, pending: bool = False) -> BulkOutcome:
+    return BulkOutcome(request.public_id, request.title, ok, message, request.get_absolute_url(), pending)
 
 
 def _checked_action(
@@ -234,29 +171,11 @@ def _checked_action(
     extend_by: timedelta | None = None,
     content: Content | None = None,
 ) -> Action:
-    """The action, once the read model says this person may take it at all."""
-    is_requester = actor.pk == request.requester_id
-    is_participant = request.participants.filter(user=actor).exists()
-    if kind in REQUESTER_ACTIONS and not is_requester:
-        raise NotAllowed("Only the requester can do that.")
-    if kind in APPROVER_ACTIONS:
-        if is_requester:
-            raise NotAllowed("You cannot decide on your own request.")
-        if not is_participant:
-            raise NotAllowed("You are not an approver of this request, so you cannot decide it.")
-    if kind == ActionKind.CANCEL and not actor.is_staff:
-        raise NotAllowed("Only staff can cancel a request.")
-    if kind == ActionKind.COMMENT and not (is_requester or is_participant):
-        raise NotAllowed("Only the requester and the request's approvers can comment.")
-    if kind == ActionKind.DELEGATE and (delegate is None or not delegate.is_active):
+    """The action, once the workflow's rules, over the state it last projected, allow it (or
+    leave it to the workflow)."""
+    if kind == ActionKind.DELEGATE and delegate is not None and not delegate.is_active:
         raise InvalidInput("Choose an active person to delegate to.")
-    if not request.is_open:
-        raise ActionRefused(_closed(request))
-    if request.workflow_started_at is None:
-        raise ReviewNotStarted(
-            "Review has not started yet: the workflow service is catching up. Try again shortly."
-        )
-    return Action(
+    action = Action(
         kind=kind,
         actor_id=actor.pk,
         actor_name=display_name(actor),
@@ -266,36 +185,37 @@ def _checked_action(
         delegate_name=display_name(delegate) if delegate else "",
         extend_seconds=int(extend_by.total_seconds()) if extend_by else 0,
         content=content,
+        as_staff=actor.is_staff,
     )
+    started = request.workflow_started_at is not None
+    refused = rules.refusal(
+        request_state(request=request), action, started=started, stopped=request.workflow_stopped
+    )
+    # What does not fit the request's state now is the workflow's to say while it runs: it knows
+    # a repeat of an action it applied (a double click), which it answers as the first time.
+    if refused and (
+        refused.why != rules.Why.NOT_NOW or not request.is_open or not started or request.workflow_stopped
+    ):
+        raise REFUSALS[refused.why](refused.message)
+    return action
 
 
-def request_live_state(*, request: ApprovalRequest) -> RequestState | None:
-    """The workflow's own view of the request, or None when Temporal cannot answer now."""
-    if request.workflow_started_at is None:
-        return None
-
-    async def query(client: Client) -> RequestState | None:
-        handle = client.get_workflow_handle(request.workflow_id)
-        description = await handle.describe(rpc_timeout=settings.TEMPORAL_RPC_TIMEOUT)
-        if description.status not in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED):
-            return None
-        return await handle.query(ApprovalWorkflow.state, rpc_timeout=settings.TEMPORAL_RPC_TIMEOUT)
-
-    try:
-        return temporal.call(query)
-    except temporal.UNREACHABLE as exc:
-        logger.info("No live state for %s: %s", request.workflow_id, exc)
-        return None
-
-
-def _closed(request: ApprovalRequest) -> str:
-    by = f" by {request.decided_by_name}" if request.decided_by_name else ""
-    return f"This request is already {request.get_status_display().lower()}{by}."
-
-
-def _now_closed(request: ApprovalRequest) -> bool:
-    """Whether the request has closed since it was read: its workflow finished in between (a
-    decision racing the deadline, say), and the read model, projected before a workflow ends,
-    says how."""
-    request.refresh_from_db()
-    return not request.is_open
+def _told(request: ApprovalRequest, action: Action, exc: temporal.TemporalError) -> ApprovalError:
+    """What the person is told when the workflow gave no result for their action: refused,
+    recorded but not confirmed yet, not known yet, or not recorded, as it is."""
+    if isinstance(exc, temporal.Refused):
+        return ActionRefused(str(exc))
+    if isinstance(exc, temporal.Unanswered):
+        return ActionPending(RECORDED_LATE if exc.accepted else NOT_KNOWN_YET)
+    logger.warning("Could not send %s to %s: %s", action.kind, request.workflow_id, exc)
+    if isinstance(exc, temporal.NoWorkflow):
+        # Its workflow has closed since the request was read: a decision racing the deadline,
+        # say (the read model, projected before a workflow ends, says how), or it stopped.
+        request.refresh_from_db()
+        if not request.is_open:
+            return ActionRefused(rules.closed(request_state(request=request)))
+        if stopped := request_stopped_note(request=request):
+            return ActionRefused(rules.stopped_message(stopped))
+    if isinstance(exc, temporal.TasksFailing):
+        return WorkflowUnavailable(TASKS_FAILING)
+    return WorkflowUnavailable(UNANSWERED)

@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from approvals.exceptions import ApprovalError, InvalidInput
+from approvals.exceptions import ApprovalError
 from approvals.models import ApprovalRequest, EmailLinkUse
 from approvals.services.actions import request_signal
 from workflows.types import ActionKind, RequestStatus
@@ -103,8 +103,6 @@ def email_link_check(*, token: str, user: User) -> EmailLink:
 def email_link_use(*, token: str, user: User, comment: str = "") -> EmailLink:
     """Use the link: record it (so it never works twice) and send the decision to the workflow."""
     link = email_link_check(token=token, user=user)
-    if link.action == ActionKind.REJECT and not comment.strip():
-        raise InvalidInput("Say why you reject the request: a comment is required.")
     try:
         with transaction.atomic():
             EmailLinkUse.objects.create(

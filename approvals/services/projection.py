@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from decimal import Decimal
 
@@ -9,8 +10,10 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from temporalio.converter import AdvancedJSONEncoder
 
 from approvals.exceptions import NotFound
+from approvals.live import Change
 from approvals.models import (
     ApprovalRequest,
     Assignment,
@@ -19,9 +22,10 @@ from approvals.models import (
     RequestEvent,
     RequestRevision,
     StageRun,
+    WorkflowSnapshot,
 )
-from approvals.services.requests import display_name
-from workflows.types import Assignee, AssignInput, EventKind, Projection, RequestStatus
+from approvals.selectors.requests import display_name
+from workflows.types import Assignee, AssignInput, EventKind, Projection, RequestState, RequestStatus
 
 
 def approvers_resolve(*, assign: AssignInput) -> list[Assignee]:
@@ -32,7 +36,6 @@ def approvers_resolve(*, assign: AssignInput) -> list[Assignee]:
         user_ids=assign.user_ids,
         group_ids=assign.group_ids,
         requester_id=assign.requester_id,
-        exclude_ids=assign.exclude_ids,
         level=assign.level,
     )
 
@@ -42,7 +45,6 @@ def approvers_for(
     user_ids: list[int],
     group_ids: list[int],
     requester_id: int,
-    exclude_ids: list[int] | None = None,
     level: int = 0,
 ) -> list[Assignee]:
     """The people these users and groups mean now, each once, never the requester.
@@ -53,7 +55,7 @@ def approvers_for(
     users = (
         User.objects.filter(is_active=True)
         .filter(Q(pk__in=user_ids) | Q(groups__in=group_ids))
-        .exclude(pk__in=[requester_id, *(exclude_ids or [])])
+        .exclude(pk=requester_id)
         .distinct()
         .order_by("pk")
     )
@@ -87,14 +89,35 @@ def approvers_for(
     return assignees
 
 
-@transaction.atomic
-def request_project(*, projection: Projection) -> None:
-    """Project one workflow state into the read model; idempotent and safe out of order."""
-    request = ApprovalRequest.objects.select_for_update().filter(public_id=projection.request_id).first()
-    if request is None:
-        raise NotFound(f"No request {projection.request_id}.")
+def request_project(*, projection: Projection) -> Change | None:
+    """Project one workflow state into the read model; idempotent and safe out of order.
+
+    Returns who may see the request, to tell their open pages once this has committed; None
+    when the read model already had all of it."""
+    with transaction.atomic():
+        request = ApprovalRequest.objects.select_for_update().filter(public_id=projection.request_id).first()
+        if request is None:
+            raise NotFound(f"No request {projection.request_id}.")
+        return request_change(request) if _project(request, projection) else None
+
+
+def request_change(request: ApprovalRequest) -> Change:
+    """That the request changed, for the pages of everyone who may see it (staff aside): its
+    requester and everyone ever assigned to it."""
+    participants = request.participants.values_list("user_id", flat=True)
+    return Change(str(request.public_id), tuple(sorted({request.requester_id, *participants})))
+
+
+def _state_json(state: RequestState) -> dict[str, object]:
+    encoded: dict[str, object] = json.loads(json.dumps(state, cls=AdvancedJSONEncoder))
+    return encoded
+
+
+def _project(request: ApprovalRequest, projection: Projection) -> bool:
+    """Write what the read model lacks of the projection; whether anything was new."""
+    new = False
     for event in projection.events:
-        RequestEvent.objects.get_or_create(
+        _, created = RequestEvent.objects.get_or_create(
             request=request,
             seq=event.seq,
             defaults={
@@ -108,12 +131,14 @@ def request_project(*, projection: Projection) -> None:
                 "occurred_at": event.at,
             },
         )
+        new = new or created
     for person in projection.new_participants:
-        Participant.objects.get_or_create(
+        _, created = Participant.objects.get_or_create(
             request=request,
             user_id=person.user_id,
             defaults={"level": person.level, "acting_for_id": person.acting_for_id},
         )
+        new = new or created
     content = projection.content
     amount = None if content.amount is None else Decimal(content.amount)
     RequestRevision.objects.get_or_create(
@@ -122,8 +147,13 @@ def request_project(*, projection: Projection) -> None:
         defaults={"title": content.title, "details": content.details, "amount": amount},
     )
     if projection.seq <= request.version:
-        return  # a newer state is already recorded; events and people above were still kept
+        return new  # a newer state is already recorded; events and people above were still kept
     request.version = projection.seq
+    if projection.state is not None:
+        WorkflowSnapshot.objects.update_or_create(
+            request=request, defaults={"state": _state_json(projection.state)}
+        )
+    request.workflow_stopped = ""  # it projects: it runs
     request.status = projection.status.value
     request.revision = projection.revision
     request.title, request.details, request.amount = content.title, content.details, amount
@@ -147,6 +177,7 @@ def request_project(*, projection: Projection) -> None:
     request.participants.filter(user_id__in=pending).update(pending=True, deadline=projection.deadline)
     _stage_runs_project(request=request, projection=projection)
     _assignments_project(request=request, projection=projection)
+    return True
 
 
 def _seconds(start: datetime, end: datetime) -> int:
@@ -161,6 +192,7 @@ STAGE_ENDS = frozenset(
         EventKind.CHANGES_REQUESTED,
         EventKind.EXPIRED,
         EventKind.WITHDRAWN,
+        EventKind.CANCELLED,
     }
 )
 

@@ -8,27 +8,19 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from temporalio.client import Client
-from temporalio.common import WorkflowIDReusePolicy
 from temporalio.converter import value_to_type
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from approvals import client as temporal
 from approvals.exceptions import InvalidInput, NotFound
 from approvals.models import ApprovalRequest, RequestEvent, RequestRevision, RequestType
+from approvals.selectors.requests import display_name
 from approvals.services.policies import policy_snapshot
-from workflows import client as temporal
-from workflows.approval import ApprovalWorkflow
 from workflows.types import ApprovalInput, Content, EventKind, Policy
 
 logger = logging.getLogger(__name__)
-
-
-def display_name(user: User) -> str:
-    return user.get_full_name() or user.get_username()
 
 
 def request_submit(
@@ -133,23 +125,9 @@ def request_start_workflow(*, public_id: Any) -> bool:
         raise NotFound(f"No request {public_id}.")
     if request.workflow_started_at is not None:
         return True
-    workflow_input = approval_input_for(request)
-
-    async def start(client: Client) -> None:
-        await client.start_workflow(
-            ApprovalWorkflow.run,
-            workflow_input,
-            id=request.workflow_id,
-            task_queue=settings.TEMPORAL_TASK_QUEUE,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            rpc_timeout=settings.TEMPORAL_RPC_TIMEOUT,
-        )
-
     try:
-        temporal.call(start)
-    except WorkflowAlreadyStartedError:
-        pass
-    except temporal.UNREACHABLE as exc:
+        temporal.start_approval(approval_input_for(request))
+    except temporal.TemporalError as exc:
         logger.warning("Could not start %s yet: %s", request.workflow_id, exc)
         ApprovalRequest.objects.filter(pk=request.pk).update(
             start_attempts=request.start_attempts + 1, last_start_error=str(exc)[:1000]

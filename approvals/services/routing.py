@@ -12,8 +12,8 @@ from django.utils import timezone
 from approvals.models import RequestType
 from approvals.services.policies import policy_snapshot
 from approvals.services.projection import approvers_for
-from workflows.policy import condition_holds, required_approvals
-from workflows.types import Assignee, Content, Exhausted, Operator, Rule, StageSpec
+from workflows.policy import condition_holds, condition_words, required_approvals
+from workflows.types import Assignee, Content, Exhausted, Rule, StageSpec
 
 
 @dataclass
@@ -38,14 +38,6 @@ class StagePreview:
     condition: str = ""
 
 
-OPERATOR_WORDS = {
-    Operator.GT: "more than",
-    Operator.GTE: "at least",
-    Operator.LT: "less than",
-    Operator.LTE: "at most",
-    Operator.EQ: "exactly",
-    Operator.NE: "other than",
-}
 EXHAUSTED_WORDS = {
     Exhausted.REJECT: "the request is rejected",
     Exhausted.EXPIRE: "the request expires",
@@ -75,10 +67,7 @@ def routing_preview(
     start = timezone.now()
     previews = []
     for stage in policy.stages:
-        condition = ""
-        if stage.condition is not None:
-            words = OPERATOR_WORDS[stage.condition.operator]
-            condition = f"only when the {stage.condition.field} is {words} {stage.condition.value}"
+        condition = condition_words(stage.condition) if stage.condition is not None else ""
         if not condition_holds(stage.condition, content):
             previews.append(StagePreview(name=stage.name, applies=False, condition=condition))
             continue

@@ -4,8 +4,11 @@ import uuid
 from datetime import timedelta
 
 from django import template
+from django.template import Context
+from django.utils.safestring import mark_safe
 
 from approvals.charts import short_duration
+from workflows import rules
 
 register = template.Library()
 
@@ -20,3 +23,21 @@ def form_token() -> str:
 def duration(value: timedelta | None) -> str:
     """A duration in its two largest units: 3d 4h, 5h 20m, 12m."""
     return "—" if value is None else short_duration(value)
+
+
+LIMITS = {"comment": rules.MAX_COMMENT, "title": rules.MAX_TITLE}
+
+
+@register.simple_tag
+def limit(name: str) -> int:
+    """A limit of the rules (workflows.rules), for a field's maxlength: "comment", "title"."""
+    return LIMITS[name]
+
+
+@register.simple_tag(takes_context=True)
+def preserve(context: Context, *parts: object) -> str:
+    """`hx-preserve` for the element with this id, so that a swap keeps it as the person left it
+    (what they typed or chose): always, except the form whose answer this is (`fresh`), which
+    comes back afresh for the next action."""
+    element_id = "".join(str(part) for part in parts)
+    return "" if element_id == context.get("fresh") else mark_safe(' hx-preserve="true"')

@@ -11,6 +11,8 @@ from django.contrib.auth import views as auth_views
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 
+from approvals import audit
+
 logger = logging.getLogger(__name__)
 
 # Per address, across usernames: enough for a shared office, too few for credential stuffing.
@@ -38,11 +40,8 @@ class LoginView(auth_views.LoginView):
         user_key, address_key = self._keys(request)
         limit = settings.LOGIN_FAILURE_LIMIT
         if cache.get(user_key, 0) >= limit or cache.get(address_key, 0) >= limit * ADDRESS_FACTOR:
-            logger.warning(
-                "Login refused (too many failures) for %r from %s",
-                request.POST.get("username", "")[:150],
-                request.META.get("REMOTE_ADDR", ""),
-            )
+            who = f"{request.POST.get('username', '')[:150]!r} from {request.META.get('REMOTE_ADDR', '')}"
+            audit.log_refused(who, "a login", "too many failed logins; try again later")
             context = self.get_context_data(form=self.get_form(), locked=True)
             response = self.render_to_response(context, status=429)
             response["Retry-After"] = str(settings.LOGIN_LOCKOUT_SECONDS)

@@ -3,30 +3,30 @@
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable
 from typing import Any
 
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.models import User
 from django.core.paginator import Page, Paginator
-from django.forms import Form
-from django.http import Http404, HttpRequest, HttpResponse
+from django.forms import BaseForm
+from django.http import Http404, HttpRequest
+from django.http.response import HttpResponseBase
 from django_htmx.middleware import HtmxDetails
 
-from approvals import selectors
+from approvals import audit, selectors
 from approvals.exceptions import NotFound
 from approvals.models import ApprovalRequest
-
-logger = logging.getLogger(__name__)
 
 
 class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
+    user: User  # every view of ours needs someone logged in (login_required, staff_only)
 
 
 def log_refused(request: HttpRequest, why: str) -> None:
     """Put on record that a logged-in person was refused a page or an action, and why."""
-    logger.warning("Refused %s %s to %s: %s", request.method, request.path, request.user, why)
+    audit.log_refused(request.user, f"{request.method} {request.path}", why)
 
 
 def visible_request(request: HtmxHttpRequest, public_id: str) -> ApprovalRequest:
@@ -40,9 +40,9 @@ def visible_request(request: HtmxHttpRequest, public_id: str) -> ApprovalRequest
         raise Http404(str(exc)) from exc
 
 
-def form_errors(form: Form) -> str:
+def form_errors(form: BaseForm) -> str:
     """A form's errors as one sentence after another, to show where the form was sent from."""
-    return " ".join(e for errors in form.errors.values() for e in errors)
+    return " ".join(str(e) for errors in form.errors.values() for e in errors)
 
 
 PAGE_SIZE = 25
@@ -53,13 +53,13 @@ def page_of(request: HttpRequest, queryset: Any) -> Page:
     return Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
 
 
-def staff_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def staff_only(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """Django's staff_member_required (others are sent to log in as staff), logging the attempts
     of people who are logged in but not staff."""
     guarded = staff_member_required(view)
 
     @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if request.user.is_authenticated and not request.user.is_staff:
             log_refused(request, "staff only")
         return guarded(request, *args, **kwargs)

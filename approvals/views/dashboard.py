@@ -8,6 +8,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.http import HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -64,7 +65,7 @@ def _cell(value: Any) -> Any:
 
 @require_GET
 @staff_only
-def dashboard_export(request: HtmxHttpRequest) -> HttpResponse:
+def dashboard_export(request: HtmxHttpRequest) -> HttpResponseBase:
     """Every request submitted or decided in the period, one CSV row each, streamed."""
     form = PeriodForm(request.GET)
     if not form.is_valid():

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import logging
-import uuid
-from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import retarget
+from django_htmx.http import reswap, retarget
 
 from approvals import selectors, services
-from approvals.exceptions import ApprovalError, InvalidInput, NotAllowed
+from approvals.exceptions import ActionPending, ApprovalError, InvalidInput, NotAllowed
 from approvals.forms import (
     ActionForm,
     BulkActionForm,
@@ -27,33 +26,10 @@ from approvals.forms import (
 )
 from approvals.models import ApprovalRequest
 from approvals.selectors.requests import InboxState
-from approvals.views.common import HtmxHttpRequest, form_errors, page_of, visible_request
-from workflows.types import ActionKind, ActionResult, RequestState, RequestStatus
-
-logger = logging.getLogger(__name__)
-
-
-def _detail_context(request: HtmxHttpRequest, approval: ApprovalRequest, **extra: Any) -> dict[str, Any]:
-    live: RequestState | None = services.request_live_state(request=approval)
-    if live is not None:
-        pending_ids = {a.user_id for a in live.pending()}
-        status = live.status
-    else:
-        pending_ids = {p.user_id for p in selectors.waiting_for(request=approval)}
-        status = RequestStatus(approval.status)
-    return {
-        "r": approval,
-        "live": live,
-        "is_requester": request.user.pk == approval.requester_id,
-        **selectors.request_abilities(
-            user=request.user, request=approval, status=status, pending_ids=pending_ids
-        ),
-        "waiting": selectors.waiting_for(request=approval),
-        "events": selectors.request_timeline(request=approval),
-        "action_form": ActionForm(),
-        "resubmit_form": ResubmitForm(instance=approval),
-        **extra,
-    }
+from approvals.views import fragments
+from approvals.views.common import HtmxHttpRequest, form_errors, log_refused, page_of, visible_request
+from workflows import rules
+from workflows.types import ActionKind, ActionResult
 
 
 @require_GET
@@ -124,36 +100,27 @@ def request_detail(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
     approval = visible_request(request, public_id)
     template = "approvals/request_detail.html"
     if request.htmx:
-        template += "#status"
-    return render(request, template, _detail_context(request, approval))
+        template += "#changed"
+    return render(request, template, fragments.request_context(user=request.user, request=approval))
 
 
-def _inbox_context(
-    request: HtmxHttpRequest, *, decided: Sequence[uuid.UUID] = (), **extra: Any
-) -> dict[str, Any]:
-    """The inbox as filtered by the query string; `decided`: just decided here, so left out even
-    before their workflows' projections reach the read model."""
+def _inbox_context(request: HtmxHttpRequest, **extra: Any) -> dict[str, Any]:
+    """The inbox as filtered by the query string."""
     filters = InboxFilterForm(request.GET)
     chosen = filters.filters()
-    items = selectors.inbox_items(user=request.user, **chosen).exclude(request__public_id__in=decided)
-    page = page_of(request, items)
-    rows = []
-    for place in page:
-        place.request.mine = place
-        rows.append(place.request)
+    page = page_of(request, selectors.inbox_items(user=request.user, **chosen))
     default = filters.is_default
+    recent = []
+    if default and chosen["state"] == InboxState.WAITING and page.number == 1:
+        recent = selectors.inbox_recent(user=request.user, limit=10)
     return {
         "filters": filters,
         "state": chosen["state"],
         "filtered": not default or chosen["state"] != InboxState.WAITING,
-        "live_insert": default,
         "page": page,
-        "rows": rows,
-        "pending_ids": {p.request_id for p in page if p.pending},
+        "rows": fragments.inbox_rows(user=request.user, places=list(page)),
+        "recent": fragments.inbox_rows(user=request.user, places=recent, recent=True),
         "requesters": selectors.inbox_requesters(user=request.user),
-        "recent": selectors.inbox_recent(user=request.user, limit=10)
-        if default and chosen["state"] == InboxState.WAITING and page.number == 1
-        else [],
         **extra,
     }
 
@@ -188,40 +155,47 @@ def inbox_bulk(request: HtmxHttpRequest) -> HttpResponse:
         comment=data["comment"],
         bulk_id=data["bulk_id"],
     )
-    done = sum(o.ok for o in outcomes)
+    done, pending = sum(o.ok for o in outcomes), sum(o.pending for o in outcomes)
     context = _inbox_context(
         request,
-        decided=[o.public_id for o in outcomes if o.ok],
         bulk_results=outcomes,
         bulk_done=done,
-        bulk_refused=len(outcomes) - done,
+        bulk_pending=pending,
+        bulk_refused=len(outcomes) - done - pending,
     )
     return render(request, template, context)
 
 
-def _refused(request: HtmxHttpRequest, approval: ApprovalRequest, error: str, status: int) -> HttpResponse:
+def _refused(
+    request: HtmxHttpRequest, approval: ApprovalRequest, error: str, status: int, pending: bool = False
+) -> HttpResponse:
+    """Why the action was not taken (or is not known yet), where the person acted; what they
+    typed stays as it was."""
     if not request.htmx:
-        return render(request, "approvals/action_error.html", {"r": approval, "error": error}, status=status)
-    response = render(
-        request, "approvals/inbox.html#action-error", {"r": approval, "error": error}, status=status
-    )
-    return retarget(response, f"#action-error-{approval.public_id}")
+        context = {"r": approval, "error": error, "pending": pending}
+        return render(request, "approvals/action_error.html", context, status=status)
+    context = {"r": approval, "error": error, "pending": pending}
+    response = render(request, "approvals/_answer_error.html", context, status=status)
+    return reswap(retarget(response, f"#answer-{approval.public_id}"), "outerHTML")
 
 
 def _acted(request: HtmxHttpRequest, approval: ApprovalRequest, result: ActionResult) -> HttpResponse:
+    """The answer: what changed, drawn as a live push draws it (the update answers once the read
+    model shows the action), with the workflow's own words in the answer's place."""
     if not request.htmx:
         messages.success(request, result.message)
         return redirect(approval)
     approval.refresh_from_db()
-    if request.htmx.target == f"actions-{approval.public_id}":
-        context = _detail_context(request, approval, result=result, oob=True)
-        return render(request, "approvals/request_detail.html#after-action", context)
-    live = services.request_live_state(request=approval)
-    return render(
-        request,
-        "approvals/inbox.html#inbox-row",
-        {"r": approval, "live": live, "result": result, "pending_ids": set(), "action_form": ActionForm()},
-    )
+    page = urlsplit(request.htmx.current_url_abs_path or "")
+    fresh = request.htmx.trigger or ""  # the form sent: it alone comes back as new
+    if page.path == reverse("inbox"):
+        filters = InboxFilterForm(QueryDict(page.query))
+        html = fragments.inbox_html(
+            user=request.user, request=approval, filters=filters, result=result, fresh=fresh
+        )
+    else:
+        html = fragments.request_html(user=request.user, request=approval, result=result, fresh=fresh)
+    return HttpResponse(html)
 
 
 def _act(
@@ -245,8 +219,12 @@ def _act(
             **{name: value(data) for name, value in action.items()},
         )
     except NotAllowed as exc:
-        logger.warning("Refused %s by %s on %s: %s", kind, request.user, public_id, exc)
+        log_refused(request, f"{kind}: {exc}")
         return _refused(request, approval, str(exc), 403)
+    except InvalidInput as exc:
+        return _refused(request, approval, str(exc), 400)
+    except ActionPending as exc:
+        return _refused(request, approval, str(exc), 202, pending=True)
     except ApprovalError as exc:
         return _refused(request, approval, str(exc), 409)
     return _acted(request, approval, result)
@@ -287,12 +265,12 @@ def email_action(request: HtmxHttpRequest, token: str) -> HttpResponse:
     try:
         link = services.email_link_check(token=token, user=request.user)
     except services.LinkRefused as exc:
-        logger.warning("Refused email link for %s: %s", request.user, exc)
+        log_refused(request, f"email link: {exc}")
         return render(request, template, {"refused": str(exc)}, status=exc.status)
     context: dict[str, Any] = {"link": link, "r": link.request, "token": token}
     if request.method == "POST":
-        form = EmailConfirmForm(request.POST)
-        comment = request.POST.get("comment", "")[:4000]
+        form = EmailConfirmForm(request.POST, action=link.action)
+        comment = request.POST.get("comment", "")[: rules.MAX_COMMENT]
         if not form.is_valid():
             error = form_errors(form)
             return render(request, template, {**context, "error": error, "comment": comment}, status=400)

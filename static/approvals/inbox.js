@@ -133,16 +133,9 @@
   });
 
   // After any swap (an answer over HTTP, or a live push over the websocket): keep the current row
-  // marked; if focus fell out with the replaced element, put it back on the same request's row,
-  // or on an answer that asks for attention.
-  function restore(event) {
-    const answer = document.querySelector("[data-autofocus]");
-    if (answer && event.detail?.elt?.contains(answer)) {
-      answer.removeAttribute("data-autofocus");
-      answer.focus();
-      updateCount();
-      return;
-    }
+  // marked, and if focus fell out with a replaced element, put it back on the same request's row
+  // (live.js first gives it to an answer that asks for attention).
+  function restore() {
     const row = current();
     if (row) mark(row, document.activeElement === document.body || document.activeElement === null);
     updateCount();

@@ -1,30 +1,43 @@
-// Live updates arrive over the websocket (htmx ws extension) and replace elements by id.
-// A request that newly waits for this user has no row in the inbox yet: add it on top, unless
-// the inbox is filtered (the new row may not match).
-document.addEventListener("htmx:oobErrorNoTarget", (event) => {
-  const row = event.detail.content;
-  const rows = document.querySelector("#inbox-rows[data-live-insert-here]");
-  if (!rows || !row || !row.matches || !row.matches("tr[data-live-insert]")) return;
-  document.getElementById("inbox-empty")?.remove();
-  rows.prepend(row);
-  htmx.process(row);
-});
-
-// A pushed actions box replaces the one on the page only when what this person may do changed,
-// and even then keeps what the person was typing, so that no push wipes a half-written comment.
-document.addEventListener("htmx:oobBeforeSwap", (event) => {
-  const incoming = event.detail.fragment?.firstElementChild;
-  const current = event.detail.target;
-  if (!incoming || !current || !current.matches(".actions-box[data-abilities]")) return;
-  if (incoming.getAttribute("data-abilities") === current.getAttribute("data-abilities")) {
-    event.detail.shouldSwap = false;
-    return;
-  }
-  current.querySelectorAll("textarea[id], input[type=text][id]").forEach((field) => {
-    if (!field.value) return;
-    const twin = incoming.querySelector(`#${CSS.escape(field.id)}`);
-    if (!twin) return;
-    if (twin.tagName === "TEXTAREA") twin.textContent = field.value;
-    else twin.setAttribute("value", field.value);
+// Live updates arrive over the websocket (htmx's ws extension) as the same fragments an answer
+// over HTTP brings, with stable ids, and replace the elements with those ids. What the person is
+// working on (what they type or selected, the last answer they got) comes marked hx-preserve in
+// a push, so htmx keeps the element itself, with its text, selection and focus.
+(() => {
+  // A request that newly belongs in the inbox list this page shows has no row yet: add it on top.
+  document.addEventListener("htmx:oobErrorNoTarget", (event) => {
+    const row = event.detail.content;
+    const rows = document.querySelector("#inbox-rows[data-live-insert-here]");
+    if (!rows || !row || !row.matches || !row.matches("tr[data-live-insert]")) return;
+    document.getElementById("inbox-empty")?.remove();
+    rows.prepend(row);
+    htmx.process(row);
   });
-});
+
+  // The inbox's filters change without a reload: the page tells its socket what it shows now
+  // (and again after the socket reconnects), so that pushes add only the rows that belong.
+  let socket = null;
+  let sent = null;
+  function sendFilters(force) {
+    const list = document.getElementById("inbox-list");
+    if (!socket || !list) return;
+    const filters = list.dataset.filters || "";
+    if (!force && filters === sent) return;
+    sent = filters;
+    socket.send(JSON.stringify({ filters }));
+  }
+  document.addEventListener("htmx:wsOpen", (event) => {
+    socket = event.detail.socketWrapper;
+    sendFilters(true);
+  });
+  document.addEventListener("htmx:afterSettle", () => sendFilters(false));
+
+  // An answer to the person's own action asks for attention: it takes the focus that the
+  // replaced button had, never focus the person has put elsewhere.
+  function focusAnswer() {
+    const answer = document.querySelector("[data-autofocus]");
+    if (!answer) return;
+    answer.removeAttribute("data-autofocus");
+    if (document.activeElement === document.body || document.activeElement === null) answer.focus();
+  }
+  for (const name of ["htmx:afterSettle", "htmx:oobAfterSwap"]) document.addEventListener(name, focusAnswer);
+})();

@@ -17,8 +17,9 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.test import Client
 
-from approvals import live
+from approvals import live, services
 from approvals.asgi import application
+from approvals.consumers import SUMMARY_COALESCE_SECONDS
 from approvals.models import RequestType
 from tests.conftest import PASSWORD, make_request
 
@@ -63,11 +64,11 @@ def test_anonymous_foreign_origin_and_unknown_views_are_refused(
         await communicator.disconnect()
 
     cookie = cookie_for(people["reviewer1"])
-    with caplog.at_level(logging.WARNING, logger="approvals.consumers"):
+    with caplog.at_level(logging.WARNING, logger="approvals.refused"):
         async_to_sync(scenario)()
-    refused = [r.getMessage() for r in caplog.records if r.name == "approvals.consumers"]
-    assert [m.split(" from ")[0] for m in refused] == [
-        "Refused an anonymous live socket",  # from the client's address (none in this test)
+    refused = [r.getMessage() for r in caplog.records if r.name == "approvals.refused"]
+    assert refused == [
+        "Refused an anonymous live socket to None: not logged in",  # the client's address: none here
         "Refused the staff dashboard's live socket to reviewer1: staff only",
     ]
 
@@ -91,8 +92,7 @@ def test_each_page_hears_what_it_shows_and_only_people_who_may_see_it_hear(
         _, not_staff = await connect("/ws/live/?view=dashboard", ORIGIN, cookies["reviewer1"])
         assert not not_staff
 
-        audience = await sync(live.audience)(public_id=public_id)
-        await live.send_changed(public_id=public_id, user_ids=audience)
+        await live.push(await sync(services.request_change)(request))
 
         row = await inbox.receive_from(timeout=5)
         assert (
@@ -103,13 +103,13 @@ def test_each_page_hears_what_it_shows_and_only_people_who_may_see_it_hear(
         assert f'<section id="status-{public_id}"' in await staff.receive_from(timeout=5)
         # A burst of changes: the staff dashboard renders its summary once for all of them.
         for _ in range(3):
-            await live.send_changed(public_id=public_id, user_ids=[])
+            await live.push(live.Change(public_id, ()))
         summary = await dashboard.receive_from(timeout=5)
         assert (
             summary.startswith('<div id="dashboard-summary"')
             and 'data-testid="count-in_review">1<' in summary
         )
-        assert await dashboard.receive_nothing(timeout=live.SUMMARY_COALESCE_SECONDS + 0.5)
+        assert await dashboard.receive_nothing(timeout=SUMMARY_COALESCE_SECONDS + 0.5)
         assert await other_page.receive_nothing(timeout=0.3)
         assert await outsider.receive_nothing(timeout=0.3)
         for communicator in (inbox, mine, page, other_page, outsider, staff, dashboard):
@@ -143,7 +143,7 @@ def test_an_update_sent_from_another_process_arrives_through_redis(
         "import django; django.setup()\n"
         "from asgiref.sync import async_to_sync\n"
         "from approvals import live\n"
-        f"async_to_sync(live.send_changed)(public_id={public_id!r}, user_ids=[{people['reviewer1'].pk}])\n"
+        f"async_to_sync(live.push)(live.Change({public_id!r}, ({people['reviewer1'].pk},)))\n"
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "approvals.settings", "REDIS_URL": REDIS_URL}
 

@@ -98,3 +98,113 @@ def test_figures_read_model_is_filled_from_the_audit_trail_of_earlier_requests(
         (open_, "Review", 2, "changes_requested", 2 * 3600),
         (open_, "Review", 3, "", None),  # the current run, numbered as the workflow numbers it
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_requests_projected_before_the_state_was_kept_get_it_from_their_rows(
+    migrator: MigrationExecutor,
+) -> None:
+    """0005: the read model keeps the workflow's state, for the rules to weigh. Requests projected
+    before get it from what their rows recorded, so that the same person may (or may not) act on
+    them as before; a cancelled request's stage run, left open then, is closed."""
+    from temporalio.converter import value_to_type
+
+    from workflows import rules
+    from workflows.types import ActionKind, RequestState
+
+    before, after = (
+        [("approvals", "0004_assignment_asked_again")],
+        [("approvals", "0005_read_model_keeps_workflow_state")],
+    )
+    executor = migrator
+    executor.migrate(before)
+    apps = executor.loader.project_state(before).apps
+    User = apps.get_model("auth", "User")
+    RequestType = apps.get_model("approvals", "RequestType")
+    ApprovalRequest = apps.get_model("approvals", "ApprovalRequest")
+    Participant = apps.get_model("approvals", "Participant")
+    Assignment = apps.get_model("approvals", "Assignment")
+    StageRun = apps.get_model("approvals", "StageRun")
+    t0 = timezone.now() - timedelta(days=1)
+    requester, first, second, outsider = (
+        User.objects.create(username=name) for name in ("old-requester", "first", "second", "outsider")
+    )
+    purchase = RequestType.objects.create(name="Purchase", slug="purchase")
+    policy = {
+        "request_type": "Purchase",
+        "stages": [{"name": "Review", "rule": "all", "deadline_seconds": 86400}],
+    }
+
+    def request(status: str, **fields: object) -> object:
+        return ApprovalRequest.objects.create(
+            request_type=purchase,
+            requester=requester,
+            title=status,
+            status=status,
+            policy=policy,
+            workflow_started_at=t0,
+            version=4,
+            **fields,
+        )
+
+    # In review: "first" approved already, "second" is still asked.
+    open_ = request(
+        "in_review",
+        stage_name="Review",
+        stage_version=1,
+        stage_number=1,
+        stage_count=1,
+        deadline=t0 + timedelta(days=1),
+    )
+    for user, pending in ((first, False), (second, True)):
+        Participant.objects.create(request=open_, user=user, pending=pending)
+    Assignment.objects.create(
+        request=open_,
+        user=first,
+        stage_name="Review",
+        stage_version=1,
+        asked_at=t0,
+        closed_at=t0 + timedelta(hours=1),
+        outcome="approval",
+        seconds=3600,
+    )
+    Assignment.objects.create(request=open_, user=second, stage_name="Review", stage_version=1, asked_at=t0)
+    StageRun.objects.create(
+        request=open_, request_type=purchase, stage_name="Review", stage_version=1, started_at=t0
+    )
+    # Cancelled by staff before cancellations closed stage runs.
+    cancelled = request(
+        "cancelled",
+        stage_name="Review",
+        stage_version=1,
+        decided_by=outsider,
+        decided_by_name="outsider",
+        decided_at=t0 + timedelta(hours=2),
+        decision_comment="Twice",
+    )
+    Participant.objects.create(request=cancelled, user=first)
+    StageRun.objects.create(
+        request=cancelled, request_type=purchase, stage_name="Review", stage_version=1, started_at=t0
+    )
+
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(after)
+    apps = executor.loader.project_state(after).apps
+    WorkflowSnapshot = apps.get_model("approvals", "WorkflowSnapshot")
+    StageRun = apps.get_model("approvals", "StageRun")
+
+    state = value_to_type(RequestState, WorkflowSnapshot.objects.get(request_id=open_.pk).state)
+    assert state.stage is not None and (state.stage.required, len(state.stage.approvals)) == (2, 1)
+    assert [a.name for a in state.pending()] == ["second"]
+    assert rules.abilities(state, second.pk).decide and not rules.abilities(state, first.pk).decide
+    assert not rules.abilities(state, outsider.pk).comment
+    assert rules.abilities(state, requester.pk).withdraw
+    refused = rules.standing(state, ActionKind.APPROVE, first.pk)
+    assert refused is not None and refused.message.startswith("You already approved stage “Review” at ")
+
+    state = value_to_type(RequestState, WorkflowSnapshot.objects.get(request_id=cancelled.pk).state)
+    assert rules.closed(state).startswith("This request is already cancelled by outsider at ")
+    run = StageRun.objects.get(request_id=cancelled.pk)
+    assert (run.outcome, run.seconds) == ("cancelled", 2 * 3600)
+    assert StageRun.objects.get(request_id=open_.pk).closed_at is None

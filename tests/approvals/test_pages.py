@@ -13,12 +13,14 @@ from approvals.models import (
     ApprovalRequest,
     Delegation,
     Participant,
-    RequestEvent,
     RequestRevision,
     RequestType,
     Stage,
 )
-from tests.conftest import as_user, make_request
+from approvals.views import fragments
+from tests.conftest import as_user, make_request, project, project_action
+from tests.workflows.helpers import action
+from workflows.types import ActionKind, Assignee, Content
 
 HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "inbox-list"}
 
@@ -36,9 +38,9 @@ def titled(request: ApprovalRequest, title: str, **fields: object) -> ApprovalRe
 def test_inbox_filters_search_and_sort(people: dict[str, User], purchase: RequestType) -> None:
     other_type = RequestType.objects.create(name="Travel", slug="travel")
     Stage.objects.create(request_type=other_type, name="Review", deadline=timedelta(days=1))
-    laptop = titled(make_request(people, purchase, started=True), "Laptop", amount=900)
-    chair = titled(make_request(people, purchase, started=True), "Chair", amount=150)
-    trip = titled(make_request(people, purchase, started=True), "Trip to Lyon", amount=None)
+    laptop = make_request(people, purchase, started=True, title="Laptop", amount=900)
+    chair = make_request(people, purchase, started=True, title="Chair", amount=150)
+    trip = make_request(people, purchase, started=True, title="Trip to Lyon", amount=None)
     ApprovalRequest.objects.filter(pk=trip.pk).update(request_type=other_type)
     now = timezone.now()
     # The chair is overdue and escalated to reviewer1; the laptop is due later; the trip is done.
@@ -46,8 +48,7 @@ def test_inbox_filters_search_and_sort(people: dict[str, User], purchase: Reques
     ApprovalRequest.objects.filter(pk=chair.pk).update(deadline=now - timedelta(hours=2))
     Participant.objects.filter(request=laptop).update(deadline=now + timedelta(days=2))
     ApprovalRequest.objects.filter(pk=laptop.pk).update(deadline=now + timedelta(days=2))
-    Participant.objects.filter(request=trip).update(pending=False, deadline=None)
-    ApprovalRequest.objects.filter(pk=trip.pk).update(status="approved", decided_by_name="reviewer2")
+    project_action(trip, action(ActionKind.APPROVE, people["reviewer2"]))
     reviewer = as_user(people["reviewer1"])
     inbox = reverse("inbox")
 
@@ -83,9 +84,19 @@ def test_inbox_filters_search_and_sort(people: dict[str, User], purchase: Reques
     assert "These filters were ignored." in body and "<script>" not in body
     assert rows(body.split("Recently on your desk")[0]) == 2
 
-    # New rows only arrive live where they belong: on the unfiltered inbox.
+    # New rows arrive live on the first page, where they belong: a push marks a row to be added
+    # only for a page whose filters it matches.
     assert "data-live-insert-here" in reviewer.get(inbox).content.decode()
-    assert "data-live-insert-here" not in reviewer.get(inbox, {"q": "chair"}).content.decode()
+
+    def pushed(request: ApprovalRequest, filters: str) -> str:
+        return fragments.pushed_html(
+            user=people["reviewer1"], public_id=str(request.public_id), view="inbox", filters=filters
+        )
+
+    assert "data-live-insert" in pushed(chair, "") and "data-live-insert" in pushed(chair, "q=chair")
+    assert "data-live-insert" not in pushed(laptop, "q=chair")
+    assert "data-live-insert" not in pushed(trip, "")  # no longer waiting for this reviewer
+    assert "data-live-insert" in pushed(trip, "state=done")
 
 
 def test_the_pager_keeps_the_filters(people: dict[str, User], purchase: RequestType) -> None:
@@ -137,8 +148,9 @@ def test_bulk_refuses_each_request_that_cannot_be_decided_and_says_why(
     waiting = make_request(people, purchase, started=True)
     not_started = make_request(people, purchase)
     Participant.objects.create(request=not_started, user=people["reviewer1"])
-    decided = make_request(people, purchase, started=True)
-    ApprovalRequest.objects.filter(pk=decided.pk).update(status="approved", decided_by_name="reviewer2")
+    decided = project_action(
+        make_request(people, purchase, started=True), action(ActionKind.APPROVE, people["reviewer2"])
+    )
     missing = uuid.uuid4()
     response = as_user(people["reviewer1"]).post(
         reverse("inbox_bulk"),
@@ -154,7 +166,7 @@ def test_bulk_refuses_each_request_that_cannot_be_decided_and_says_why(
     assert "0 of 4 done, 4 refused" in html
     assert "The workflow service did not answer, so this was not recorded." in html
     assert "Review has not started yet" in html
-    assert "This request is already approved by reviewer2." in html
+    assert "This request is already approved by reviewer2 at " in html
     assert "There is no such request." in html
 
 
@@ -230,23 +242,18 @@ def test_each_decision_shows_the_request_as_the_approver_saw_it(
     people: dict[str, User], purchase: RequestType, temporal_unreachable: str
 ) -> None:
     request = make_request(people, purchase, started=True)
-    RequestRevision.objects.create(
-        request=request, number=1, title="New laptop", details="13 inch", amount=1200
-    )
-    RequestRevision.objects.create(
-        request=request, number=2, title="New laptop", details="15 inch", amount=1500
-    )
-    ApprovalRequest.objects.filter(pk=request.pk).update(revision=2, details="15 inch", amount=1500)
-    now = timezone.now()
-    for seq, kind, revision, actor in [
-        (1, "submitted", 1, "requester"),
-        (2, "changes_requested", 1, "reviewer1"),
-        (3, "resubmitted", 2, "requester"),
-        (4, "approval", 2, "reviewer2"),
+    ApprovalRequest.objects.filter(pk=request.pk).update(details="13 inch")
+    RequestRevision.objects.filter(request=request).update(details="13 inch")
+    request.refresh_from_db()
+    changed = Content("New laptop", "15 inch", "1500")
+    for kind, who, fields in [
+        (ActionKind.REQUEST_CHANGES, "reviewer1", {"comment": "Which size?"}),
+        (ActionKind.RESUBMIT, "requester", {"content": changed}),
     ]:
-        RequestEvent.objects.create(
-            request=request, seq=seq, kind=kind, revision=revision, actor_name=actor, occurred_at=now
-        )
+        project_action(request, action(kind, people[who], **fields))
+    reviewers = [Assignee(people[name].pk, name) for name in ("reviewer1", "reviewer2")]
+    project(request, lambda review: review.assign(reviewers))  # as the workflow asks them again
+    project_action(request, action(ActionKind.APPROVE, people["reviewer2"]))
     html = as_user(people["requester"]).get(request.get_absolute_url()).content.decode()
     changes = html[html.index('data-testid="seen-2"') : html.index('id="event-3"')]
     assert (
@@ -255,7 +262,7 @@ def test_each_decision_shows_the_request_as_the_approver_saw_it(
         and "1200" in changes
         and "earlier version" in changes
     )
-    approval = html[html.index('data-testid="seen-4"') :]
+    approval = html[html.index('data-testid="seen-5"') :]
     assert (
         "revision 2" in approval
         and "15 inch" in approval

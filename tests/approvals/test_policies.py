@@ -13,7 +13,7 @@ from django.test import Client
 from approvals.models import EscalationLevel, RequestType, StaffAction, Stage
 from approvals.services import policy_snapshot
 from tests.conftest import PASSWORD, make_request
-from workflows.policy import applicable_stages, condition_holds, required_approvals
+from workflows.policy import condition_holds, next_stage_index, required_approvals
 from workflows.types import Condition, Content, Exhausted, Operator, Policy, Rule, StageSpec
 
 
@@ -95,7 +95,8 @@ def test_conditions_and_quorum_rules() -> None:
         StageSpec(name="a", rule=Rule.ANY, deadline_seconds=1),
         StageSpec("b", Rule.ANY, 1, condition=over),
     ]
-    assert [s.name for s in applicable_stages(Policy("t", stages), Content("x", amount="5"))] == ["a"]
+    assert next_stage_index(Policy("t", stages), Content("x", amount="5"), 0) is None  # b does not apply
+    assert next_stage_index(Policy("t", stages), Content("x", amount="50000"), 0) == 1
 
 
 def test_staff_edit_policies_in_the_admin_and_the_audit_trail_is_read_only(
@@ -126,7 +127,11 @@ def test_staff_edit_policies_in_the_admin_and_the_audit_trail_is_read_only(
     # Groups (who approves) are edited there too; the audit trails are there to read and search.
     assert client.get("/admin/auth/group/add/").status_code == 200
     event = request.events.create(
-        seq=1, kind="comment", actor_name="reviewer1", comment="ok", occurred_at=request.created_at
+        seq=request.version + 1,
+        kind="comment",
+        actor_name="reviewer1",
+        comment="ok",
+        occurred_at=request.created_at,
     )
     action = StaffAction.objects.create(
         request=request, actor=people["admin"], kind="cancel", reason="x", outcome="y"

@@ -12,7 +12,9 @@ from django.test import Client
 from django.urls import reverse
 
 from approvals.models import ApprovalRequest, RequestStatus, RequestType
-from tests.conftest import PASSWORD, make_request
+from tests.conftest import PASSWORD, make_request, project_action
+from tests.workflows.helpers import action
+from workflows.types import ActionKind
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
@@ -117,8 +119,8 @@ def test_submit_while_temporal_is_unreachable_keeps_the_request_and_says_so(
     [
         ("outsider", 404, "There is no such request, or you may not see it.", "not theirs to see"),
         ("manager", 404, "There is no such request, or you may not see it.", "not theirs to see"),
-        ("requester", 403, "You cannot decide on your own request.", "Refused approve by requester"),
-        ("admin", 403, "You are not an approver of this request", "Refused approve by admin"),
+        ("requester", 403, "You cannot decide on your own request.", "to requester: approve: You cannot"),
+        ("admin", 403, "You are not an approver of this request", "to admin: approve: You are not"),
     ],
 )
 def test_decision_from_someone_who_may_not_decide_is_refused_and_logged(
@@ -132,9 +134,10 @@ def test_decision_from_someone_who_may_not_decide_is_refused_and_logged(
     caplog: Any,
 ) -> None:
     request = make_request(people, purchase, started=True)
+    version = request.version
     login(client, people[who])
     url = reverse("request_act", args=[request.public_id])
-    with caplog.at_level(logging.WARNING, logger="approvals.views"):
+    with caplog.at_level(logging.WARNING, logger="approvals.refused"):
         response = client.post(url, {"kind": "approve", "comment": "sneaky", "action_id": uuid.uuid4()})
     assert response.status_code == status
     assert expected in response.content.decode()
@@ -143,10 +146,10 @@ def test_decision_from_someone_who_may_not_decide_is_refused_and_logged(
     response = client.post(url, {"kind": "approve", "action_id": uuid.uuid4()}, **HTMX)
     assert response.status_code == status
     if status == 403:  # someone who may see the request is told why, where they acted
-        assert response["HX-Retarget"] == f"#action-error-{request.public_id}"
+        assert response["HX-Retarget"] == f"#answer-{request.public_id}"
         assert "<html" not in response.content.decode()
     request.refresh_from_db()
-    assert (request.status, request.version, request.decided_by) == (RequestStatus.IN_REVIEW, 0, None)
+    assert (request.status, request.version, request.decided_by) == (RequestStatus.IN_REVIEW, version, None)
 
 
 def test_rejection_without_comment_and_decided_requests_are_refused(
@@ -161,9 +164,7 @@ def test_rejection_without_comment_and_decided_requests_are_refused(
     response = client.post(url, {"kind": "maybe", "action_id": uuid.uuid4()}, **HTMX)
     assert response.status_code == 400
 
-    ApprovalRequest.objects.filter(pk=request.pk).update(
-        status=RequestStatus.APPROVED, decided_by=people["reviewer2"], decided_by_name="reviewer2"
-    )
+    project_action(request, action(ActionKind.APPROVE, people["reviewer2"]))
     response = client.post(url, {"kind": "approve", "action_id": uuid.uuid4()}, **HTMX)
     assert response.status_code == 409
     assert "already approved by reviewer2" in response.content.decode()
@@ -180,14 +181,15 @@ def test_full_pages_and_htmx_fragments(
     assert f'id="request-{request.public_id}"' in page
     fragment = client.get(reverse("inbox"), **HTMX).content.decode()
     assert "<html" not in fragment
-    assert fragment.strip().startswith('<div id="inbox-list">')
+    assert fragment.strip().startswith('<div id="inbox-list"')
     assert f'id="request-{request.public_id}"' in fragment
 
     page = client.get(request.get_absolute_url()).content.decode()
     assert "<html" in page and "New laptop" in page
     fragment = client.get(request.get_absolute_url(), **HTMX).content.decode()
     assert "<html" not in fragment
-    assert fragment.strip().startswith(f'<section id="status-{request.public_id}"')
+    assert fragment.strip().startswith(f'<div id="heading-{request.public_id}"')
+    assert f'<section id="status-{request.public_id}"' in fragment
     assert "every" not in fragment  # no polling: changes arrive over the websocket
 
 

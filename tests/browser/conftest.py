@@ -69,6 +69,7 @@ def live_app(transactional_db: None, dev_server_settings: Any, settings: Any) ->
     """The app with its worker inside, on this test's own task queue; it stops (its worker too)
     before the database is flushed."""
     settings.TEMPORAL_WORKER_IN_WEB = True
+    settings.STOPPED_POLL_SECONDS = 0.5
     server = LiveServer()
     settings.SITE_URL = server.url
     yield server

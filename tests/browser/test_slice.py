@@ -47,6 +47,7 @@ def test_submit_then_approve_in_the_inbox_then_requester_sees_it_without_reload(
 
     # A comment being typed survives pushes that change nothing the requester may do.
     requester.get_by_label("Add a comment").fill("Half-typed")
+    request.refresh_from_db()
     services.request_act(
         request=request, actor=people["reviewer2"], kind=ActionKind.COMMENT, comment="Which layout?"
     )
@@ -91,7 +92,7 @@ def test_reviewer_is_told_why_a_rejection_without_comment_is_refused(
     reviewer.goto(request.get_absolute_url())
     box = reviewer.locator(f"#actions-{request.public_id}")
     box.get_by_role("button", name="Reject").click()
-    expect(box.locator(f"#action-error-{request.public_id}")).to_have_text(
+    expect(box.locator(f"#answer-{request.public_id}")).to_have_text(
         "A comment is required to reject or to request changes."
     )
     box.get_by_label("Comment", exact=False).first.fill("Budget is frozen")

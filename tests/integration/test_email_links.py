@@ -88,7 +88,7 @@ def test_bad_links_get_a_clear_page_and_change_nothing(
     assert response.status_code == 403 and "sent to someone else" in response.content.decode()
 
     response = reviewer1.post(links["reject"], {"comment": "  "})
-    assert response.status_code == 400 and "a comment is required" in response.content.decode()
+    assert response.status_code == 400 and "A comment is required to reject" in response.content.decode()
 
     ApprovalRequest.objects.filter(pk=request.pk).update(deadline=timezone.now() - timedelta(minutes=1))
     request.refresh_from_db()

@@ -21,15 +21,14 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from approvals import services
+from approvals import activities, services
+from approvals import client as temporal_client
+from approvals.activities import ACTIVITIES
 from approvals.models import ApprovalRequest, RequestEvent, RequestStatus, RequestType, StaffAction
 from tests.conftest import LoopThread, RunningWorker, as_user, wait_until
 from tests.workflows.test_engine import activities_held
-from workflows import activities
-from workflows import client as temporal_client
 from workflows.approval import ApprovalWorkflow
 from workflows.types import ActionKind, ApprovalInput, Projection, RequestState
-from workflows.worker import ACTIVITIES
 
 pytestmark = pytest.mark.temporal_server
 HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "troubles"}
@@ -99,7 +98,7 @@ def test_staff_cancel_a_running_request_with_a_reason_everyone_is_told(
     assert record.reason == "Duplicate of the March order" and record.run_id
 
     again = post(people, "dashboard_cancel", request, reason="Twice")
-    assert "This request is already cancelled." in again
+    assert "This request is already cancelled by admin at " in again
     assert StaffAction.objects.count() == 1
 
 
@@ -278,13 +277,24 @@ def test_an_operator_cancelling_in_temporal_while_a_projection_runs_ends_the_req
     it cancelled completes anyway.)"""
     request = submitted(people, purchase, "Webcam")
     wait_until(lambda: status_of(request) == RequestStatus.IN_REVIEW, what="review")
+    wait_until(lambda: request.emails.filter(status="sent").count() == 2, what="the review emails")
     request.refresh_from_db()
     handle = use_dev_server.get_workflow_handle(request.workflow_id, result_type=RequestState)
 
+    def scheduled() -> int:
+        events = loop.run(handle.fetch_history()).events
+        return sum(e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED for e in events)
+
+    before = scheduled()
     with activities_held(request):
-        services.request_act(
-            request=request, actor=people["reviewer1"], kind=ActionKind.COMMENT, comment="Hmm"
+        services.request_signal(
+            request=request,
+            actor=people["reviewer1"],
+            kind=ActionKind.COMMENT,
+            comment="Hmm",
+            action_id=uuid.uuid4(),
         )
+        wait_until(lambda: scheduled() > before, what="the comment's projection")
         # The comment's projection is under way (held by the row lock) when an operator cancels.
         loop.run(handle.cancel())
         wait_until(

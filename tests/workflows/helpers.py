@@ -10,7 +10,13 @@ from typing import Any
 from django.contrib.auth.models import User
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateHandle,
+    WorkflowUpdateStage,
+)
 from temporalio.testing import WorkflowEnvironment
 
 from approvals.models import ApprovalRequest
@@ -78,6 +84,25 @@ def action(kind: ActionKind, user: User, comment: str = "", **fields: Any) -> Ac
 def act(loop: LoopThread, handle: WorkflowHandle[Any, Any], act_: Action) -> ActionResult:
     """Send an action as a validated update; raises WorkflowUpdateFailedError when refused."""
     return loop.run(handle.execute_update(ApprovalWorkflow.submit_action, act_, id=act_.action_id))
+
+
+def accepted(
+    loop: LoopThread, handle: WorkflowHandle[Any, Any], act_: Action
+) -> WorkflowUpdateHandle[ActionResult]:
+    """Send an action as a validated update and return once the workflow accepted it (applied
+    it), without waiting for the answer, which comes once it is projected."""
+    return loop.run(
+        handle.start_update(
+            ApprovalWorkflow.submit_action,
+            act_,
+            id=act_.action_id,
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+        )
+    )
+
+
+def answer(loop: LoopThread, update: WorkflowUpdateHandle[ActionResult]) -> ActionResult:
+    return loop.run(update.result())
 
 
 def refused(loop: LoopThread, handle: WorkflowHandle[Any, Any], act_: Action) -> str:

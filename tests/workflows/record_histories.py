@@ -43,6 +43,7 @@ from workflows.types import (
     Projection,
     Rule,
     StageSpec,
+    workflow_id_for,
 )
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
@@ -157,6 +158,20 @@ async def record(only: set[str]) -> None:
         await settle(env, handle)
         await handle.execute_update(ApprovalWorkflow.submit_action, act(ActionKind.REJECT, 11, "No"))
 
+    # Recorded on the release that answers updates once projected and records skipped stages.
+    async def skipped_stage_answers_projected(
+        env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]
+    ) -> None:
+        await handle.signal(ApprovalWorkflow.act, act(ActionKind.COMMENT, 10, "Small one"))
+        await handle.execute_update(ApprovalWorkflow.submit_action, act(ActionKind.APPROVE, 11, "ok"))
+        await handle.execute_update(ApprovalWorkflow.submit_action, act(ActionKind.APPROVE, 12))
+
+    async def cancelled_by_staff(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]) -> None:
+        await handle.execute_update(ApprovalWorkflow.submit_action, act(ActionKind.APPROVE, 11))
+        await handle.execute_update(
+            ApprovalWorkflow.submit_action, act(ActionKind.CANCEL, 99, "Ordered twice", as_staff=True)
+        )
+
     scenarios: dict[str, tuple[Scenario, str, int]] = {
         "approved_in_two_stages": (approved_in_two_stages, "1500", 2000),
         "escalated_then_expired": (escalated_then_expired, "1500", 2000),
@@ -164,6 +179,8 @@ async def record(only: set[str]) -> None:
         "withdrawn": (withdrawn, "200", 2000),
         "delegation_handed_back": (delegation_handed_back, "200", 2000),
         "continued_as_new": (continued_as_new, "200", 60),
+        "skipped_stage_answers_projected": (skipped_stage_answers_projected, "200", 2000),
+        "cancelled_by_staff": (cancelled_by_staff, "1500", 2000),
     }
     HISTORIES.mkdir(exist_ok=True)
     env = await WorkflowEnvironment.start_time_skipping(
@@ -182,7 +199,7 @@ async def record(only: set[str]) -> None:
             for name, (scenario, amount, history_limit) in scenarios.items():
                 if only and name not in only:
                     continue
-                workflow_id = f"approval-{name}"
+                workflow_id = workflow_id_for(name)
                 handle = await client.start_workflow(
                     ApprovalWorkflow.run,
                     ApprovalInput(

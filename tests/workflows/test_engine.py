@@ -34,6 +34,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from approvals.activities import ACTIVITIES
 from approvals.models import (
     ApprovalRequest,
     Assignment,
@@ -47,8 +48,10 @@ from approvals.models import (
 from approvals.services import approval_input_for
 from tests.conftest import LoopThread, RunningWorker, make_request, make_user, wait_until
 from tests.workflows.helpers import (
+    accepted,
     act,
     action,
+    answer,
     history,
     pending_names,
     refused,
@@ -74,7 +77,6 @@ from workflows.types import (
     StageSpec,
 )
 from workflows.types import RequestStatus as Status
-from workflows.worker import ACTIVITIES
 
 pytestmark = pytest.mark.usefixtures("ts_worker", "ts_cleanup")
 
@@ -185,7 +187,8 @@ def activities_held(request: ApprovalRequest) -> Iterator[None]:
 
     A workflow that has just decided still has to project and email before it closes; holding
     its activities keeps it open, so a test can show what it answers to a late action (once it
-    has closed, Temporal itself turns updates away and only the web layer answers).
+    has closed, Temporal itself turns updates away and only the web layer answers). An update
+    sent meanwhile is accepted (`accepted`) and answered once the lock is let go (`answer`).
     """
     with transaction.atomic():
         ApprovalRequest.objects.select_for_update().get(pk=request.pk)
@@ -238,9 +241,10 @@ def test_two_of_three_quorum_needs_a_second_approval_to_close_the_stage(
     assert sorted(waiting) == ["manager", "reviewer2"]
 
     with activities_held(request):
-        second = act(loop, handle, action(ActionKind.APPROVE, manager))
+        second_update = accepted(loop, handle, action(ActionKind.APPROVE, manager))
         # reviewer2 never acted; the stage no longer needs them.
         late = refused(loop, handle, action(ActionKind.APPROVE, r2))
+    second = answer(loop, second_update)  # answered once the read model shows it
 
     assert (second.status, second.message) == (Status.APPROVED, "Stage “Review” is approved.")
     assert late.startswith("This request is already approved by manager at ")
@@ -603,7 +607,7 @@ def test_need_more_time_moves_the_deadline_and_the_escalation_with_it(
         "Ask for between one minute and 30 days more."
     )
     assert refused(loop, handle, action(ActionKind.EXTEND, people["outsider"], extend_seconds=DAY)) == (
-        "You are not an approver of this stage."
+        "You are not an approver of this request, so you cannot decide it."
     )
     answer = act(
         loop, handle, action(ActionKind.EXTEND, r1, "Waiting for a second quote", extend_seconds=DAY)
@@ -755,13 +759,14 @@ def test_withdrawing_mid_stage_tells_those_still_waiting_and_refuses_later_decis
         == "Only the requester can withdraw the request."
     )
     with activities_held(request):
-        answer = act(loop, handle, action(ActionKind.WITHDRAW, requester, "Bought it myself"))
+        withdrawal = accepted(loop, handle, action(ActionKind.WITHDRAW, requester, "Bought it myself"))
         late_approval = refused(loop, handle, action(ActionKind.APPROVE, r2))
         late_comment = refused(loop, handle, action(ActionKind.COMMENT, requester, "Hello?"))
+    answered = answer(loop, withdrawal)
 
     assert late_approval.startswith("This request is already withdrawn by requester at ")
     assert late_comment.startswith("This request is already withdrawn by requester at ")
-    assert (answer.status, answer.message) == (Status.WITHDRAWN, "The request is withdrawn.")
+    assert (answered.status, answered.message) == (Status.WITHDRAWN, "The request is withdrawn.")
     final = result(loop, handle)
     assert (final.status, final.decided.by_name, final.decided.comment) == (
         Status.WITHDRAWN,
@@ -789,9 +794,13 @@ def test_staff_cancel_ends_the_request_and_tells_the_requester_and_those_it_wait
     act(loop, handle, action(ActionKind.APPROVE, r1))
 
     assert (
-        refused(loop, handle, action(ActionKind.CANCEL, admin, "  ")) == "Say why the request is cancelled."
+        refused(loop, handle, action(ActionKind.CANCEL, r2, "Mine now")) == "Only staff can cancel a request."
     )
-    answer = act(loop, handle, action(ActionKind.CANCEL, admin, "Ordered twice"))
+    assert (
+        refused(loop, handle, action(ActionKind.CANCEL, admin, "  ", as_staff=True))
+        == "Say why the request is cancelled: the requester will read it."
+    )
+    answer = act(loop, handle, action(ActionKind.CANCEL, admin, "Ordered twice", as_staff=True))
 
     assert (answer.status, answer.message) == (Status.CANCELLED, "The request is cancelled.")
     final = result(loop, handle)
@@ -809,7 +818,8 @@ def test_staff_cancel_ends_the_request_and_tells_the_requester_and_those_it_wait
     assert db_kinds(request)[-1] == "cancelled"
     assert emailed("cancelled") == ["requester", "reviewer2"]  # reviewer1 had already approved
     assert not Participant.objects.filter(request=request, pending=True).exists()
-    assert request.stage_runs.get().outcome == ""  # ended, but not by a decision of the stage
+    run = request.stage_runs.get()  # ended by the cancellation, not left open
+    assert (run.outcome, run.closed_at is not None) == ("cancelled", True)
 
 
 # --- Who acts: delegation, out of office, groups, the requester -------------------------------
@@ -909,7 +919,10 @@ def test_an_out_of_office_delegation_assigns_the_delegate_acting_for_the_absent_
     )
     assert sorted(participants) == [("manager", "reviewer1"), ("reviewer2", None)]
     assert emailed("assigned") == ["manager", "reviewer2"]
-    assert refused(loop, handle, action(ActionKind.APPROVE, r1)) == "You are not an approver of this stage."
+    assert (
+        refused(loop, handle, action(ActionKind.APPROVE, r1))
+        == "You are not an approver of this request, so you cannot decide it."
+    )
 
     act(loop, handle, action(ActionKind.APPROVE, manager, "For reviewer1"))
 
@@ -1237,7 +1250,9 @@ def test_a_refused_update_leaves_nothing_in_the_history(
     before = history(loop, handle)
 
     attempt = action(ActionKind.APPROVE, people["outsider"], "Let me")
-    assert refused(loop, handle, attempt) == "You are not an approver of this stage."
+    assert (
+        refused(loop, handle, attempt) == "You are not an approver of this request, so you cannot decide it."
+    )
 
     after = history(loop, handle)
     assert update_events(after, attempt.action_id) == []

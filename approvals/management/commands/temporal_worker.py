@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from workflows.worker import serve
+from approvals.worker import serve
 
 
 class Command(BaseCommand):

@@ -20,8 +20,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from approvals.client import DEV_SERVER_ARGS
 from approvals.management.commands.seed_demo import DEMO_PASSWORD, DEMO_USERS
-from workflows.client import DEV_SERVER_ARGS
 
 
 def _port_open(host: str, port: int) -> bool:

@@ -1,4 +1,6 @@
-"""Builds the worker, and runs it beside the outbox relay until told to stop."""
+"""The worker process: the Temporal worker, and beside it two loops that keep the read model
+honest about Temporal. The outbox relay starts workflows for requests saved while Temporal was
+away; the watch notes requests whose workflow stopped for good, so that everyone reads it."""
 
 from __future__ import annotations
 
@@ -10,17 +12,20 @@ from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from workflows import activities
+from approvals import client as temporal
+from approvals import live, services
+from approvals.activities import ACTIVITIES
 from workflows.approval import ApprovalWorkflow
 from workflows.types import INTERACTIVE_TASK_QUEUE
 
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = timedelta(seconds=10)
-ACTIVITIES = [activities.resolve_approvers, activities.project_state, activities.send_notification]
 
 
 def build_worker(
@@ -42,51 +47,71 @@ def build_worker(
     )
 
 
-async def relay_outbox(stop: asyncio.Event, interval: float) -> None:
-    """Start workflows for requests saved while Temporal was unreachable."""
-    from django.db import close_old_connections
+def _round(service: Callable[[], Any]) -> Callable[[], Any]:
+    """One round of a loop's service, in a thread, with fresh database connections."""
 
-    from approvals import services
-
-    def start_pending_round() -> int:
+    def run() -> Any:
         close_old_connections()
         try:
-            return services.requests_start_pending()
+            return service()
         finally:
             close_old_connections()
 
-    start_pending = sync_to_async(start_pending_round, thread_sensitive=False)
+    return sync_to_async(run, thread_sensitive=False)
+
+
+async def _every(stop: asyncio.Event, interval: float, what: str, round_: Callable[[], Any]) -> None:
+    """Run `round_` every `interval` seconds until `stop` is set; a failed round is logged and
+    the next one tries again."""
     while not stop.is_set():
         try:
-            started = await start_pending()
-            if started:
-                logger.info("Started %d workflow(s) from the outbox", started)
+            await round_()
         except Exception:
-            logger.exception("Outbox relay round failed; retrying")
+            logger.exception("%s round failed; retrying", what)
         try:
             await asyncio.wait_for(stop.wait(), timeout=interval)
         except TimeoutError:
             pass
 
 
-async def run_until_stopped(
-    client: Client, stop: asyncio.Event, outbox_interval: float, task_queue: str
-) -> None:
+async def relay_outbox(stop: asyncio.Event, interval: float) -> None:
+    """Start workflows for requests saved while Temporal was unreachable."""
+    start_pending = _round(services.requests_start_pending)
+
+    async def round_() -> None:
+        if started := await start_pending():
+            logger.info("Started %d workflow(s) from the outbox", started)
+
+    await _every(stop, interval, "Outbox relay", round_)
+
+
+async def watch_stopped(stop: asyncio.Event, interval: float) -> None:
+    """Note in the read model each request whose workflow stopped for good (and each whose
+    workflow runs again), and tell its open pages."""
+    note = _round(services.workflows_stopped_note)
+
+    async def round_() -> None:
+        for change in await note():
+            await live.push(change)
+
+    await _every(stop, interval, "Stopped-workflow watch", round_)
+
+
+async def run_until_stopped(client: Client, stop: asyncio.Event, task_queue: str) -> None:
     with concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="activity") as executor:
         worker = build_worker(client, executor, task_queue)
-        relay = asyncio.create_task(relay_outbox(stop, outbox_interval))
+        loops = [
+            asyncio.create_task(relay_outbox(stop, settings.OUTBOX_POLL_SECONDS)),
+            asyncio.create_task(watch_stopped(stop, settings.STOPPED_POLL_SECONDS)),
+        ]
         async with worker:
             logger.info("Worker polling task queue %s", task_queue)
             await stop.wait()
-        await relay
+        await asyncio.gather(*loops)
 
 
 async def serve(stop: asyncio.Event) -> None:
     """Connect to Temporal (waiting while it is away), then run the worker until `stop` is set."""
-    from django.conf import settings
-
-    from workflows import client as temporal
-
     client = None
     while client is None and not stop.is_set():
         try:
@@ -100,4 +125,4 @@ async def serve(stop: asyncio.Event) -> None:
             except TimeoutError:
                 pass
     if client is not None:
-        await run_until_stopped(client, stop, settings.OUTBOX_POLL_SECONDS, settings.TEMPORAL_TASK_QUEUE)
+        await run_until_stopped(client, stop, settings.TEMPORAL_TASK_QUEUE)

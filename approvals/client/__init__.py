@@ -1,0 +1,63 @@
+"""The one door to Temporal: start, signal, update, query, describe, list and reset.
+
+Services call these plain functions and catch the errors below; nothing else in the app speaks
+to Temporal or knows its protobuf messages.
+"""
+
+from approvals.client.approval import (
+    query_state,
+    send_signal,
+    send_update,
+    send_updates,
+    start_approval,
+)
+from approvals.client.connection import (
+    DEV_SERVER_ARGS,
+    NoWorkflow,
+    Refused,
+    TasksFailing,
+    TemporalError,
+    Unanswered,
+    Unreachable,
+    connect,
+    reset,
+)
+from approvals.client.runs import (
+    FAILING_QUERY,
+    STOPPED_QUERY,
+    Run,
+    RunStatus,
+    close_reasons,
+    describe,
+    describe_all,
+    listed,
+    reset_point,
+    retry_stopped,
+)
+
+__all__ = [
+    "DEV_SERVER_ARGS",
+    "FAILING_QUERY",
+    "STOPPED_QUERY",
+    "NoWorkflow",
+    "Refused",
+    "Run",
+    "RunStatus",
+    "TasksFailing",
+    "TemporalError",
+    "Unanswered",
+    "Unreachable",
+    "close_reasons",
+    "connect",
+    "describe",
+    "describe_all",
+    "listed",
+    "query_state",
+    "reset",
+    "reset_point",
+    "retry_stopped",
+    "send_signal",
+    "send_update",
+    "send_updates",
+    "start_approval",
+]

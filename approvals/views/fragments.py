@@ -1,0 +1,146 @@
+"""The fragments a change of one request redraws, from the read model alone, for one person.
+
+One context function per fragment family serves the page, the HTTP answer to an action and the
+live push alike, so a person sees the same thing live and after a reload. What the person may be
+working on (the forms they may be filling in, what they selected, the last answer they got) is
+marked `hx-preserve`, so that no swap wipes it nor moves their focus; only the answer to their
+own action draws that form, and the answer's place, afresh.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.http import QueryDict
+from django.template.loader import render_to_string
+
+from approvals import selectors
+from approvals.exceptions import NotFound
+from approvals.forms import ActionForm, InboxFilterForm, ResubmitForm
+from approvals.models import ApprovalRequest, Participant
+from workflows import rules
+from workflows.types import ActionResult
+
+
+def request_context(
+    *, user: User, request: ApprovalRequest, result: ActionResult | None = None, fresh: str = ""
+) -> dict[str, Any]:
+    """A request's page: its heading and content, what this person may do, its status and timeline.
+    With `result`: the answer to the person's own action, from the form whose id is `fresh`."""
+    state = selectors.request_state(request=request)
+    return {
+        "r": request,
+        "st": state,
+        "may": selectors.request_abilities(user=user, request=request, state=state),
+        "waiting": state.pending() if request.status == "in_review" else [],
+        "events": selectors.request_timeline(request=request),
+        "action_form": ActionForm(),
+        "resubmit_form": ResubmitForm(instance=request),
+        "result": result,
+        "fresh": fresh,
+        "user": user,
+    }
+
+
+def request_html(
+    *, user: User, request: ApprovalRequest, result: ActionResult | None = None, fresh: str = ""
+) -> str:
+    context = request_context(user=user, request=request, result=result, fresh=fresh)
+    return render_to_string("approvals/request_detail.html#changed", context).strip()
+
+
+@dataclass
+class InboxRow:
+    """One request in a reviewer's inbox: the request, the reviewer's place on it, what they may do."""
+
+    r: ApprovalRequest
+    mine: Participant
+    may: rules.Abilities
+
+
+def inbox_rows(*, user: User, places: list[Participant], recent: bool = False) -> list[InboxRow]:
+    """The rows of a list of the inbox; "Recently on your desk" (`recent`) offers nothing to do."""
+    return [
+        InboxRow(
+            p.request,
+            p,
+            rules.Abilities() if recent else selectors.request_abilities(user=user, request=p.request),
+        )
+        for p in places
+    ]
+
+
+def inbox_row_context(
+    *,
+    user: User,
+    request: ApprovalRequest,
+    place: Participant,
+    filters: InboxFilterForm,
+    result: ActionResult | None = None,
+    fresh: str = "",
+) -> dict[str, Any]:
+    """A request's rows in a reviewer's inbox: in the list the filters show (added on top when it
+    newly belongs there), and in "Recently on your desk" once it no longer waits for them."""
+    chosen = filters.filters()
+    on_first_page = filters.data.get("page") in (None, "", "1")
+    belongs = selectors.inbox_items(user=user, **chosen).filter(pk=place.pk).exists()
+    place.request = request
+    return {
+        "row": InboxRow(request, place, selectors.request_abilities(user=user, request=request)),
+        "insert": belongs and on_first_page,
+        "recent_shown": filters.is_default and chosen["state"] == "waiting",
+        "result": result,
+        "fresh": fresh,
+    }
+
+
+def inbox_html(
+    *,
+    user: User,
+    request: ApprovalRequest,
+    filters: InboxFilterForm,
+    result: ActionResult | None = None,
+    fresh: str = "",
+) -> str:
+    place = request.participants.filter(user=user).select_related("acting_for").first()
+    if place is None or user.pk == request.requester_id:
+        return ""
+    context = inbox_row_context(
+        user=user, request=request, place=place, filters=filters, result=result, fresh=fresh
+    )
+    return render_to_string("approvals/inbox.html#changed", context).strip()
+
+
+def mine_html(*, user: User, request: ApprovalRequest) -> str:
+    if user.pk != request.requester_id:
+        return ""
+    row = selectors.request_list_for_requester(user=user).get(pk=request.pk)
+    return render_to_string("approvals/home.html#mine-row", {"r": row}).strip()
+
+
+VIEWS = ("inbox", "mine", "request", "dashboard")
+
+
+def pushed_html(*, user: User, public_id: str, view: str, shown_id: str = "", filters: str = "") -> str:
+    """What the page `view` needs after the request changed ("" when it shows nothing of it, or
+    the person may not see it); `filters`: the inbox's query string, as the page last showed it."""
+    if view == "request" and shown_id != public_id:
+        return ""
+    try:
+        request = selectors.request_get_visible(user=user, public_id=public_id)
+    except NotFound:
+        return ""
+    if view == "request":
+        return request_html(user=user, request=request)
+    if view == "inbox":
+        return inbox_html(user=user, request=request, filters=InboxFilterForm(QueryDict(filters)))
+    if view == "mine":
+        return mine_html(user=user, request=request)
+    return ""
+
+
+def dashboard_html() -> str:
+    """The staff dashboard's live summary (the consumer checked that its user is staff)."""
+    return render_to_string("approvals/dashboard.html#summary", selectors.dashboard_summary()).strip()

@@ -1,0 +1,206 @@
+"""The rules, the review and its handlers on their own: pure code, no Temporal, no database.
+
+The workflow's validator, the web's check, the forms and the buttons all ask `workflows.rules`;
+these tests pin what it answers, and that the workflow side stands on its own.
+"""
+
+from __future__ import annotations
+
+import ast
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from workflows import handlers, rules
+from workflows.review import PATCH_SKIPPED_STAGES, Review
+from workflows.types import (
+    Action,
+    ActionKind,
+    Assignee,
+    Condition,
+    Content,
+    EventKind,
+    NotificationKind,
+    Operator,
+    Policy,
+    RequestState,
+    RequestStatus,
+    Rule,
+    StageSpec,
+)
+
+REQUESTER, FIRST, SECOND, OUTSIDER, STAFF = 1, 2, 3, 4, 5
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.at = T0
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+def policy(*stages: StageSpec) -> Policy:
+    return Policy("Purchase", list(stages) or [StageSpec("Review", Rule.ALL, 86400)])
+
+
+def under_review(*stages: StageSpec, amount: str | None = "100", patched: bool = True) -> Review:
+    """A request whose first stage asked FIRST and SECOND, as the workflow leaves it."""
+    state = RequestState("r1", REQUESTER, "requester", policy(*stages), Content("Laptop", amount=amount))
+    review = Review(state, now=Clock(), patched=lambda name: patched)
+    review.submit()
+    if state.stage is not None:
+        review.assign([Assignee(FIRST, "first"), Assignee(SECOND, "second")])
+    return review
+
+
+def act(kind: ActionKind, actor: int, comment: str = "", **fields: object) -> Action:
+    return Action(kind, actor, f"user{actor}", comment, action_id=f"{kind}-{actor}-{len(comment)}", **fields)  # type: ignore[arg-type]
+
+
+def test_who_may_do_what_on_a_request_under_review() -> None:
+    state = under_review().state
+    assert rules.abilities(state, FIRST) == rules.Abilities(decide=True, comment=True)
+    assert rules.abilities(state, REQUESTER) == rules.Abilities(comment=True, withdraw=True)
+    assert rules.abilities(state, OUTSIDER) == rules.Abilities()
+    assert rules.abilities(state, STAFF, as_staff=True) == rules.Abilities()  # staff cancel, nothing else
+    assert rules.abilities(state, FIRST, started=False) == rules.Abilities()
+    assert rules.abilities(state, FIRST, stopped="Terminated: bad deploy") == rules.Abilities()
+
+
+@pytest.mark.parametrize(
+    ("action", "why", "message"),
+    [
+        (act(ActionKind.APPROVE, REQUESTER), rules.Why.FORBIDDEN, "You cannot decide on your own request."),
+        (act(ActionKind.APPROVE, OUTSIDER), rules.Why.FORBIDDEN, "You are not an approver of this request"),
+        (
+            act(ActionKind.COMMENT, OUTSIDER, "hi"),
+            rules.Why.FORBIDDEN,
+            "Only the requester and the request's",
+        ),
+        (act(ActionKind.WITHDRAW, FIRST), rules.Why.FORBIDDEN, "Only the requester can withdraw"),
+        (act(ActionKind.CANCEL, FIRST, "why"), rules.Why.FORBIDDEN, "Only staff can cancel a request."),
+        (act(ActionKind.RESUBMIT, REQUESTER), rules.Why.NOT_NOW, "only after changes were requested"),
+        (act(ActionKind.REJECT, FIRST, "  "), rules.Why.INVALID, "A comment is required to reject"),
+        (act(ActionKind.COMMENT, FIRST, "x" * 4001), rules.Why.INVALID, "Comments are limited to 4000"),
+        (
+            act(ActionKind.EXTEND, FIRST, extend_seconds=59),
+            rules.Why.INVALID,
+            "between one minute and 30 days",
+        ),
+        (
+            act(ActionKind.DELEGATE, FIRST, delegate_id=REQUESTER),
+            rules.Why.INVALID,
+            "cannot approve their own",
+        ),
+        (
+            act(ActionKind.DELEGATE, FIRST, delegate_id=SECOND, delegate_name="second"),
+            rules.Why.INVALID,
+            "second is already",
+        ),
+        (act(ActionKind.APPROVE, FIRST, "\x00"), rules.Why.INVALID, "cannot be kept (NUL)"),
+    ],
+    ids=lambda value: value.kind.value if isinstance(value, Action) else "",
+)
+def test_each_refusal_is_told_in_words_and_says_how(action: Action, why: rules.Why, message: str) -> None:
+    refused = rules.refusal(under_review().state, action)
+    assert refused is not None and (refused.why, message in refused.message) == (why, True), refused
+
+
+def test_what_fits_now_follows_the_request() -> None:
+    review = under_review()
+    handlers.apply(review, act(ActionKind.APPROVE, FIRST))
+    refused = rules.refusal(review.state, act(ActionKind.APPROVE, FIRST))
+    assert refused and refused.message == "You already approved stage “Review” at 2026-12-01 09:00 UTC."
+    assert rules.refusal(review.state, act(ActionKind.APPROVE, SECOND)) is None
+    handlers.apply(review, act(ActionKind.REQUEST_CHANGES, SECOND, "Which one?"))
+    refused = rules.refusal(review.state, act(ActionKind.APPROVE, SECOND))
+    assert (
+        refused and refused.why == rules.Why.NOT_NOW and "resubmit before anyone decides" in refused.message
+    )
+    assert rules.abilities(review.state, REQUESTER).resubmit
+    handlers.apply(review, act(ActionKind.WITHDRAW, REQUESTER, "Not needed"))
+    refused = rules.refusal(review.state, act(ActionKind.COMMENT, FIRST, "hello"))
+    assert (
+        refused and refused.message == "This request is already withdrawn by user1 at 2026-12-01 09:00 UTC."
+    )
+
+
+def test_the_forms_get_each_problem_on_its_field() -> None:
+    assert rules.input_problems(act(ActionKind.REJECT, FIRST)) == {
+        "comment": "A comment is required to reject or to request changes."
+    }
+    assert rules.input_problems(act(ActionKind.DELEGATE, FIRST)) == {
+        "delegate": "Choose someone to delegate to."
+    }
+    problems = rules.input_problems(act(ActionKind.RESUBMIT, REQUESTER, content=Content("x" * 201)))
+    assert problems == {"title": "Titles are limited to 200 characters."}
+    assert rules.input_problems(act(ActionKind.APPROVE, FIRST)) == {}
+
+
+def test_handlers_move_the_request_and_queue_what_it_calls_for() -> None:
+    review = under_review()
+    first = handlers.apply(review, act(ActionKind.APPROVE, FIRST, "fine"))
+    assert (first.status, first.message) == (RequestStatus.IN_REVIEW, "Your approval is recorded (1 of 2).")
+    again = handlers.apply(review, act(ActionKind.APPROVE, FIRST, "fine"))  # the same action, again
+    assert again == first and len(review.state.stage.approvals) == 1  # type: ignore[union-attr]
+    last = handlers.apply(review, act(ActionKind.APPROVE, SECOND))
+    assert (last.status, last.message) == (RequestStatus.APPROVED, "Stage “Review” is approved.")
+    events, participants, notifications = review.take_effects()
+    assert [e.kind for e in events] == [
+        EventKind.SUBMITTED,
+        EventKind.STAGE_STARTED,
+        EventKind.APPROVAL,
+        EventKind.APPROVAL,
+        EventKind.STAGE_APPROVED,
+        EventKind.APPROVED,
+    ]
+    assert [(n.kind, n.recipient_ids) for n in notifications] == [
+        (NotificationKind.ASSIGNED, [FIRST, SECOND]),
+        (NotificationKind.DECIDED, [REQUESTER]),
+    ]
+    assert notifications[1].idempotency_key == f"r1:{events[-1].seq}:decided"
+    projection = review.projection(events, participants)
+    assert projection.state is not None and projection.state.timeline == [] and projection.seq == 5
+
+
+def test_a_stage_that_does_not_apply_is_on_the_timeline_once_patched() -> None:
+    finance = StageSpec("Finance", Rule.ANY, 86400, condition=Condition("amount", Operator.GT, "1000"))
+    for patched, skipped in ((True, ["Finance"]), (False, [])):
+        review = under_review(StageSpec("Review", Rule.ANY, 86400), finance, patched=patched)
+        handlers.apply(review, act(ActionKind.APPROVE, FIRST))
+        entries = [e for e in review.state.timeline if e.kind == EventKind.STAGE_SKIPPED]
+        assert [e.stage for e in entries] == skipped, PATCH_SKIPPED_STAGES
+        assert all(e.detail == "It applies only when the amount is more than 1000" for e in entries)
+        assert review.state.status == RequestStatus.APPROVED
+
+
+def test_an_extension_moves_the_deadline_from_now_at_the_earliest() -> None:
+    review = under_review()
+    clock = review.now
+    assert isinstance(clock, Clock)
+    clock.at = T0 + timedelta(days=3)  # past the deadline already
+    answer = handlers.apply(review, act(ActionKind.EXTEND, FIRST, extend_seconds=3600))
+    assert answer.message == "The deadline is now 2026-12-04 10:00 UTC."
+
+
+def test_the_workflow_side_imports_nothing_of_django_the_app_or_channels() -> None:
+    """workflows/ holds definitions, types, rules and policy: it can be tested and replayed on
+    its own, and the sandbox re-imports only what it needs."""
+    found = []
+    for path in sorted(WORKFLOWS.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            found += [
+                f"{path.name}: {name}"
+                for name in names
+                if name.split(".")[0] in {"django", "approvals", "channels", "asgiref"}
+            ]
+    assert found == []

@@ -1,0 +1,297 @@
+"""Who may do what to a request, when, and with what: every rule, message and limit, in one place.
+
+Pure functions over the request's state (`RequestState`). The workflow holds that state and
+projects a snapshot of it into the read model, so every caller asks the same questions of the
+same facts:
+- the workflow's update validator and its signal handler (`problem`);
+- the web's check before it calls Temporal (`refusal`, which also says how to tell it);
+- the forms (`input_problems`, by field) and the buttons a person is offered (`abilities`).
+
+An update is validated when it arrives and never on replay, so the rules for updates may change
+freely. A signal is weighed again on replay: a change that would refuse a signal accepted before
+(or accept one refused before) must go behind `workflow.patched` in the signal's path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+
+from workflows.types import Action, ActionKind, Content, RequestState, RequestStatus
+
+MAX_COMMENT = 4000
+MAX_TITLE = 200
+MAX_ACTION_ID = 200
+MIN_EXTENSION = timedelta(minutes=1)
+MAX_EXTENSION = timedelta(days=30)
+
+REQUESTER_KINDS = frozenset({ActionKind.WITHDRAW, ActionKind.RESUBMIT})
+APPROVER_KINDS = frozenset(
+    {
+        ActionKind.APPROVE,
+        ActionKind.REJECT,
+        ActionKind.REQUEST_CHANGES,
+        ActionKind.DELEGATE,
+        ActionKind.EXTEND,
+    }
+)
+COMMENT_REQUIRED = {
+    ActionKind.REJECT: "A comment is required to reject or to request changes.",
+    ActionKind.REQUEST_CHANGES: "A comment is required to reject or to request changes.",
+    ActionKind.COMMENT: "Write a comment first.",
+    ActionKind.CANCEL: "Say why the request is cancelled: the requester will read it.",
+}
+NOT_STARTED = "Review has not started yet: the workflow service is catching up. Try again shortly."
+
+
+class Why(StrEnum):
+    """How a refusal is told."""
+
+    FORBIDDEN = "forbidden"  # never this person's to do (403, and put on record)
+    NOT_NOW = "not_now"  # not in the request's present state (409)
+    INVALID = "invalid"  # what was sent does not do (400)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    why: Why
+    message: str
+
+
+@dataclass(frozen=True)
+class Abilities:
+    """What one person may do on a request now: only these actions are offered."""
+
+    decide: bool = False  # approve, reject, request changes, delegate, ask for more time
+    comment: bool = False
+    withdraw: bool = False
+    resubmit: bool = False
+
+
+def when(at: datetime) -> str:
+    """A moment as people read it in answers: to the minute, in UTC."""
+    return at.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def closed(state: RequestState) -> str:
+    """What anyone trying to act on a request that has ended is told."""
+    decided = state.decided
+    by = f" by {decided.by_name} at {when(decided.at)}" if decided else ""
+    return f"This request is already {state.status.label.lower()}{by}."
+
+
+def stopped_message(why: str) -> str:
+    return (
+        f"This request's workflow has stopped ({why}), so nothing can be recorded until staff "
+        "retry or cancel it; they see it on their dashboard."
+    )
+
+
+def problem(state: RequestState, action: Action) -> str | None:
+    """Why the workflow may not apply this action now, in words for the person who tried."""
+    refused = refusal(state, action)
+    return refused.message if refused else None
+
+
+def refusal(
+    state: RequestState, action: Action, *, started: bool = True, stopped: str = ""
+) -> Refusal | None:
+    """Why this action may not happen now (None when it may), and how to tell it.
+
+    `started`: the workflow runs (a request still in the outbox has no workflow yet);
+    `stopped`: why its workflow stopped for good, when it did. Both are the read model's to know."""
+    if bad := malformed(action):
+        return Refusal(Why.INVALID, bad)
+    if bad := _too_long(action):
+        return Refusal(Why.INVALID, bad)
+    if refused := standing(
+        state, action.kind, action.actor_id, as_staff=action.as_staff, started=started, stopped=stopped
+    ):
+        return refused
+    if bad := _missing(action) or _bad_delegate(state, action):
+        return Refusal(Why.INVALID, bad)
+    return None
+
+
+def input_problems(action: Action) -> dict[str, str]:
+    """What is wrong with what a person sent, by form field ("comment", "delegate",
+    "extend_by", "title"), before anything about the request is known."""
+    problems: dict[str, str] = {}
+    if len(action.comment) > MAX_COMMENT:
+        problems["comment"] = _comment_limit()
+    elif action.kind in COMMENT_REQUIRED and not action.comment.strip():
+        problems["comment"] = COMMENT_REQUIRED[action.kind]
+    if action.kind == ActionKind.DELEGATE and action.delegate_id is None:
+        problems["delegate"] = "Choose someone to delegate to."
+    if action.kind == ActionKind.EXTEND and not _extension_ok(action.extend_seconds):
+        problems["extend_by"] = _extension_range()
+    if action.kind == ActionKind.RESUBMIT:
+        title = action.content.title if action.content else ""
+        if len(title) > MAX_TITLE:
+            problems["title"] = _title_limit()
+        elif not title.strip():
+            problems["title"] = "A resubmitted request needs a title."
+    return problems
+
+
+def abilities(
+    state: RequestState, actor_id: int, *, as_staff: bool = False, started: bool = True, stopped: str = ""
+) -> Abilities:
+    def may(kind: ActionKind) -> bool:
+        return standing(state, kind, actor_id, as_staff=as_staff, started=started, stopped=stopped) is None
+
+    return Abilities(
+        decide=may(ActionKind.APPROVE),
+        comment=may(ActionKind.COMMENT),
+        withdraw=may(ActionKind.WITHDRAW),
+        resubmit=may(ActionKind.RESUBMIT),
+    )
+
+
+def standing(
+    state: RequestState,
+    kind: ActionKind,
+    actor_id: int,
+    *,
+    as_staff: bool = False,
+    started: bool = True,
+    stopped: str = "",
+) -> Refusal | None:
+    """Whether this person may take this kind of action on the request as it stands, whatever
+    they send with it: first whether it is theirs to do at all, then whether it fits now."""
+    is_requester = actor_id == state.requester_id
+    is_participant = actor_id in state.participant_ids
+    if kind == ActionKind.CANCEL and not as_staff:
+        return Refusal(Why.FORBIDDEN, "Only staff can cancel a request.")
+    if kind in REQUESTER_KINDS and not is_requester:
+        verb = "withdraw" if kind == ActionKind.WITHDRAW else "resubmit"
+        return Refusal(Why.FORBIDDEN, f"Only the requester can {verb} the request.")
+    if kind in APPROVER_KINDS:
+        if is_requester:
+            return Refusal(Why.FORBIDDEN, "You cannot decide on your own request.")
+        if not is_participant and state.participant_ids:
+            return Refusal(Why.FORBIDDEN, "You are not an approver of this request, so you cannot decide it.")
+    if kind == ActionKind.COMMENT and not (is_requester or is_participant):
+        return Refusal(Why.FORBIDDEN, "Only the requester and the request's approvers can comment.")
+    if state.status.is_final:
+        return Refusal(Why.NOT_NOW, closed(state))
+    if not started:
+        return Refusal(Why.NOT_NOW, NOT_STARTED)
+    if stopped:
+        return Refusal(Why.NOT_NOW, stopped_message(stopped))
+    if kind == ActionKind.RESUBMIT and state.status != RequestStatus.CHANGES_REQUESTED:
+        return Refusal(Why.NOT_NOW, "The request can be resubmitted only after changes were requested.")
+    if kind in APPROVER_KINDS:
+        return _approver_now(state, actor_id)
+    return None
+
+
+def _approver_now(state: RequestState, actor_id: int) -> Refusal | None:
+    """Whether an approver may decide on the current stage now."""
+    if state.status == RequestStatus.CHANGES_REQUESTED:
+        return Refusal(
+            Why.NOT_NOW, "Changes were requested; the requester has to resubmit before anyone decides."
+        )
+    stage = state.stage
+    if stage is None or not stage.assigned:
+        return Refusal(Why.NOT_NOW, "Approvers are being assigned; try again in a moment.")
+    voted = next((v for v in stage.approvals if v.user_id == actor_id), None)
+    if voted:
+        return Refusal(Why.NOT_NOW, f"You already approved stage “{stage.name}” at {when(voted.at)}.")
+    if actor_id in {a.user_id for a in stage.assignees}:
+        return None
+    for earlier in reversed(state.closed_stages):
+        if actor_id in earlier.assignee_ids:
+            message = (
+                f"Stage “{earlier.name}” was already approved by {earlier.by_name} at {when(earlier.at)}."
+            )
+            return Refusal(Why.NOT_NOW, message)
+    return Refusal(Why.NOT_NOW, "You are not an approver of this stage.")
+
+
+def _too_long(action: Action) -> str | None:
+    if len(action.comment) > MAX_COMMENT:
+        return _comment_limit()
+    if action.content is not None and len(action.content.title) > MAX_TITLE:
+        return _title_limit()
+    return None
+
+
+def _missing(action: Action) -> str | None:
+    """What the action needs and lacks; the first of `input_problems`."""
+    problems = input_problems(action)
+    return next(iter(problems.values()), None)
+
+
+def _bad_delegate(state: RequestState, action: Action) -> str | None:
+    if action.kind != ActionKind.DELEGATE or action.delegate_id is None:
+        return None
+    if action.delegate_id == state.requester_id:
+        return "The requester cannot approve their own request."
+    if state.stage and action.delegate_id in {a.user_id for a in state.stage.assignees}:
+        return f"{action.delegate_name or 'That person'} is already an approver of this stage."
+    return None
+
+
+def _extension_ok(seconds: int) -> bool:
+    return MIN_EXTENSION.total_seconds() <= seconds <= MAX_EXTENSION.total_seconds()
+
+
+def _extension_range() -> str:
+    return f"Ask for between one minute and {MAX_EXTENSION.days} days more."
+
+
+def _comment_limit() -> str:
+    return f"Comments are limited to {MAX_COMMENT} characters."
+
+
+def _title_limit() -> str:
+    return f"Titles are limited to {MAX_TITLE} characters."
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def malformed(action: object) -> str | None:
+    """Why a payload sent as an action is not one that can be weighed; None when it is.
+
+    Signals and updates reach the workflow from whoever can talk to Temporal, and a handler
+    that raises on a bad payload fails the workflow task on every replay: the request would be
+    stuck for good. So the shape is checked before anything else reads it."""
+    if not isinstance(action, Action):
+        return "This is not an action."
+    if not isinstance(action.kind, ActionKind):
+        return "Unknown kind of action."
+    if not _is_int(action.actor_id) or not _is_int(action.extend_seconds):
+        return "The action names no valid person."
+    if action.delegate_id is not None and not _is_int(action.delegate_id):
+        return "The action names no valid person to delegate to."
+    texts = (action.actor_name, action.comment, action.action_id, action.delegate_name)
+    if not all(isinstance(text, str) for text in texts) or len(action.action_id) > MAX_ACTION_ID:
+        return "The action is not well formed."
+    if not isinstance(action.as_staff, bool):
+        return "The action is not well formed."
+    if any("\x00" in text for text in texts):  # no database keeps it: the projection would fail
+        return "The action holds a character that cannot be kept (NUL)."
+    return _malformed_content(action.content)
+
+
+def _malformed_content(content: object) -> str | None:
+    if content is None:
+        return None
+    if not isinstance(content, Content) or not all(
+        isinstance(text, str) for text in (content.title, content.details)
+    ):
+        return "The request's new content is not well formed."
+    if "\x00" in content.title + content.details:
+        return "The request's new content holds a character that cannot be kept (NUL)."
+    if content.amount is not None:
+        try:
+            if not isinstance(content.amount, str) or not Decimal(content.amount).is_finite():
+                raise InvalidOperation
+        except InvalidOperation:
+            return "The amount is not a number."
+    return None

@@ -1,0 +1,73 @@
+"""The current stage's timers: reminders, the deadline, and the escalation levels it brings on.
+
+As with an updatable timer, the workflow sleeps until the earliest of them is due and wakes
+early when something moves one (an extension, a new stage, a decision); what is due then is
+fired here. Every time is workflow time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+
+from workflows.review import Review
+from workflows.types import Decided, EventKind, Exhausted, NotificationKind, RequestState, RequestStatus
+
+
+def next_wake(state: RequestState) -> datetime | None:
+    """When the next timer of the current stage is due; None when nothing runs on time (no
+    stage, or changes requested: nothing happens until the requester acts)."""
+    stage = state.stage
+    if state.status != RequestStatus.IN_REVIEW or stage is None:
+        return None
+    return min([stage.deadline] + ([stage.next_reminder_at] if stage.next_reminder_at else []))
+
+
+async def sleep_until(wake_at: datetime | None, woken: Callable[[], bool]) -> None:
+    """Sleep until `wake_at`, or until `woken()` holds (the timeout is worked out afresh on the
+    next sleep, so a moved deadline counts)."""
+    timeout = None if wake_at is None else max(wake_at - workflow.now(), timedelta(0))
+    try:
+        await workflow.wait_condition(woken, timeout=timeout)
+    except TimeoutError:
+        pass
+
+
+def fire_due(review: Review) -> None:
+    """Fire whatever is due: a reminder, then the deadline (an escalation, or the outcome)."""
+    state, stage = review.state, review.state.stage
+    if state.status != RequestStatus.IN_REVIEW or stage is None or not stage.assigned:
+        return
+    now = review.now()
+    spec = review.spec
+    if stage.next_reminder_at and now >= stage.next_reminder_at and spec.reminder_seconds:
+        if now < stage.deadline and (waiting := state.pending()):
+            event = review.record(EventKind.REMINDED, detail=", ".join(a.name for a in waiting))
+            review.notify(NotificationKind.REMINDER, [a.user_id for a in waiting], event)
+        interval = timedelta(seconds=spec.reminder_seconds)
+        while stage.next_reminder_at <= now:  # one reminder after an outage, not a burst
+            stage.next_reminder_at += interval
+    if now >= stage.deadline:
+        _deadline_passed(review)
+
+
+def _deadline_passed(review: Review) -> None:
+    """The next escalation level (whose people the workflow then adds), or, with none left, the
+    outcome the policy names."""
+    stage, spec = review.state.stage, review.spec
+    assert stage is not None
+    if stage.escalation_level < len(spec.escalation):
+        level = spec.escalation[stage.escalation_level]
+        stage.escalation_level += 1
+        stage.deadline = max(stage.deadline, review.now()) + timedelta(seconds=level.after_seconds)
+        return
+    detail = f"Deadline of stage “{stage.name}” passed after {stage.escalation_level} escalation level(s)"
+    by = Decided(by_id=None, by_name="policy", at=review.now(), comment=detail)
+    if spec.on_exhausted == Exhausted.APPROVE:
+        review.stage_approved(by, automatic=True)
+    elif spec.on_exhausted == Exhausted.REJECT:
+        review.finish(RequestStatus.REJECTED, by, EventKind.REJECTED)
+    else:
+        review.finish(RequestStatus.EXPIRED, by, EventKind.EXPIRED)
