@@ -25,6 +25,7 @@ from approvals.client.connection import (
 from approvals.client.runs import (
     FAILING_QUERY,
     STOPPED_QUERY,
+    CloseReason,
     Run,
     RunStatus,
     close_reasons,
@@ -39,6 +40,7 @@ __all__ = [
     "DEV_SERVER_ARGS",
     "FAILING_QUERY",
     "STOPPED_QUERY",
+    "CloseReason",
     "NoWorkflow",
     "Refused",
     "Run",

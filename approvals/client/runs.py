@@ -113,11 +113,33 @@ def _problems(description: WorkflowExecutionDescription) -> list[str]:
     return problems
 
 
-def close_reasons(runs: Mapping[Any, str]) -> dict[Any, str]:
-    """Why each of these runs (request's public id → run id) closed badly: its failure, or who
-    terminated it; "" when the history does not say."""
+@dataclass(frozen=True)
+class CloseReason:
+    """Why a run closed badly, as its last event says."""
 
-    async def all_of(client: Client) -> dict[Any, str]:
+    how: str  # "failed", "terminated", "timed out", "canceled in Temporal"
+    why: str = ""  # the failure's message, or the reason the operator gave
+    by: str = ""  # who terminated it (the client's identity)
+
+    def __str__(self) -> str:
+        """In full, for staff: "Terminated: bad deploy (by ops@host)"."""
+        if not (self.why or self.by):
+            return f"{self.how.capitalize()}."
+        return f"{self.how.capitalize()}: {self.why or 'no reason given'}" + (
+            f" (by {self.by})" if self.by else ""
+        )
+
+    @property
+    def plain(self) -> str:
+        """For everyone: "terminated: bad deploy"."""
+        return self.how + (f": {self.why}" if self.why else "")
+
+
+def close_reasons(runs: Mapping[Any, str]) -> dict[Any, CloseReason | None]:
+    """Why each of these runs (request's public id → run id) closed badly: its failure, or who
+    terminated it; None when the history does not say."""
+
+    async def all_of(client: Client) -> dict[Any, CloseReason | None]:
         return {
             public_id: await _close_reason(client, public_id, run_id) for public_id, run_id in runs.items()
         }
@@ -125,7 +147,7 @@ def close_reasons(runs: Mapping[Any, str]) -> dict[Any, str]:
     return call(all_of, calls=len(runs))
 
 
-async def _close_reason(client: Client, public_id: object, run_id: str) -> str:
+async def _close_reason(client: Client, public_id: object, run_id: str) -> CloseReason | None:
     response = await client.workflow_service.get_workflow_execution_history_reverse(
         GetWorkflowExecutionHistoryReverseRequest(
             namespace=client.namespace,
@@ -135,22 +157,21 @@ async def _close_reason(client: Client, public_id: object, run_id: str) -> str:
         timeout=timeout(),
     )
     if not response.history.events:
-        return ""
+        return None
     event = response.history.events[0]
     if event.HasField("workflow_execution_failed_event_attributes"):
         failure = event.workflow_execution_failed_event_attributes.failure
         cause = failure.cause.message if failure.HasField("cause") else ""
-        return f"Failed: {failure.message}" + (f" ({cause})" if cause and cause != failure.message else "")
+        detail = f" ({cause})" if cause and cause != failure.message else ""
+        return CloseReason("failed", failure.message + detail)
     if event.HasField("workflow_execution_terminated_event_attributes"):
         attributes = event.workflow_execution_terminated_event_attributes
-        return f"Terminated: {attributes.reason or 'no reason given'}" + (
-            f" (by {attributes.identity})" if attributes.identity else ""
-        )
+        return CloseReason("terminated", attributes.reason, attributes.identity)
     if event.HasField("workflow_execution_timed_out_event_attributes"):
-        return "Timed out."
+        return CloseReason("timed out")
     if event.HasField("workflow_execution_canceled_event_attributes"):
-        return "Canceled in Temporal."
-    return ""
+        return CloseReason("canceled in Temporal")
+    return None
 
 
 # Visibility queries for runs that need a person.

@@ -130,7 +130,8 @@ def _describe(troubles: list[Trouble]) -> None:
         trouble.status, trouble.run_id = run.status.value, run.run_id
         if run.status.stopped:
             trouble.problem, trouble.can_retry = STOPPED, True
-            trouble.details.insert(0, reasons.get(trouble.request.public_id) or f"{trouble.status}.")
+            reason = reasons.get(trouble.request.public_id)
+            trouble.details.insert(0, str(reason) if reason else f"{trouble.status}.")
         elif run.status == temporal.RunStatus.RUNNING:
             trouble.details += run.problems
             trouble.resolved = trouble.problem == STOPPED and not trouble.details
@@ -161,7 +162,7 @@ def workflows_stopped_note(*, limit: int = 200) -> list[Change]:
     for request in candidates:
         run = runs[request.public_id]
         if run is not None and run.status.stopped:
-            changes += _note(request, reasons.get(request.public_id) or run.status.value)
+            changes += _note(request, _plain(reasons.get(request.public_id), run))
     for request in noted:
         run = runs[request.public_id]
         if run is not None and run.status == temporal.RunStatus.RUNNING:
@@ -176,12 +177,17 @@ def request_stopped_note(*, request: ApprovalRequest) -> str:
         run = temporal.describe(request.public_id)
         if run is None or not run.status.stopped:
             return ""
-        why = temporal.close_reasons({request.public_id: run.run_id})[request.public_id] or run.status.value
+        why = _plain(temporal.close_reasons({request.public_id: run.run_id})[request.public_id], run)
     except temporal.TemporalError:
         return ""
     for change in _note(request, why):
         push_after_commit(change)
     return why
+
+
+def _plain(reason: temporal.CloseReason | None, run: temporal.Run) -> str:
+    """Why the workflow stopped, in words for everyone who may see the request."""
+    return reason.plain if reason else run.status.value.lower()
 
 
 def _note(request: ApprovalRequest, why: str) -> list[Change]:

@@ -13,6 +13,12 @@
     htmx.process(row);
   });
 
+  // "Recently on your desk" goes once its last request is back on the list above.
+  document.addEventListener("htmx:oobAfterSwap", () => {
+    const recent = document.getElementById("recent-rows");
+    if (recent && !recent.querySelector("tr")) document.getElementById("recent")?.setAttribute("hidden", "");
+  });
+
   // The inbox's filters change without a reload: the page tells its socket what it shows now
   // (and again after the socket reconnects), so that pushes add only the rows that belong.
   let socket = null;

@@ -17,6 +17,8 @@ import pytest
 import uvicorn
 from django.contrib.auth.models import User
 
+from approvals import services
+from approvals.models import ApprovalRequest, RequestType
 from tests.conftest import PASSWORD, free_port, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
@@ -111,6 +113,18 @@ def log_in(browser: Any, base_url: str, user: User, **context: Any) -> Any:
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(base_url + "/")
     return page
+
+
+def submit(
+    people: dict[str, User], request_type: RequestType, title: str, amount: int = 100
+) -> ApprovalRequest:
+    """A request submitted by the requester, once its first stage has asked its approvers."""
+    request = services.request_submit(
+        requester=people["requester"], request_type=request_type, title=title, amount=amount
+    )
+    wait_until(lambda: request.participants.filter(pending=True).exists(), what=f"{title} assigned")
+    request.refresh_from_db()
+    return request
 
 
 def screenshot(page: Any, name: str) -> None:

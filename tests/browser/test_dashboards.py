@@ -13,21 +13,11 @@ from temporalio.client import Client as TemporalClient
 
 from approvals import services
 from approvals.models import ApprovalRequest, EscalationLevel, RequestStatus, RequestType, Stage
-from tests.browser.conftest import LiveServer, csp_violations, log_in, screenshot
+from tests.browser.conftest import LiveServer, csp_violations, log_in, screenshot, submit
 from tests.conftest import LoopThread, wait_until
 from workflows.types import ActionKind
 
 pytestmark = [pytest.mark.browser, pytest.mark.temporal_server]
-
-
-def submit(
-    people: dict[str, User], request_type: RequestType, title: str, amount: int = 100
-) -> ApprovalRequest:
-    request = services.request_submit(
-        requester=people["requester"], request_type=request_type, title=title, amount=amount
-    )
-    wait_until(lambda: request.participants.filter(pending=True).exists(), what=f"{title} assigned")
-    return request
 
 
 def status(request: ApprovalRequest) -> str:

@@ -18,22 +18,11 @@ from temporalio.client import Client as TemporalClient
 from approvals import services
 from approvals.exceptions import ActionRefused
 from approvals.models import ApprovalRequest, RequestStatus, RequestType, Stage
-from tests.browser.conftest import LiveServer, log_in, screenshot
+from tests.browser.conftest import LiveServer, log_in, screenshot, submit
 from tests.conftest import LoopThread, wait_until
 from workflows.types import ActionKind
 
 pytestmark = [pytest.mark.browser, pytest.mark.temporal_server]
-
-
-def submit(
-    people: dict[str, User], request_type: RequestType, title: str, amount: int = 100
-) -> ApprovalRequest:
-    request = services.request_submit(
-        requester=people["requester"], request_type=request_type, title=title, amount=amount
-    )
-    wait_until(lambda: request.participants.filter(pending=True).exists(), what=f"{title} assigned")
-    request.refresh_from_db()
-    return request
 
 
 def act(request: ApprovalRequest, who: User, kind: ActionKind, comment: str = "") -> None:
@@ -111,6 +100,7 @@ def test_a_resubmitted_request_comes_back_to_the_reviewers_open_inbox(
     expect(row.get_by_role("button", name="Approve")).to_be_visible()
     expect(reviewer.get_by_text("Nothing to review.")).to_have_count(0)
     expect(reviewer.locator(f"#recent-{request.public_id}")).to_have_count(0)
+    expect(reviewer.get_by_role("heading", name="Recently on your desk")).to_be_hidden()  # it was the only one
     assert not_reloaded(reviewer)
     screenshot(reviewer, "inbox-resubmitted")
     reloaded = fresh(browser, live_app, people["reviewer1"], "/inbox/")
@@ -207,7 +197,8 @@ def test_a_stopped_workflow_reads_as_stopped_to_everyone(
     requester = fresh(browser, live_app, people["requester"], request.get_absolute_url())
     reviewer = fresh(browser, live_app, people["reviewer1"], request.get_absolute_url())
     inbox = fresh(browser, live_app, people["reviewer2"], "/inbox/")
-    for page in (requester, reviewer, inbox):
+    mine = fresh(browser, live_app, people["requester"], "/")
+    for page in (requester, reviewer, inbox, mine):
         watch(page)
 
     handle = dev_server_settings.get_workflow_handle(request.workflow_id)
@@ -216,7 +207,8 @@ def test_a_stopped_workflow_reads_as_stopped_to_everyone(
     for page in (requester, reviewer):
         stopped = page.get_by_test_id("stopped")
         expect(stopped).to_contain_text("Its workflow has stopped in Temporal", timeout=20_000)
-        expect(stopped).to_contain_text("bad deploy")
+        expect(stopped).to_contain_text("(terminated: bad deploy)")
+        expect(page.get_by_test_id("live-status")).to_have_text("Stopped")
         expect(stopped).to_contain_text("Nothing moves until staff retry or cancel it")
         expect(page.get_by_test_id("waiting")).to_have_count(0)
         expect(page.get_by_role("button", name="Approve")).to_have_count(0)
@@ -224,6 +216,11 @@ def test_a_stopped_workflow_reads_as_stopped_to_everyone(
         assert not_reloaded(page)
     row = inbox.locator(f"#request-{request.public_id}")
     expect(row).to_contain_text("Its workflow has stopped")
+    expect(row.locator(".badge")).to_have_text("Stopped")
+    mine_row = mine.locator(f"#mine-{request.public_id}")
+    expect(mine_row.locator(".badge")).to_have_text("Stopped")
+    expect(mine_row).to_contain_text("Staff, to retry or cancel it")
+    assert not_reloaded(inbox) and not_reloaded(mine)
     expect(row.get_by_role("button", name="Approve")).to_have_count(0)
     screenshot(requester, "request-stopped")
 
