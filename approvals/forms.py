@@ -32,6 +32,12 @@ def _form_token() -> forms.UUIDField:
     )
 
 
+def _not_negative(amount: Any) -> Any:
+    if amount is not None and amount < 0:
+        raise forms.ValidationError("The amount cannot be negative.")
+    return amount
+
+
 class RequestForm(forms.ModelForm):
     submission_id = _form_token()
     request_type = forms.ModelChoiceField(
@@ -45,10 +51,7 @@ class RequestForm(forms.ModelForm):
         help_texts = {"amount": "Optional, for requests that cost money."}
 
     def clean_amount(self) -> Any:
-        amount = self.cleaned_data.get("amount")
-        if amount is not None and amount < 0:
-            raise forms.ValidationError("The amount cannot be negative.")
-        return amount
+        return _not_negative(self.cleaned_data.get("amount"))
 
 
 class RoutingPreviewForm(forms.Form):
@@ -115,7 +118,7 @@ class ResubmitForm(forms.ModelForm):
         widgets = {"details": forms.Textarea(attrs={"rows": 5})}
 
     def clean_amount(self) -> Any:
-        return RequestForm.clean_amount(self)  # type: ignore[arg-type]  # the same check, on the same field
+        return _not_negative(self.cleaned_data.get("amount"))
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -114,14 +114,14 @@ def run(total: int, runs: int) -> None:
     policy = Policy("Purchase", [StageSpec("Review", Rule.ANY, 2 * 86400)])
     policy_json = dataclasses.asdict(policy)
 
-    def workflow_state(i: int, status: str, created: object, decided: object) -> dict[str, object]:
+    def workflow_state(i: int, status: str, created: datetime, decided: datetime | None) -> dict[str, object]:
         """The workflow's state as its projection leaves it in the read model."""
         asked = [reviewers[(i + k) % len(reviewers)] for k in (0, 1)]
         assignees = [Assignee(u.pk, u.username) for u in asked]
         stage = None
         if status == "in_review":
             deadline = now + timedelta(hours=i % 100)
-            stage = StageState(0, "Review", 1, Rule.ANY, 1, created, deadline, True, assignees)  # type: ignore[arg-type]
+            stage = StageState(0, "Review", 1, Rule.ANY, 1, created, deadline, True, assignees)
         state = RequestState(
             request_id="",
             requester_id=requesters[i % len(requesters)].pk,
@@ -131,7 +131,7 @@ def run(total: int, runs: int) -> None:
             status=RequestStatus(status),
             stage=stage,
             participant_ids=[u.pk for u in asked],
-            decided=Decided(asked[0].pk, "reviewer", decided) if decided else None,  # type: ignore[arg-type]
+            decided=Decided(asked[0].pk, "reviewer", decided) if decided else None,
             seq=3,
             stage_versions=1,
         )

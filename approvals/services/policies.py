@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from approvals.exceptions import InvalidInput
 from approvals.models import RequestType
 from workflows.types import (
@@ -15,8 +17,8 @@ from workflows.types import (
 )
 
 
-def _seconds(duration: object) -> int:
-    return int(duration.total_seconds())  # type: ignore[attr-defined]
+def _seconds(duration: timedelta) -> int:
+    return int(duration.total_seconds())
 
 
 def policy_snapshot(*, request_type: RequestType) -> Policy:

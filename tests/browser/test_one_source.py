@@ -100,7 +100,9 @@ def test_a_resubmitted_request_comes_back_to_the_reviewers_open_inbox(
     expect(row.get_by_role("button", name="Approve")).to_be_visible()
     expect(reviewer.get_by_text("Nothing to review.")).to_have_count(0)
     expect(reviewer.locator(f"#recent-{request.public_id}")).to_have_count(0)
-    expect(reviewer.get_by_role("heading", name="Recently on your desk")).to_be_hidden()  # it was the only one
+    expect(
+        reviewer.get_by_role("heading", name="Recently on your desk")
+    ).to_be_hidden()  # it was the only one
     assert not_reloaded(reviewer)
     screenshot(reviewer, "inbox-resubmitted")
     reloaded = fresh(browser, live_app, people["reviewer1"], "/inbox/")
