@@ -120,11 +120,17 @@ def test_the_status_card_keeps_the_count_and_who_it_waits_for_after_a_push(
     requester = fresh(browser, live_app, people["requester"], request.get_absolute_url())
     expect(requester.get_by_test_id("approvals")).to_have_text("Approvals: 0 of 2")
     watch(requester)
+    first = fresh(browser, live_app, people["reviewer1"], request.get_absolute_url())
+    second = fresh(browser, live_app, people["reviewer2"], request.get_absolute_url())
 
-    act(request, people["reviewer1"], ActionKind.APPROVE, "One is fine by me")
+    first.get_by_label("Comment", exact=False).first.fill("One is fine by me")
+    first.get_by_role("button", name="Approve").click()
+    expect(first.locator(f"#answer-{request.public_id}")).to_have_text("Your approval is recorded (1 of 2).")
     expect(requester.get_by_test_id("approvals")).to_have_text("Approvals: 1 of 2", timeout=15_000)
     expect(requester.get_by_test_id("waiting")).to_have_text("reviewer2")
-    act(request, people["reviewer2"], ActionKind.COMMENT, "Looking at it")
+    expect(second.get_by_test_id("approvals")).to_have_text("Approvals: 1 of 2")
+    second.get_by_label("Add a comment").fill("Looking at it")
+    second.get_by_role("button", name="Comment").click()
     expect(requester.locator(".timeline")).to_contain_text("Looking at it", timeout=15_000)
     expect(requester.get_by_test_id("approvals")).to_have_text("Approvals: 1 of 2")
     expect(requester.get_by_test_id("waiting")).to_have_text("reviewer2")
@@ -142,6 +148,7 @@ def test_typing_in_an_inbox_row_survives_every_push_and_keeps_the_focus(
 
     request = submit(people, purchase, "Desk for the new hire")
     other = submit(people, purchase, "Chair for the new hire")
+    requester = fresh(browser, live_app, people["requester"], request.get_absolute_url())
     reviewer = fresh(browser, live_app, people["reviewer1"], "/inbox/")
     watch(reviewer)
     row = reviewer.locator(f"#request-{request.public_id}")
@@ -153,12 +160,12 @@ def test_typing_in_an_inbox_row_survives_every_push_and_keeps_the_focus(
         "window.__pushes = 0; document.addEventListener('htmx:wsAfterMessage', () => window.__pushes++)"
     )
 
-    # Pushes for this row (someone else's comment, a new deadline) and for another one.
-    for who, kind, comment in [
-        (people["requester"], ActionKind.COMMENT, "It is for Monday"),
-        (people["reviewer2"], ActionKind.COMMENT, "I can take it"),
-    ]:
-        act(request, who, kind, comment)
+    # Pushes for this row (comments from the requester's page and from reviewer2, a new
+    # deadline) and for another one.
+    requester.get_by_label("Add a comment").fill("It is for Monday")
+    requester.get_by_role("button", name="Comment").click()
+    expect(requester.locator(".timeline")).to_contain_text("It is for Monday")
+    act(request, people["reviewer2"], ActionKind.COMMENT, "I can take it")
     request.refresh_from_db()
     services.request_act(
         request=request,
