@@ -16,17 +16,17 @@ django_asgi_app = get_asgi_application()
 # After Django is set up:
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from approvals.routing import websocket_urlpatterns  # noqa: E402
+from approvals.websocket_origin import SameOriginValidator  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
 router = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
 

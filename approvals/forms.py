@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -215,6 +215,7 @@ class BulkActionForm(forms.Form):
 PERIODS = [("7", "Last 7 days"), ("30", "Last 30 days"), ("90", "Last 90 days"), ("365", "Last year")]
 DEFAULT_PERIOD_DAYS = 30
 MAX_PERIOD_DAYS = 366
+FIRST_DAY = date(2000, 1, 1)  # before any request; a period's days lie from here to a year ahead
 
 
 class PeriodForm(forms.Form):
@@ -239,6 +240,11 @@ class PeriodForm(forms.Form):
         if bool(since) != bool(until):
             raise forms.ValidationError("Give both dates of the period, or neither.")
         if since and until:
+            last_day = timezone.localdate() + timedelta(days=MAX_PERIOD_DAYS)
+            if not (FIRST_DAY <= since and until <= last_day):
+                raise forms.ValidationError(
+                    f"Choose days between {FIRST_DAY.isoformat()} and {last_day.isoformat()}."
+                )
             if until < since:
                 raise forms.ValidationError("The period must end on or after the day it starts.")
             if (until - since).days + 1 > MAX_PERIOD_DAYS:

@@ -59,9 +59,9 @@ class _Audit:
     def done(self, outcome: str) -> StaffAction:
         return self._save(True, outcome)
 
-    def refused(self, outcome: str) -> ActionRefused:
+    def refused(self, outcome: str, error: type[ApprovalError] = ActionRefused) -> ApprovalError:
         self._save(False, outcome)
-        return ActionRefused(outcome)
+        return error(outcome)
 
 
 def _staff_only(actor: User) -> None:
@@ -86,9 +86,11 @@ def request_cancel_by_staff(*, request: ApprovalRequest, actor: User, reason: st
         action_id=str(uuid.uuid4()),
         as_staff=True,
     )
+    audit = _Audit(request, actor, StaffAction.Kind.CANCEL, action.comment[: rules.MAX_COMMENT])
     if refused := rules.refusal(request_state(request=request), action):
-        raise (InvalidInput if refused.why == rules.Why.INVALID else ActionRefused)(refused.message)
-    audit = _Audit(request, actor, StaffAction.Kind.CANCEL, action.comment)
+        raise audit.refused(
+            refused.message, InvalidInput if refused.why == rules.Why.INVALID else ActionRefused
+        )
     if request.workflow_started_at is not None:
         try:
             audit.look_up_run()

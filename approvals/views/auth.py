@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import unicodedata
 from typing import Any
 
 from django.conf import settings
@@ -33,7 +34,11 @@ class LoginView(auth_views.LoginView):
 
     def _keys(self, request: HttpRequest) -> tuple[str, str]:
         address = request.META.get("REMOTE_ADDR", "")
-        username = str(request.POST.get("username", "")).strip().lower()[:150]
+        # As Django reads the name before checking the password (NFKC: a full-width "ｍａｎａｇｅｒ"
+        # is "manager"), and without case, so no spelling of a name escapes its count.
+        username = (
+            unicodedata.normalize("NFKC", str(request.POST.get("username", ""))).strip().casefold()[:150]
+        )
         return _key("user", username, address), _key("address", address)
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:

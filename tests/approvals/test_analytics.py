@@ -328,6 +328,9 @@ def test_the_dashboard_shows_the_chosen_periods_figures_and_charts(
             "The period must end on or after the day it starts.",
         ),
         ({"since": "2020-01-01", "until": "2026-01-01"}, "Choose at most 366 days."),
+        # The day after the last one a date can hold, and the first one, are out of range.
+        ({"since": "9999-12-31", "until": "9999-12-31"}, "Choose days between 2000-01-01 and "),
+        ({"since": "0001-01-01", "until": "0001-01-02"}, "Choose days between 2000-01-01 and "),
     ],
 )
 def test_a_bad_period_is_explained_and_the_default_shown(
@@ -338,6 +341,10 @@ def test_a_bad_period_is_explained_and_the_default_shown(
     assert response.status_code == 200
     page = response.content.decode()
     assert error in page and "Showing the last 30 days instead." in page
+    figures = admin.get(
+        reverse("dashboard"), query, headers={"HX-Request": "true", "HX-Target": "dashboard-figures"}
+    )
+    assert figures.status_code == 200 and error in figures.content.decode()
     export = admin.get(reverse("dashboard_export"), query)
     assert export.status_code == 400 and error in export.content.decode()
 

@@ -25,6 +25,7 @@ from tests.conftest import PASSWORD, make_request
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+HOST = (b"host", b"127.0.0.1:8000")  # the page's, and the socket's: the server on :8000
 IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
@@ -36,7 +37,7 @@ def cookie_for(user: User) -> tuple[bytes, bytes]:
 
 
 async def connect(path: str, *headers: tuple[bytes, bytes]) -> tuple[WebsocketCommunicator, bool]:
-    communicator = WebsocketCommunicator(application, path, headers=list(headers))
+    communicator = WebsocketCommunicator(application, path, headers=[HOST, *headers])
     connected, _ = await communicator.connect(timeout=5)
     return communicator, connected
 
@@ -48,18 +49,29 @@ def in_memory(settings: Any) -> None:
 
 @pytest.mark.usefixtures("in_memory")
 def test_anonymous_foreign_origin_and_unknown_views_are_refused(
-    people: dict[str, User], caplog: pytest.LogCaptureFixture
+    people: dict[str, User], caplog: pytest.LogCaptureFixture, settings: Any
 ) -> None:
+    settings.CSRF_TRUSTED_ORIGINS = ["https://approvals.example"]
+
     async def scenario() -> None:
         _, connected = await connect("/ws/live/?view=inbox", ORIGIN)
         assert not connected, "anonymous"
         _, connected = await connect("/ws/live/?view=inbox", (b"origin", b"http://evil.example"), cookie)
         assert not connected, "foreign origin"
+        for other in (b"http://127.0.0.1:8201", b"https://127.0.0.1:8000", b"http://127.0.0.1", b"null"):
+            _, connected = await connect("/ws/live/?view=inbox", (b"origin", other), cookie)
+            assert not connected, f"another port or scheme of the same host: {other!r}"
         _, connected = await connect("/ws/live/?view=everything", ORIGIN, cookie)
         assert not connected, "unknown view"
         _, connected = await connect("/ws/live/?view=dashboard", ORIGIN, cookie)
         assert not connected, "the staff dashboard, for a reviewer"
         communicator, connected = await connect("/ws/live/?view=inbox", ORIGIN, cookie)
+        assert connected
+        await communicator.disconnect()
+        # A trusted origin (a front proxy on another name) may, as it may POST.
+        communicator, connected = await connect(
+            "/ws/live/?view=inbox", (b"origin", b"https://approvals.example"), cookie
+        )
         assert connected
         await communicator.disconnect()
 

@@ -10,10 +10,11 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session
 from django.contrib.auth.models import User
+from django.urls import reverse
 
 from approvals.models import OutboundEmail, RequestType
 from approvals.services import notification_send
-from tests.conftest import free_port, make_request
+from tests.conftest import as_user, free_port, make_request
 from workflows.types import NotificationInput, NotificationKind
 
 
@@ -126,3 +127,19 @@ def test_a_batch_heartbeats_after_each_recipient(
     notification_send(notification=batch, heartbeat=beats.append)
     assert beats == [f"sent to user {people['reviewer1'].pk}", f"sent to user {people['reviewer2'].pk}"]
     assert sorted(m["To"] for m in smtp.messages) == ["reviewer1@example.com", "reviewer2@example.com"]
+
+
+def test_a_plain_text_email_says_what_was_written_and_the_mailbox_shows_it_once_escaped(
+    smtp: Mailbox, people: dict[str, User], purchase: RequestType
+) -> None:
+    request = make_request(people, purchase, title="O'Brien's <desk> & chair", started=True)
+    notification_send(notification=note(str(request.public_id), people["reviewer1"]))
+    message = smtp.messages[0]
+    text = next(p for p in message.walk() if p.get_content_type() == "text/plain").get_payload(decode=True)
+    assert "“O'Brien's <desk> & chair”" in text.decode()
+    html = next(p for p in message.walk() if p.get_content_type() == "text/html").get_payload(decode=True)
+    assert "O&#x27;Brien&#x27;s &lt;desk&gt; &amp; chair" in html.decode()  # HTML stays escaped
+
+    page = as_user(people["admin"]).get(reverse("mailbox")).content.decode()
+    assert "“O&#x27;Brien&#x27;s &lt;desk&gt; &amp; chair”" in page
+    assert "&amp;#x27;" not in page and "&amp;lt;" not in page

@@ -11,7 +11,9 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from approvals.models import ApprovalRequest, RequestStatus, RequestType
+from approvals import services
+from approvals.exceptions import ActionRefused
+from approvals.models import ApprovalRequest, RequestStatus, RequestType, StaffAction
 from tests.conftest import PASSWORD, make_request, project_action
 from tests.workflows.helpers import action
 from workflows.types import ActionKind
@@ -168,6 +170,27 @@ def test_rejection_without_comment_and_decided_requests_are_refused(
     response = client.post(url, {"kind": "approve", "action_id": uuid.uuid4()}, **HTMX)
     assert response.status_code == 409
     assert "already approved by reviewer2" in response.content.decode()
+
+
+def test_a_refused_staff_cancel_is_on_record_too(people: dict[str, User], purchase: RequestType) -> None:
+    request = make_request(people, purchase, started=True)
+    admin = people["admin"]
+    url = reverse("dashboard_cancel", args=[request.public_id])
+    without_reason = login(Client(), admin).post(
+        url, {"reason": " "}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="troubles"
+    )
+    assert "Say why the request is cancelled" in without_reason.content.decode()
+    project_action(request, action(ActionKind.APPROVE, people["reviewer2"]))
+    with pytest.raises(ActionRefused, match="already approved by reviewer2"):
+        services.request_cancel_by_staff(request=request, actor=admin, reason="Not needed")
+
+    records = StaffAction.objects.filter(request=request).order_by("pk")
+    assert [(r.kind, r.ok, r.actor, r.reason) for r in records] == [
+        (StaffAction.Kind.CANCEL, False, admin, ""),
+        (StaffAction.Kind.CANCEL, False, admin, "Not needed"),
+    ]
+    assert records[0].outcome == "Say why the request is cancelled: the requester will read it."
+    assert records[1].outcome.startswith("This request is already approved by reviewer2")
 
 
 def test_full_pages_and_htmx_fragments(

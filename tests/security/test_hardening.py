@@ -47,6 +47,8 @@ def test_repeated_failed_logins_lock_that_username_out_for_a_while_and_are_logge
     assert "_auth_user_id" not in client.session
     assert log_in(Client(), "requester", PASSWORD, url="/admin/login/").status_code == 429  # no way round
     assert log_in(Client(), "Requester ", PASSWORD).status_code == 429  # nor by spelling it differently
+    # nor in full-width letters, which Django reads as the same name before it checks the password
+    assert log_in(Client(), "ｒｅｑｕｅｓｔｅｒ", PASSWORD).status_code == 429
     # Someone else from the same address is not locked out.
     assert log_in(Client(), "reviewer1", PASSWORD).status_code == 302
 
