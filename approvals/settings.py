@@ -11,6 +11,7 @@ import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -151,10 +152,22 @@ WHITENOISE_USE_FINDERS = True
 
 # Channel layer: Redis in production (web and worker are separate processes), memory otherwise.
 REDIS_URL = os.environ.get("REDIS_URL", "")
+
+
+# Each consumer waits on Redis in a blocking pop of 5 s, over and over. redis-py 8 gives every
+# read a 5 s timeout by default, and whichever of the two came first decided whether an idle
+# socket lived or died; a read timeout well above the pop keeps it, and still notices a Redis
+# that went away.
+REDIS_READ_TIMEOUT_SECONDS = 30
+
+
+def redis_channel_layers(url: str) -> dict[str, Any]:
+    host = {"address": url, "socket_timeout": REDIS_READ_TIMEOUT_SECONDS}
+    return {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [host]}}}
+
+
 if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
-    }
+    CHANNEL_LAYERS = redis_channel_layers(REDIS_URL)
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 

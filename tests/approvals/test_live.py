@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -21,6 +22,7 @@ from approvals import live, services
 from approvals.asgi import application
 from approvals.consumers import SUMMARY_COALESCE_SECONDS
 from approvals.models import RequestType
+from approvals.settings import redis_channel_layers
 from tests.conftest import PASSWORD, make_request
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -28,6 +30,7 @@ ORIGIN = (b"origin", b"http://127.0.0.1:8000")
 HOST = (b"host", b"127.0.0.1:8000")  # the page's, and the socket's: the server on :8000
 IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 REDIS_URL = "redis://127.0.0.1:6379/15"
+IDLE_SECONDS = 60
 
 
 def cookie_for(user: User) -> tuple[bytes, bytes]:
@@ -138,34 +141,71 @@ def redis_reachable() -> bool:
     return True
 
 
-def test_an_update_sent_from_another_process_arrives_through_redis(
-    settings: Any, people: dict[str, User], purchase: RequestType
-) -> None:
+@pytest.fixture
+def on_redis(settings: Any) -> None:
+    """The channel layer as production configures it, on a database of its own."""
     if not redis_reachable():
         if os.environ.get("CI"):
             pytest.fail("Redis at 127.0.0.1:6379 is required under CI")
         pytest.skip("no Redis at 127.0.0.1:6379")
-    settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
-    }
-    request = make_request(people, purchase, started=True)
-    public_id = str(request.public_id)
-    cookie = cookie_for(people["reviewer1"])
+    settings.CHANNEL_LAYERS = redis_channel_layers(REDIS_URL)
+
+
+def push_from_another_process(change: str) -> None:
+    """The worker's side: another process, another event loop, only Redis in common."""
     sender = (
         "import django; django.setup()\n"
         "from asgiref.sync import async_to_sync\n"
         "from approvals import live\n"
-        f"async_to_sync(live.push)(live.Change({public_id!r}, ({people['reviewer1'].pk},)))\n"
+        f"async_to_sync(live.push)({change})\n"
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "approvals.settings", "REDIS_URL": REDIS_URL}
+    subprocess.run([sys.executable, "-c", sender], cwd=BASE_DIR, env=env, check=True, timeout=60)
+
+
+@pytest.mark.usefixtures("on_redis")
+def test_an_update_sent_from_another_process_arrives_through_redis(
+    people: dict[str, User], purchase: RequestType
+) -> None:
+    request = make_request(people, purchase, started=True)
+    public_id = str(request.public_id)
+    cookie = cookie_for(people["reviewer1"])
 
     async def scenario() -> None:
         inbox, connected = await connect("/ws/live/?view=inbox", ORIGIN, cookie)
         assert connected
-        # The worker's side: another process, another event loop, only Redis in common.
-        subprocess.run([sys.executable, "-c", sender], cwd=BASE_DIR, env=env, check=True, timeout=60)
+        push_from_another_process(f"live.Change({public_id!r}, ({people['reviewer1'].pk},))")
         row = await inbox.receive_from(timeout=10)
         assert row.startswith(f'<tr id="request-{public_id}"')
         await inbox.disconnect()
+
+    async_to_sync(scenario)()
+
+
+@pytest.mark.usefixtures("on_redis")
+def test_pages_left_idle_for_a_minute_on_redis_still_hear_the_next_push(
+    people: dict[str, User], purchase: RequestType
+) -> None:
+    # Each idle socket waits on Redis in a blocking pop of a few seconds, over and over: a read
+    # timeout of the Redis client as short as that pop closed idle sockets now and then.
+    request = make_request(people, purchase, started=True)
+    public_id = str(request.public_id)
+    cookies = {name: cookie_for(people[name]) for name in ("reviewer1", "reviewer2", "requester")}
+    pages = [("reviewer1", "inbox"), ("reviewer2", "inbox"), ("requester", "mine")] * 4
+
+    async def scenario() -> None:
+        sockets = []
+        for name, view in pages:
+            communicator, connected = await connect(f"/ws/live/?view={view}", ORIGIN, cookies[name])
+            assert connected
+            sockets.append(communicator)
+        await asyncio.sleep(IDLE_SECONDS)
+        for communicator in sockets:
+            assert await communicator.receive_nothing(timeout=0.1), "nothing was pushed yet"
+        ids = (people["reviewer1"].pk, people["reviewer2"].pk, people["requester"].pk)
+        push_from_another_process(f"live.Change({public_id!r}, {ids!r})")
+        for communicator in sockets:
+            assert f'-{public_id}">' in await communicator.receive_from(timeout=10)  # its row
+            await communicator.disconnect()
 
     async_to_sync(scenario)()
