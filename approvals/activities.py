@@ -2,18 +2,20 @@
 workflow calls them by.
 
 The ORM is synchronous, so each runs its service in a thread with fresh database connections.
-Errors a retry cannot fix are raised as non-retryable, so the workflow learns at once (and
-staff see them on the dashboard); anything else is retried with backoff.
+Errors a retry cannot fix (no such request, input no database keeps) are raised as
+non-retryable, so the workflow learns at once; anything else is retried with backoff. Every
+failed attempt is noted in the read model, so that staff see a step that keeps failing while
+Temporal retries it (services.trouble).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import logging
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import TypeVar
 
-from django.db import close_old_connections
+from django.db import DatabaseError, DataError, IntegrityError, close_old_connections
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -31,42 +33,80 @@ from workflows.types import (
     Projection,
 )
 
-P = ParamSpec("P")
+logger = logging.getLogger(__name__)
 R = TypeVar("R")
+UNIQUE_VIOLATION = "23505"  # SQLSTATE: a race an upsert's retry resolves, unlike the others
 
 
-def _service(fn: Callable[P, R]) -> Callable[P, R]:
-    """Run a service with fresh database connections, its domain errors told as Temporal's."""
+def _classified(exc: Exception) -> Exception:
+    """The error as the workflow should see it: non-retryable when retrying cannot help."""
+    if isinstance(exc, NotFound):
+        return ApplicationError(str(exc), type=NOT_FOUND, non_retryable=True)
+    if isinstance(exc, InvalidInput | DataError | UnicodeError):
+        return ApplicationError(f"Cannot be kept: {exc}", type=INVALID, non_retryable=True)
+    if isinstance(exc, IntegrityError) and not _unique_violation(exc):
+        return ApplicationError(f"Cannot be kept: {exc}", type=INVALID, non_retryable=True)
+    return exc
 
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+
+def _unique_violation(exc: IntegrityError) -> bool:
+    return getattr(exc.__cause__, "sqlstate", None) == UNIQUE_VIOLATION or "UNIQUE constraint" in str(exc)
+
+
+def _run(name: str, request_id: str, service: Callable[[], R]) -> R:
+    """Run a service with fresh database connections; note a failed attempt, and clear the note
+    when a later attempt succeeds."""
+    attempt = activity.info().attempt
+    close_old_connections()
+    try:
+        result = service()
+    except Exception as exc:
+        error = _classified(exc)
+        retrying = not (isinstance(error, ApplicationError) and error.non_retryable)
+        _noted(
+            services.activity_failure_note, request_id, name, attempt=attempt, error=exc, retrying=retrying
+        )
+        if error is exc:
+            raise
+        raise error from exc
+    else:
+        if attempt > 1:
+            _noted(services.activity_failure_clear, request_id, name)
+        return result
+    finally:
         close_old_connections()
-        try:
-            return fn(*args, **kwargs)
-        except NotFound as exc:
-            raise ApplicationError(str(exc), type=NOT_FOUND, non_retryable=True) from exc
-        except InvalidInput as exc:
-            raise ApplicationError(str(exc), type=INVALID, non_retryable=True) from exc
-        finally:
-            close_old_connections()
 
-    return wrapper
+
+def _noted(note: Callable[..., None], request_id: str, name: str, **details: object) -> None:
+    """Note it if the database lets us: a database that is away is the failure itself."""
+    try:
+        close_old_connections()
+        note(request_id=request_id, activity=name, **details)
+    except DatabaseError as exc:
+        logger.warning("Could not note how %s of %s went: %s", name, request_id, exc)
 
 
 @activity.defn(name=RESOLVE_APPROVERS)
 def resolve_approvers(assign: AssignInput) -> list[Assignee]:
-    return _service(services.approvers_resolve)(assign=assign)
+    return _run(RESOLVE_APPROVERS, assign.request_id, lambda: services.approvers_resolve(assign=assign))
 
 
 @activity.defn(name=PROJECT_STATE)
 async def project_state(projection: Projection) -> None:
     """Project the state into the read model; once that has committed, tell the open pages."""
-    await live.push(await asyncio.to_thread(_service(services.request_project), projection=projection))
+    change = await asyncio.to_thread(
+        _run, PROJECT_STATE, projection.request_id, lambda: services.request_project(projection=projection)
+    )
+    await live.push(change)
 
 
 @activity.defn(name=SEND_NOTIFICATION)
 def send_notification(notification: NotificationInput) -> None:
-    _service(services.notification_send)(notification=notification, heartbeat=activity.heartbeat)
+    _run(
+        SEND_NOTIFICATION,
+        notification.request_id,
+        lambda: services.notification_send(notification=notification, heartbeat=activity.heartbeat),
+    )
 
 
-ACTIVITIES: list[Callable[..., Any]] = [resolve_approvers, project_state, send_notification]
+ACTIVITIES: list[Callable[..., object]] = [resolve_approvers, project_state, send_notification]

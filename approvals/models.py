@@ -496,3 +496,25 @@ class StaffAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} of {self.request} by {self.actor}"
+
+
+class ActivityFailure(models.Model):
+    """A step (activity) of a request's workflow that keeps failing: Temporal retries it, or gave
+    up when retrying cannot help. Noted by the activity itself on each failed attempt and cleared
+    when it succeeds, so that staff see it on the dashboard while Temporal keeps retrying."""
+
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="activity_failures")
+    activity = models.CharField(max_length=60)
+    attempt = models.PositiveIntegerField(help_text="The attempt that failed last.")
+    error = models.TextField()
+    retrying = models.BooleanField(
+        default=True, help_text="False: retrying cannot help, so Temporal stopped."
+    )
+    first_failed_at = models.DateTimeField()
+    last_failed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["request", "activity"], name="one_failure_per_step")]
+
+    def __str__(self) -> str:
+        return f"{self.activity} of {self.request}: attempt {self.attempt}"

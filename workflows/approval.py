@@ -17,7 +17,9 @@ Rules the policy leaves to the engine:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -32,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         RESOLVE_APPROVERS,
         SEND_NOTIFICATION,
         Action,
+        ActionKind,
         ActionResult,
         ApprovalInput,
         Assignee,
@@ -55,6 +58,10 @@ ACTIVITY_RETRY = RetryPolicy(
 REFUSED = "Refused"
 # The answer to an update waits until the read model shows what it did.
 PATCH_ANSWER_WHEN_PROJECTED = "answer-once-projected"
+# A delegate is looked up in the read model (an activity) before the delegation is taken.
+PATCH_DELEGATE_LOOKED_UP = "delegate-looked-up"
+NO_SUCH_DELEGATE = "There is no active person by that id to delegate to (nor may the requester be one)."
+DELEGATE_BY_UPDATE = "Delegation is taken as an update only, so that the delegate is looked up first."
 
 
 @workflow.defn
@@ -240,25 +247,40 @@ class ApprovalWorkflow:
     # --- Messages -----------------------------------------------------------------------------
 
     def _problem(self, action: Action) -> str | None:
-        if bad := rules.malformed(action):
-            return bad
         if self.review.answered(action.action_id):
             return None  # a repeat of an action already applied: answered as the first time
         return rules.problem(self.review.state, action)
 
     @workflow.signal
-    def act(self, action: Action) -> None:
-        """Fire-and-forget actions (email links, integrations): invalid ones are logged and dropped."""
-        if problem := self._problem(action):
-            who = (getattr(action, "kind", type(action).__name__), getattr(action, "actor_id", "?"))
+    def act(self, payload: Any) -> None:
+        """Fire-and-forget actions (email links, integrations): invalid ones are logged and dropped.
+
+        The payload is plain JSON, read strictly by `rules.parse_action` (see there why)."""
+        action = rules.parse_action(payload)
+        problem = action if isinstance(action, str) else self._problem(action)
+        if isinstance(action, Action) and action.kind == ActionKind.DELEGATE and not problem:
+            # A delegate is looked up before it is taken (see submit_action), which a signal
+            # cannot wait for: delegation comes as an update only.
+            if workflow.patched(PATCH_DELEGATE_LOOKED_UP):
+                problem = DELEGATE_BY_UPDATE
+        if problem or isinstance(action, str):
+            who = (payload.get("kind"), payload.get("actor_id")) if isinstance(payload, dict) else ("?", "?")
             workflow.logger.warning("Refused %s by %s: %s", *who, problem)
             return
         handlers.apply(self.review, action)
 
     @workflow.update
-    async def submit_action(self, action: Action) -> ActionResult:
+    async def submit_action(self, payload: Any) -> ActionResult:
         """Browser actions, weighed by the validator just before this runs in the same task: the
         answer says what happened, once the read model shows it."""
+        action = rules.parse_action(payload)
+        assert isinstance(action, Action)  # the validator read it
+        if (
+            action.kind == ActionKind.DELEGATE
+            and not self.review.answered(action.action_id)
+            and workflow.patched(PATCH_DELEGATE_LOOKED_UP)
+        ):
+            action = await self._delegate_looked_up(action)
         result = handlers.apply(self.review, action)
         if workflow.patched(PATCH_ANSWER_WHEN_PROJECTED):
             self._answers_waiting += 1
@@ -268,9 +290,24 @@ class ApprovalWorkflow:
                 self._answers_waiting -= 1
         return result
 
-    @submit_action.validator
-    def _validate_action(self, action: Action) -> None:
+    async def _delegate_looked_up(self, action: Action) -> Action:
+        """The delegation, to the person the read model knows by that id (their name from there,
+        not from the payload); refused when there is no such active person. The request may
+        have moved while the lookup ran: the rules weigh it again."""
+        assert action.delegate_id is not None
+        found = await self._resolve([action.delegate_id], [], level=0)
+        if not found:
+            raise ApplicationError(NO_SUCH_DELEGATE, type=REFUSED, non_retryable=True)
+        # (Someone away has their stand-in found instead, as when a stage assigns them.)
+        action = dataclasses.replace(action, delegate_id=found[0].user_id, delegate_name=found[0].name)
         if problem := self._problem(action):
+            raise ApplicationError(problem, type=REFUSED, non_retryable=True)
+        return action
+
+    @submit_action.validator
+    def _validate_action(self, payload: Any) -> None:
+        action = rules.parse_action(payload)
+        if problem := action if isinstance(action, str) else self._problem(action):
             raise ApplicationError(problem, type=REFUSED, non_retryable=True)
 
     @workflow.query

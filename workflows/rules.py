@@ -252,15 +252,83 @@ def _title_limit() -> str:
 
 
 def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return type(value) is int  # exactly: not a bool (an int to Python), nor a float
+
+
+def _keepable(text: str) -> bool:
+    """Text a database can keep: no NUL, and valid Unicode (no lone surrogate, which JSON can
+    carry and UTF-8 cannot)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+ACTION_TEXTS = ("actor_name", "comment", "action_id", "delegate_name")
+
+
+def parse_action(payload: object) -> Action | str:
+    """The action a signal's or an update's payload carries, read strictly from its JSON; or why
+    it carries none.
+
+    The SDK's own conversion would turn 2.5 or true into a person's id (2, 1) before any check
+    could see it, so the workflow takes its payloads as plain JSON and reads them here: each
+    field of its exact type, missing ones at their defaults, unknown ones ignored (a newer
+    sender may add some). What is read is then weighed by `malformed`, then by the rules."""
+    if isinstance(payload, Action):  # sent in-process (tests, the replayer): already typed
+        return malformed(payload) or payload
+    if not isinstance(payload, dict):
+        return "This is not an action."
+    kind = payload.get("kind")
+    if not isinstance(kind, str) or kind not in set(ActionKind):
+        return "Unknown kind of action."
+    ints = {name: payload.get(name, 0) for name in ("actor_id", "extend_seconds")}
+    if not all(_is_int(value) for value in ints.values()) or "actor_id" not in payload:
+        return "The action names no valid person."
+    delegate_id = payload.get("delegate_id")
+    if delegate_id is not None and not _is_int(delegate_id):
+        return "The action names no valid person to delegate to."
+    texts = {name: payload.get(name, "") for name in ACTION_TEXTS}
+    as_staff = payload.get("as_staff", False)
+    if not all(isinstance(text, str) for text in texts.values()) or not isinstance(as_staff, bool):
+        return "The action is not well formed."
+    content = _parse_content(payload.get("content"))
+    if isinstance(content, str):
+        return content
+    action = Action(
+        kind=ActionKind(kind),
+        delegate_id=delegate_id,
+        content=content,
+        as_staff=as_staff,
+        **ints,
+        **texts,
+    )
+    return malformed(action) or action
+
+
+def _parse_content(raw: object) -> Content | None | str:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        return "The request's new content is not well formed."
+    title, details, amount = raw.get("title"), raw.get("details", ""), raw.get("amount")
+    if not isinstance(title, str) or not isinstance(details, str):
+        return "The request's new content is not well formed."
+    if amount is not None and not isinstance(amount, str):
+        return "The amount is not a number."
+    return Content(title, details, amount)
 
 
 def malformed(action: object) -> str | None:
     """Why a payload sent as an action is not one that can be weighed; None when it is.
 
     Signals and updates reach the workflow from whoever can talk to Temporal, and a handler
-    that raises on a bad payload fails the workflow task on every replay: the request would be
-    stuck for good. So the shape is checked before anything else reads it."""
+    that raises on a bad payload fails the workflow task on every replay, as an activity fails
+    on text no database keeps: the request would be stuck for good. So the shape is checked
+    before anything else reads it."""
     if not isinstance(action, Action):
         return "This is not an action."
     if not isinstance(action.kind, ActionKind):
@@ -274,8 +342,8 @@ def malformed(action: object) -> str | None:
         return "The action is not well formed."
     if not isinstance(action.as_staff, bool):
         return "The action is not well formed."
-    if any("\x00" in text for text in texts):  # no database keeps it: the projection would fail
-        return "The action holds a character that cannot be kept (NUL)."
+    if not all(_keepable(text) for text in texts):
+        return "The action holds characters that cannot be kept (NUL, or invalid Unicode)."
     return _malformed_content(action.content)
 
 
@@ -286,8 +354,8 @@ def _malformed_content(content: object) -> str | None:
         isinstance(text, str) for text in (content.title, content.details)
     ):
         return "The request's new content is not well formed."
-    if "\x00" in content.title + content.details:
-        return "The request's new content holds a character that cannot be kept (NUL)."
+    if not (_keepable(content.title) and _keepable(content.details)):
+        return "The request's new content holds characters that cannot be kept (NUL, or invalid Unicode)."
     if content.amount is not None:
         try:
             if not isinstance(content.amount, str) or not Decimal(content.amount).is_finite():

@@ -25,6 +25,8 @@ from approvals.services.routing import StagePreview, routing_preview
 from approvals.services.staff import request_cancel_by_staff, request_retry_by_staff
 from approvals.services.trouble import (
     Trouble,
+    activity_failure_clear,
+    activity_failure_note,
     request_stopped_note,
     workflows_in_trouble,
     workflows_stopped_note,
@@ -35,6 +37,8 @@ __all__ = [
     "LinkRefused",
     "StagePreview",
     "Trouble",
+    "activity_failure_clear",
+    "activity_failure_note",
     "approval_input_for",
     "approvers_resolve",
     "email_link_check",

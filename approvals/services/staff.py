@@ -21,6 +21,7 @@ from approvals.services.actions import request_act
 from approvals.services.notifications import notification_send
 from approvals.services.projection import request_change, request_project
 from approvals.services.requests import request_start_workflow
+from approvals.services.trouble import activity_failure_clear
 from workflows import handlers, rules
 from workflows.review import Review
 from workflows.types import Action, ActionKind
@@ -161,6 +162,7 @@ def request_retry_by_staff(*, request: ApprovalRequest, actor: User) -> StaffAct
         audit.run_id = temporal.retry_stopped(request.public_id, run.run_id, reason)
     except (ValueError, temporal.TemporalError) as exc:
         raise audit.refused(f"Temporal did not retry it: {exc}") from exc
+    activity_failure_clear(request_id=str(request.public_id))
     if ApprovalRequest.objects.filter(pk=request.pk).exclude(workflow_stopped="").update(workflow_stopped=""):
         push_after_commit(request_change(request))
     return audit.done(

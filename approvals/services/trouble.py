@@ -5,8 +5,10 @@ Trouble is found in two places. Temporal knows which runs failed, were terminate
 and which keep failing their workflow tasks (the `TemporalReportedProblems` search attribute,
 which the dev server here is started to set). The read model knows what should have happened
 by now: a request saved but never started, one started but never projected, one whose deadline
-passed long ago without the workflow moving it. Each candidate's latest run is then described,
-so that staff see why (a failing activity, its attempt and error).
+passed long ago without the workflow moving it, one whose activities keep failing (each failed
+attempt is noted by the activity itself: Temporal retries it without anything to list). Each
+candidate's latest run is then described, so that staff see why (a failing activity, its
+attempt and error).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from django.utils.timesince import timesince
 
 from approvals import client as temporal
 from approvals.live import Change, push_after_commit
-from approvals.models import OPEN_STATUSES, ApprovalRequest
+from approvals.models import OPEN_STATUSES, ActivityFailure, ApprovalRequest
 from approvals.services.projection import request_change
 from workflows.types import RequestStatus
 
@@ -32,6 +34,8 @@ NOT_PROJECTED_AFTER = timedelta(minutes=2)
 LATE_AFTER = timedelta(minutes=15)  # a deadline this far past: its timer should have moved it
 STOPPED = "Its workflow stopped"
 FAILING = "Keeps failing in Temporal"
+STEP_FAILING = "A step of its workflow keeps failing"
+FAILURES_LISTED = 3  # failed attempts in a row before a step is listed (one may be a blip)
 UNREACHABLE_NOTE = "Temporal could not be reached, so only what the database shows is listed."
 
 
@@ -90,6 +94,13 @@ def workflows_in_trouble(*, limit: int = 20) -> tuple[list[Trouble], str]:
         note, listed = UNREACHABLE_NOTE, {}
     for request in open_requests.filter(public_id__in=list(listed)):
         add(request, listed[str(request.public_id)])
+    failing_steps = ActivityFailure.objects.filter(
+        request__status__in=OPEN_STATUSES, attempt__gte=FAILURES_LISTED
+    ) | ActivityFailure.objects.filter(request__status__in=OPEN_STATUSES, retrying=False)
+    for failure in failing_steps.select_related("request__request_type", "request__requester").order_by(
+        "first_failed_at"
+    )[:limit]:
+        add(failure.request, STEP_FAILING, failure_words(failure))
     not_projected = open_requests.filter(
         status=RequestStatus.SUBMITTED, workflow_started_at__lt=now - NOT_PROJECTED_AFTER
     )
@@ -135,6 +146,46 @@ def _describe(troubles: list[Trouble]) -> None:
         elif run.status == temporal.RunStatus.RUNNING:
             trouble.details += run.problems
             trouble.resolved = trouble.problem == STOPPED and not trouble.details
+
+
+def failure_words(failure: ActivityFailure) -> str:
+    since = timesince(failure.first_failed_at, timezone.now())
+    then = "Temporal retries it" if failure.retrying else "retrying cannot help, so Temporal gave up"
+    attempt = f"{failure.activity}: attempt {failure.attempt} failed"
+    return f"{attempt} ({then}; failing for {since}): {failure.error}"
+
+
+def activity_failure_note(
+    *, request_id: str, activity: str, attempt: int, error: Exception, retrying: bool
+) -> None:
+    """Note a failed attempt of one of a request's activities (for a request that exists)."""
+    request = ApprovalRequest.objects.filter(public_id=request_id).only("pk").first()
+    if request is None:
+        return
+    now = timezone.now()
+    ActivityFailure.objects.update_or_create(
+        request=request,
+        activity=activity,
+        defaults={
+            "attempt": attempt,
+            "error": f"{type(error).__name__}: {error}"[:2000],
+            "retrying": retrying,
+            "last_failed_at": now,
+        },
+        create_defaults={
+            "attempt": attempt,
+            "error": f"{type(error).__name__}: {error}"[:2000],
+            "retrying": retrying,
+            "first_failed_at": now,
+            "last_failed_at": now,
+        },
+    )
+
+
+def activity_failure_clear(*, request_id: str, activity: str = "") -> None:
+    """The activity succeeded (or, with no activity named, staff retried the workflow)."""
+    failures = ActivityFailure.objects.filter(request__public_id=request_id)
+    (failures.filter(activity=activity) if activity else failures).delete()
 
 
 # --- What everyone reads of a stopped workflow ----------------------------------------------------

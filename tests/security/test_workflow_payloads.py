@@ -108,7 +108,10 @@ def test_a_requester_resubmitting_nonsense_is_refused_and_the_stage_still_works(
         loop, handle, action(ActionKind.RESUBMIT, requester, content=Content(title="x" * 201))
     ) == ("Titles are limited to 200 characters.")
     nul = action(ActionKind.COMMENT, requester, "a\x00b")
-    assert refused(loop, handle, nul) == "The action holds a character that cannot be kept (NUL)."
+    assert (
+        refused(loop, handle, nul)
+        == "The action holds characters that cannot be kept (NUL, or invalid Unicode)."
+    )
     signal(loop, handle, nul)
     loop.run(handle.signal("act", None))
     answer = act(
@@ -116,4 +119,56 @@ def test_a_requester_resubmitting_nonsense_is_refused_and_the_stage_still_works(
     )
     assert answer.status == Status.IN_REVIEW
     assert state(loop, handle).content.amount == "1200.50"
+    assert failed_tasks(loop, handle) == 0
+
+
+def test_a_lone_surrogate_an_unknown_delegate_and_coerced_ids_sent_to_temporal_never_freeze_the_read_model(
+    loop: LoopThread,
+    launch: Callable[..., WorkflowHandle[Any, Any]],  # noqa: F811
+    people: dict[str, User],
+    purchase: RequestType,
+) -> None:
+    request = make_request(people, purchase)
+    handle = launch(request, value_to_type(Policy, request.policy))
+    reviewer = people["reviewer1"]
+
+    def raw(kind: str, **fields: Any) -> dict[str, Any]:
+        sent = {
+            "kind": kind,
+            "actor_id": reviewer.pk,
+            "actor_name": "reviewer1",
+            "action_id": str(uuid.uuid4()),
+        }
+        return {**sent, **fields}
+
+    def update(payload: dict[str, Any]) -> str:
+        with pytest.raises(WorkflowUpdateFailedError) as failed:
+            loop.run(handle.execute_update("submit_action", payload, id=payload["action_id"]), timeout=30)
+        assert isinstance(failed.value.cause, ApplicationError)
+        return failed.value.cause.message
+
+    poison = [
+        raw("comment", comment="\ud800"),  # no UTF-8, so no database, can keep it
+        raw("delegate", delegate_id=999_999, delegate_name="ghost"),  # nobody by that id
+        raw("approve", actor_id=float(reviewer.pk)),  # would be read as reviewer1's id
+        raw("approve", actor_id=reviewer.pk + 0.5),
+        raw("approve", as_staff=1),
+    ]
+    for payload in poison:
+        loop.run(handle.signal("act", payload), timeout=10)  # dropped
+    assert "invalid Unicode" in update(raw("comment", comment="\ud800"))
+    assert update(raw("delegate", delegate_id=999_999)).startswith("There is no active person by that id")
+    assert "names no valid person" in update(raw("approve", actor_id=float(reviewer.pk)))
+    assert (
+        update(raw("delegate", delegate_id=people["requester"].pk))
+        == "The requester cannot approve their own request."
+    )
+
+    # The read model follows: the next approval is projected, and the request is approved there.
+    answer = act(loop, handle, action(ActionKind.APPROVE, people["reviewer2"], "Fine"))
+    assert answer.status == Status.APPROVED
+    request.refresh_from_db()
+    assert request.status == Status.APPROVED and request.decided_by == people["reviewer2"]
+    assert [e.kind for e in request.events.order_by("seq")][-3:] == ["approval", "stage_approved", "approved"]
+    assert not request.events.filter(kind="comment").exists() and not request.activity_failures.exists()
     assert failed_tasks(loop, handle) == 0

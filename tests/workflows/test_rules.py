@@ -11,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from workflows import handlers, rules
 from workflows.review import PATCH_SKIPPED_STAGES, Review
@@ -102,7 +104,8 @@ def test_who_may_do_what_on_a_request_under_review() -> None:
             rules.Why.INVALID,
             "second is already",
         ),
-        (act(ActionKind.APPROVE, FIRST, "\x00"), rules.Why.INVALID, "cannot be kept (NUL)"),
+        (act(ActionKind.APPROVE, FIRST, "\x00"), rules.Why.INVALID, "cannot be kept (NUL"),
+        (act(ActionKind.COMMENT, FIRST, "\ud800"), rules.Why.INVALID, "or invalid Unicode"),
     ],
     ids=lambda value: value.kind.value if isinstance(value, Action) else "",
 )
@@ -140,6 +143,69 @@ def test_the_forms_get_each_problem_on_its_field() -> None:
     problems = rules.input_problems(act(ActionKind.RESUBMIT, REQUESTER, content=Content("x" * 201)))
     assert problems == {"title": "Titles are limited to 200 characters."}
     assert rules.input_problems(act(ActionKind.APPROVE, FIRST)) == {}
+
+
+def test_payloads_are_read_strictly_before_anything_weighs_them() -> None:
+    sent = {"kind": "approve", "actor_id": FIRST, "actor_name": "first", "action_id": "a-1"}
+    assert rules.parse_action(sent) == Action(ActionKind.APPROVE, FIRST, "first", action_id="a-1")
+    # What a JSON payload can hold that the SDK would have coerced, or a database cannot keep.
+    for change, problem in [
+        ({"actor_id": 11.5}, "names no valid person"),
+        ({"actor_id": 11.0}, "names no valid person"),
+        ({"actor_id": True}, "names no valid person"),
+        ({"actor_id": "11"}, "names no valid person"),
+        ({"extend_seconds": 3600.5}, "names no valid person"),
+        ({"delegate_id": False}, "no valid person to delegate to"),
+        ({"kind": ["approve"]}, "Unknown kind"),
+        ({"kind": "approve!"}, "Unknown kind"),
+        ({"as_staff": 1}, "not well formed"),
+        ({"comment": 7}, "not well formed"),
+        ({"comment": "\ud800"}, "invalid Unicode"),
+        ({"actor_name": "a\x00"}, "cannot be kept (NUL"),
+        ({"content": {"title": "x", "amount": 12}}, "The amount is not a number."),
+        ({"content": {"title": "\udfff"}}, "invalid Unicode"),
+        ({"content": "x"}, "content is not well formed"),
+    ]:
+        read = rules.parse_action({**sent, **change})
+        assert isinstance(read, str) and problem in read, (change, read)
+    assert rules.parse_action({"kind": "approve"}) == "The action names no valid person."
+    assert rules.parse_action(None) == rules.parse_action([sent]) == "This is not an action."
+    # A newer sender's extra field is ignored; an older one's missing fields take their defaults.
+    assert rules.parse_action({**sent, "priority": 3}) == rules.parse_action(sent)
+
+
+json_leaf = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+json_value = st.recursive(
+    json_leaf,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+)
+field_value = {
+    "kind": st.sampled_from([k.value for k in ActionKind]) | json_value,
+    "actor_id": st.integers() | st.floats() | st.booleans() | json_value,
+    "delegate_id": st.none() | st.integers() | st.floats() | st.booleans() | json_value,
+    "extend_seconds": st.integers() | st.floats() | json_value,
+    "comment": st.text() | st.just("\ud800") | json_value,
+    "as_staff": st.booleans() | json_value,
+    "content": st.none()
+    | st.fixed_dictionaries({"title": st.text(max_size=5) | json_value}, optional={"amount": json_value})
+    | json_value,
+}
+
+
+@hypothesis.settings(max_examples=300, deadline=None, database=None)
+@hypothesis.given(payload=st.fixed_dictionaries({}, optional=field_value) | json_value)
+def test_any_payload_reads_as_an_action_of_exact_types_or_as_a_reason(payload: Any) -> None:
+    read = rules.parse_action(payload)
+    if isinstance(read, str):
+        assert read  # a reason a person or a program can act on
+        return
+    assert type(read.actor_id) is int and type(read.extend_seconds) is int
+    assert read.delegate_id is None or type(read.delegate_id) is int
+    assert type(read.as_staff) is bool
+    for text in (read.actor_name, read.comment, read.action_id, read.delegate_name):
+        text.encode("utf-8")  # and so a database keeps it
+    # Whatever the rules make of it, they say so without raising.
+    rules.refusal(under_review().state, read)
 
 
 def test_handlers_move_the_request_and_queue_what_it_calls_for() -> None:
