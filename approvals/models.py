@@ -10,7 +10,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from workflows.rules import MAX_TITLE
+from workflows.rules import MAX_DETAILS, MAX_TITLE
 from workflows.types import (
     FINAL_STATUSES,
     EventKind,
@@ -175,7 +175,7 @@ class ApprovalRequest(models.Model):
     request_type = models.ForeignKey(RequestType, on_delete=models.PROTECT, related_name="requests")
     requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="requests")
     title = models.CharField(max_length=MAX_TITLE)
-    details = models.TextField(blank=True)
+    details = models.TextField(blank=True, max_length=MAX_DETAILS)
     amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     revision = models.PositiveIntegerField(default=1)
     # The policy as it was on submission (workflows.types.Policy): the workflow starts from this
@@ -270,7 +270,7 @@ class RequestRevision(models.Model):
     request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="revisions")
     number = models.PositiveIntegerField()
     title = models.CharField(max_length=MAX_TITLE)
-    details = models.TextField(blank=True)
+    details = models.TextField(blank=True, max_length=MAX_DETAILS)
     amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -27,7 +27,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 
 with workflow.unsafe.imports_passed_through():
     from workflows import handlers, rules, timers
-    from workflows.review import Review
+    from workflows.review import Review, projection_part
     from workflows.types import (
         NON_RETRYABLE_ERROR_TYPES,
         PROJECT_STATE,
@@ -39,8 +39,10 @@ with workflow.unsafe.imports_passed_through():
         ApprovalInput,
         Assignee,
         AssignInput,
+        Content,
         Decided,
         EventKind,
+        Policy,
         RequestState,
         RequestStatus,
     )
@@ -61,6 +63,12 @@ PATCH_ANSWER_WHEN_PROJECTED = "answer-once-projected"
 # A delegate is looked up in the read model (an activity) before the delegation is taken.
 PATCH_DELEGATE_LOOKED_UP = "delegate-looked-up"
 NO_SUCH_DELEGATE = "There is no active person by that id to delegate to (nor may the requester be one)."
+# Projections go in parts of bounded size, the events are projected before continuing as new,
+# and actions wait while too many events wait for the read model.
+PATCH_BOUNDED_PROJECTIONS = "bounded-projections"
+PROJECTION_BUDGET = 64_000  # bytes of JSON at most for the text of one projection's events
+MAX_BACKLOG = 1000  # events in memory, each one comment at most: memory stays bounded
+BACKLOGGED = "The request is catching up with what was sent before; try again in a minute."
 DELEGATE_BY_UPDATE = "Delegation is taken as an update only, so that the delegate is looked up first."
 
 
@@ -80,6 +88,7 @@ class ApprovalWorkflow:
         # Every event up to this one is in the read model (those carried over are not yet).
         unsent = [entry.seq for entry in self.review.events]
         self._projected_seq = min(unsent) - 1 if unsent else state.seq
+        self._projected_revision = 0  # whose content the read model has (0: send it anyway)
         self._answers_waiting = 0
 
     # --- Main loop ----------------------------------------------------------------------------
@@ -185,15 +194,22 @@ class ApprovalWorkflow:
         review = self.review
         events, participants, notifications = review.take_effects()
         try:
-            if events:
+            while events:
+                # However many events piled up, each projection stays well below Temporal's
+                # payload limit: a batch too large goes in parts (the first carries the people).
+                part = events[: projection_part(events, PROJECTION_BUDGET)]
+                if len(part) < len(events) and not workflow.patched(PATCH_BOUNDED_PROJECTIONS):
+                    part = events
+                revision = review.state.revision
                 await workflow.execute_activity(
                     PROJECT_STATE,
-                    review.projection(events, participants),
+                    review.projection(part, participants, with_content=self._projected_revision != revision),
                     start_to_close_timeout=ACTIVITY_TIMEOUT,
                     retry_policy=ACTIVITY_RETRY,
                 )
-                self._projected_seq = max(self._projected_seq, max(e.seq for e in events))
-                events, participants = [], []
+                self._projected_revision = revision
+                self._projected_seq = max(self._projected_seq, max(e.seq for e in part))
+                events, participants = events[len(part) :], []
             while notifications:
                 await workflow.execute_activity(
                     SEND_NOTIFICATION,
@@ -224,21 +240,27 @@ class ApprovalWorkflow:
         )
 
     async def _continue_as_new(self) -> None:
-        # Let running handlers finish (projecting what an answer waits for); what they produced
-        # and is not yet projected or sent travels with the state, and the next run does it first.
+        # Let running handlers finish (projecting what an answer waits for). What they produced
+        # is projected first (the next run carries only the emails not sent yet); older runs
+        # carried the events too.
+        bounded = workflow.patched(PATCH_BOUNDED_PROJECTIONS)
         while True:
             await workflow.wait_condition(lambda: workflow.all_handlers_finished() or self._answer_waits())
-            if workflow.all_handlers_finished():
+            if bounded and self.review.events:
+                await self._flush_batch()
+            elif workflow.all_handlers_finished():
                 break
-            await self._flush_batch()
+            else:
+                await self._flush_batch()
         state = self.review.carried()
         workflow.continue_as_new(
             ApprovalInput(
                 request_id=state.request_id,
                 requester_id=state.requester_id,
                 requester_name=state.requester_name,
-                policy=state.policy,
-                content=state.content,
+                # Once only: the carried state holds them (the next run reads them from there).
+                policy=Policy(state.policy.request_type, []) if bounded else state.policy,
+                content=Content(state.content.title) if bounded else state.content,
                 history_limit=self._input.history_limit,
                 carried=state,
             )
@@ -250,6 +272,11 @@ class ApprovalWorkflow:
         if self.review.answered(action.action_id):
             return None  # a repeat of an action already applied: answered as the first time
         return rules.problem(self.review.state, action)
+
+    def _backlogged(self) -> bool:
+        """More events wait for the read model than the workflow will hold: new actions wait
+        too, so that what it carries stays bounded (the read model is away, or very slow)."""
+        return len(self.review.events) >= MAX_BACKLOG
 
     @workflow.signal
     def act(self, payload: Any) -> None:
@@ -263,6 +290,8 @@ class ApprovalWorkflow:
             # cannot wait for: delegation comes as an update only.
             if workflow.patched(PATCH_DELEGATE_LOOKED_UP):
                 problem = DELEGATE_BY_UPDATE
+        if not problem and self._backlogged() and workflow.patched(PATCH_BOUNDED_PROJECTIONS):
+            problem = BACKLOGGED
         if problem or isinstance(action, str):
             who = (payload.get("kind"), payload.get("actor_id")) if isinstance(payload, dict) else ("?", "?")
             workflow.logger.warning("Refused %s by %s: %s", *who, problem)
@@ -307,8 +336,12 @@ class ApprovalWorkflow:
     @submit_action.validator
     def _validate_action(self, payload: Any) -> None:
         action = rules.parse_action(payload)
-        if problem := action if isinstance(action, str) else self._problem(action):
+        if isinstance(action, str):
+            raise ApplicationError(action, type=REFUSED, non_retryable=True)
+        if problem := self._problem(action):
             raise ApplicationError(problem, type=REFUSED, non_retryable=True)
+        if self._backlogged() and not self.review.answered(action.action_id):
+            raise ApplicationError(BACKLOGGED, type=REFUSED, non_retryable=True)
 
     @workflow.query
     def state(self) -> RequestState:

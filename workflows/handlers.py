@@ -88,14 +88,13 @@ def _approve(review: Review, action: Action) -> str:
     stage = review.state.stage
     assert stage is not None
     me = next(a for a in stage.assignees if a.user_id == action.actor_id)
-    vote = Vote(
-        action.actor_id, action.actor_name, review.now(), review.state.revision, action.comment.strip()
-    )
+    # The vote without its comment, which the timeline keeps (the state stays small).
+    vote = Vote(action.actor_id, action.actor_name, review.now(), review.state.revision)
     stage.approvals.append(vote)
     _record(review, EventKind.APPROVAL, action, detail=f"{len(stage.approvals)} of {stage.required}")
     # Someone an escalation added closes the stage outright.
     if me.level > 0 or len(stage.approvals) >= stage.required:
-        review.stage_approved(Decided(vote.user_id, vote.name, vote.at, vote.comment))
+        review.stage_approved(Decided(vote.user_id, vote.name, vote.at, action.comment.strip()))
         return f"Stage “{stage.name}” is approved."
     return f"Your approval is recorded ({len(stage.approvals)} of {stage.required})."
 

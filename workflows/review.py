@@ -34,7 +34,11 @@ from workflows.types import (
     notification_key,
 )
 
-TIMELINE_KEPT = 300  # in workflow memory; the read model keeps every entry
+# In workflow memory, the last entries only, and without their comments: the read model keeps
+# every entry whole. (What the workflow carries stays bounded however long the request lives.)
+TIMELINE_KEPT = 30
+TIMELINE_DETAIL_KEPT = 120
+TIMELINE_NAME_KEPT = 60
 ANSWERS_KEPT = 200
 
 # Changes of behaviour since the first release, each behind workflow.patched.
@@ -233,7 +237,14 @@ class Review:
             stage=(state.stage.name if state.stage else "") if stage is None else stage,
             revision=state.revision,
         )
-        state.timeline.append(entry)
+        state.timeline.append(
+            dataclasses.replace(
+                entry,
+                comment="",
+                detail=entry.detail[:TIMELINE_DETAIL_KEPT],
+                actor_name=entry.actor_name[:TIMELINE_NAME_KEPT],
+            )
+        )
         if len(state.timeline) > TIMELINE_KEPT:
             dropped = len(state.timeline) - TIMELINE_KEPT
             state.timeline = state.timeline[dropped:]
@@ -274,8 +285,11 @@ class Review:
         self.participants = participants + self.participants
         self.notifications = notifications + self.notifications
 
-    def projection(self, events: list[TimelineEntry], participants: list[Assignee]) -> Projection:
-        """The state after these events, for the read model."""
+    def projection(
+        self, events: list[TimelineEntry], participants: list[Assignee], *, with_content: bool = True
+    ) -> Projection:
+        """The state after these events, for the read model; its content only `with_content`
+        (the read model keeps each revision's once it has it)."""
         state = self.state
         stage = state.stage
         done = len(state.closed_stages)
@@ -290,7 +304,7 @@ class Review:
             seq=max(e.seq for e in events),
             status=state.status,
             revision=state.revision,
-            content=state.content,
+            content=state.content if with_content else None,
             stage_name=stage.name if stage else "",
             stage_version=stage.version if stage else 0,
             stage_number=done + 1 if stage else 0,
@@ -318,9 +332,11 @@ class Review:
 def snapshot(state: RequestState) -> RequestState:
     """The state as the read model keeps it, for the rules to weigh there: without what only the
     workflow needs (its timeline, its answers, its effects), nor what the read model keeps in
-    columns of its own (the policy as submitted, the content)."""
+    columns of its own (the policy as submitted, the content, the decision's comment)."""
+    decided = state.decided and dataclasses.replace(state.decided, comment="")
     return dataclasses.replace(
         state,
+        decided=decided,
         policy=Policy(state.policy.request_type, []),
         content=Content(""),
         timeline=[],
@@ -331,3 +347,15 @@ def snapshot(state: RequestState) -> RequestState:
         unsent_participants=[],
         unsent_notifications=[],
     )
+
+
+def projection_part(events: list[TimelineEntry], budget: int) -> int:
+    """How many of the leading events one projection takes (always at least one): their text,
+    at its longest as JSON (each UTF-16 unit a six-byte escape), within `budget` bytes."""
+    used = 0
+    for taken, event in enumerate(events):
+        texts = (event.comment, event.detail, event.actor_name)
+        used += 6 * sum(len(text.encode("utf-16-le")) // 2 for text in texts)
+        if used > budget and taken:
+            return taken
+    return len(events)

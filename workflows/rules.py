@@ -23,7 +23,9 @@ from workflows.types import Action, ActionKind, Content, RequestState, RequestSt
 
 MAX_COMMENT = 4000
 MAX_TITLE = 200
-MAX_ACTION_ID = 200
+MAX_DETAILS = 10_000
+MAX_NAME = 200  # a person's name as an action carries it
+MAX_ACTION_ID = 100  # printable ASCII: the web sends UUIDs
 MIN_EXTENSION = timedelta(minutes=1)
 MAX_EXTENSION = timedelta(days=30)
 
@@ -128,11 +130,20 @@ def input_problems(action: Action) -> dict[str, str]:
     if action.kind == ActionKind.EXTEND and not _extension_ok(action.extend_seconds):
         problems["extend_by"] = _extension_range()
     if action.kind == ActionKind.RESUBMIT:
-        title = action.content.title if action.content else ""
-        if len(title) > MAX_TITLE:
-            problems["title"] = _title_limit()
-        elif not title.strip():
-            problems["title"] = "A resubmitted request needs a title."
+        problems.update(content_problems(action.content or Content("")))
+    return problems
+
+
+def content_problems(content: Content) -> dict[str, str]:
+    """What is wrong with a request's content, by field ("title", "details"): on submission and
+    on resubmission alike."""
+    problems: dict[str, str] = {}
+    if len(content.title) > MAX_TITLE:
+        problems["title"] = _title_limit()
+    elif not content.title.strip():
+        problems["title"] = "A request needs a title."
+    if len(content.details) > MAX_DETAILS:
+        problems["details"] = f"Details are limited to {MAX_DETAILS} characters."
     return problems
 
 
@@ -214,8 +225,10 @@ def _approver_now(state: RequestState, actor_id: int) -> Refusal | None:
 def _too_long(action: Action) -> str | None:
     if len(action.comment) > MAX_COMMENT:
         return _comment_limit()
-    if action.content is not None and len(action.content.title) > MAX_TITLE:
-        return _title_limit()
+    if action.content is not None and (
+        len(action.content.title) > MAX_TITLE or len(action.content.details) > MAX_DETAILS
+    ):
+        return next(iter(content_problems(action.content).values()))
     return None
 
 
@@ -253,6 +266,10 @@ def _title_limit() -> str:
 
 def _is_int(value: object) -> bool:
     return type(value) is int  # exactly: not a bool (an int to Python), nor a float
+
+
+def _plain_id(text: str) -> bool:
+    return len(text) <= MAX_ACTION_ID and text.isascii() and text.isprintable()
 
 
 def _keepable(text: str) -> bool:
@@ -338,8 +355,10 @@ def malformed(action: object) -> str | None:
     if action.delegate_id is not None and not _is_int(action.delegate_id):
         return "The action names no valid person to delegate to."
     texts = (action.actor_name, action.comment, action.action_id, action.delegate_name)
-    if not all(isinstance(text, str) for text in texts) or len(action.action_id) > MAX_ACTION_ID:
+    if not all(isinstance(text, str) for text in texts) or not _plain_id(action.action_id):
         return "The action is not well formed."
+    if max(len(action.actor_name), len(action.delegate_name)) > MAX_NAME:
+        return "The action is not well formed (a name that long is no person's)."
     if not isinstance(action.as_staff, bool):
         return "The action is not well formed."
     if not all(_keepable(text) for text in texts):

@@ -353,7 +353,7 @@ class Projection:
     seq: int
     status: RequestStatus
     revision: int
-    content: Content
+    content: Content | None  # None: the revision's content, as projected before
     stage_name: str
     stage_number: int
     stage_count: int

@@ -140,12 +140,13 @@ def _project(request: ApprovalRequest, projection: Projection) -> bool:
         )
         new = new or created
     content = projection.content
-    amount = None if content.amount is None else Decimal(content.amount)
-    RequestRevision.objects.get_or_create(
-        request=request,
-        number=projection.revision,
-        defaults={"title": content.title, "details": content.details, "amount": amount},
-    )
+    if content is not None:
+        amount = None if content.amount is None else Decimal(content.amount)
+        RequestRevision.objects.get_or_create(
+            request=request,
+            number=projection.revision,
+            defaults={"title": content.title, "details": content.details, "amount": amount},
+        )
     if projection.seq <= request.version:
         return new  # a newer state is already recorded; events and people above were still kept
     request.version = projection.seq
@@ -156,7 +157,8 @@ def _project(request: ApprovalRequest, projection: Projection) -> bool:
     request.workflow_stopped = ""  # it projects: it runs
     request.status = projection.status.value
     request.revision = projection.revision
-    request.title, request.details, request.amount = content.title, content.details, amount
+    if content is not None:
+        request.title, request.details, request.amount = content.title, content.details, amount
     request.stage_name = projection.stage_name
     request.stage_version = projection.stage_version
     request.stage_number = projection.stage_number

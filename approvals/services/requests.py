@@ -18,6 +18,7 @@ from approvals.exceptions import InvalidInput, NotFound
 from approvals.models import ApprovalRequest, RequestEvent, RequestRevision, RequestType
 from approvals.selectors.requests import display_name
 from approvals.services.policies import policy_snapshot
+from workflows import rules
 from workflows.types import ApprovalInput, Content, EventKind, Policy
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ def request_submit(
     public_id = public_id or uuid.uuid4()
     if existing := _earlier_submission(public_id=public_id, requester=requester):
         return existing
+    if problems := rules.content_problems(Content(title, details)):
+        raise InvalidInput(" ".join(problems.values()))
     try:
         return _request_create(
             requester=requester,

@@ -12,10 +12,11 @@ from django.test import Client
 from django.urls import reverse
 
 from approvals import services
-from approvals.exceptions import ActionRefused
+from approvals.exceptions import ActionRefused, InvalidInput
 from approvals.models import ApprovalRequest, RequestStatus, RequestType, StaffAction
 from tests.conftest import PASSWORD, make_request, project_action
 from tests.workflows.helpers import action
+from workflows import rules
 from workflows.types import ActionKind
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -76,6 +77,35 @@ def test_request_type_without_a_policy_is_refused_clearly(
     assert response.status_code == 400
     assert "has no approval stages yet" in response.content.decode()
     assert ApprovalRequest.objects.count() == 0
+
+
+def test_every_field_has_a_limit_that_the_form_shows_and_the_service_keeps(
+    client: Client, people: dict[str, User], purchase: RequestType, temporal_unreachable: str
+) -> None:
+    login(client, people["requester"])
+    form = client.get(reverse("request_create")).content.decode()
+    assert f'maxlength="{rules.MAX_TITLE}"' in form and f'maxlength="{rules.MAX_DETAILS}"' in form
+    # Two million characters of details: once accepted, every later change of the request
+    # failed in Temporal (PAYLOADS_TOO_LARGE), and at 2.5 MB its workflow never started.
+    for details in ("x" * 2_090_000, "x" * (rules.MAX_DETAILS + 1)):
+        response = client.post(
+            reverse("request_create"),
+            {
+                "submission_id": uuid.uuid4(),
+                "request_type": purchase.pk,
+                "title": "Time off",
+                "details": details,
+            },
+        )
+        assert response.status_code == 400
+        assert f"Ensure this value has at most {rules.MAX_DETAILS} characters" in response.content.decode()
+    assert not ApprovalRequest.objects.exists()
+    with pytest.raises(InvalidInput, match=f"Details are limited to {rules.MAX_DETAILS} characters."):
+        services.request_submit(
+            requester=people["requester"], request_type=purchase, title="Time off", details="x" * 900_000
+        )
+    with pytest.raises(InvalidInput, match="Titles are limited"):
+        services.request_submit(requester=people["requester"], request_type=purchase, title="x" * 201)
 
 
 def test_submit_while_temporal_is_unreachable_keeps_the_request_and_says_so(
