@@ -24,7 +24,7 @@ from workflows.types import Action, ActionKind, Content, RequestState, RequestSt
 MAX_COMMENT = 4000
 MAX_TITLE = 200
 MAX_DETAILS = 10_000
-MAX_NAME = 200  # a person's name as an action carries it
+MAX_NAME = 150  # a person's name as an action carries it (the read model keeps as many)
 MAX_ACTION_ID = 100  # printable ASCII: the web sends UUIDs
 MIN_EXTENSION = timedelta(minutes=1)
 MAX_EXTENSION = timedelta(days=30)

@@ -46,6 +46,10 @@ class TasksFailing(TemporalError):
     """The workflow cannot take messages now: its workflow tasks keep failing."""
 
 
+class Rejected(TemporalError):
+    """Temporal refused what was sent as it is (too large, malformed): sending it again cannot help."""
+
+
 class Refused(TemporalError):
     """The workflow refused the action; the message says why, for the person who tried."""
 
@@ -65,6 +69,8 @@ def translated(exc: RPCError) -> TemporalError:
         return NoWorkflow(str(exc))
     if exc.status == RPCStatusCode.FAILED_PRECONDITION:
         return TasksFailing(str(exc))
+    if exc.status == RPCStatusCode.INVALID_ARGUMENT:  # e.g. "Blob data size exceeds limit"
+        return Rejected(str(exc))
     return Unreachable(str(exc))
 
 

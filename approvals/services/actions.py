@@ -207,6 +207,8 @@ def _told(request: ApprovalRequest, action: Action, exc: temporal.TemporalError)
         return ActionRefused(str(exc))
     if isinstance(exc, temporal.Unanswered):
         return ActionPending(RECORDED_LATE if exc.accepted else NOT_KNOWN_YET)
+    if isinstance(exc, temporal.Rejected):
+        return InvalidInput(f"The workflow service refused this as it is, so it was not recorded: {exc}")
     logger.warning("Could not send %s to %s: %s", action.kind, request.workflow_id, exc)
     if isinstance(exc, temporal.NoWorkflow):
         # Its workflow has closed since the request was read: a decision racing the deadline,

@@ -130,6 +130,16 @@ def request_start_workflow(*, public_id: Any) -> bool:
         return True
     try:
         temporal.start_approval(approval_input_for(request))
+    except temporal.Rejected as exc:
+        # Not an outage: Temporal refuses this request as it is, and would refuse it again. It
+        # is noted as stopped, for its people and for staff (who may cancel it), and the outbox
+        # goes on with the others.
+        logger.error("Temporal refused to start %s: %s", request.workflow_id, exc)
+        why = f"Temporal refused to start it: {exc}"[:500]
+        ApprovalRequest.objects.filter(pk=request.pk).update(
+            start_attempts=request.start_attempts + 1, last_start_error=str(exc)[:1000], workflow_stopped=why
+        )
+        return False
     except temporal.TemporalError as exc:
         logger.warning("Could not start %s yet: %s", request.workflow_id, exc)
         ApprovalRequest.objects.filter(pk=request.pk).update(
@@ -145,9 +155,10 @@ def request_start_workflow(*, public_id: Any) -> bool:
 def requests_start_pending(*, limit: int = 100) -> int:
     """The outbox relay: start workflows that could not be started on submit. Returns how many."""
     started = 0
-    pending = ApprovalRequest.objects.filter(workflow_started_at__isnull=True).order_by("created_at")
-    for public_id in pending.values_list("public_id", flat=True)[:limit]:
-        if not request_start_workflow(public_id=public_id):
+    pending = ApprovalRequest.objects.filter(workflow_started_at__isnull=True, workflow_stopped="")
+    for public_id in pending.order_by("created_at").values_list("public_id", flat=True)[:limit]:
+        if request_start_workflow(public_id=public_id):
+            started += 1
+        elif not ApprovalRequest.objects.filter(public_id=public_id).exclude(workflow_stopped="").exists():
             break  # Temporal is still away; try again on the next round.
-        started += 1
     return started

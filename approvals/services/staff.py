@@ -143,6 +143,9 @@ def request_retry_by_staff(*, request: ApprovalRequest, actor: User) -> StaffAct
     if request.workflow_started_at is None:
         if request_start_workflow(public_id=request.public_id):
             return audit.done("The workflow is started.")
+        request.refresh_from_db()
+        if request.workflow_stopped:
+            raise audit.refused(f"{request.workflow_stopped} (again). Cancel it, or fix what it holds.")
         raise audit.refused(
             "Temporal still cannot be reached; the request stays saved and starts when it is back."
         )

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.timesince import timesince
 
@@ -76,13 +77,17 @@ def workflows_in_trouble(*, limit: int = 20) -> tuple[list[Trouble], str]:
         if request.pk not in found and len(found) < limit:
             found[request.pk] = Trouble(request, problem, [d for d in details if d], can_retry=can_retry)
 
-    never_started = open_requests.filter(
-        workflow_started_at__isnull=True, created_at__lt=now - NOT_STARTED_AFTER
+    # Waiting a while for Temporal to be back, or refused by it at once.
+    never_started = open_requests.filter(workflow_started_at__isnull=True).filter(
+        Q(created_at__lt=now - NOT_STARTED_AFTER) | ~Q(workflow_stopped="")
     )
     for request in never_started.order_by("created_at")[:limit]:
         error = request.last_start_error or "none recorded"
         attempts = f"{request.start_attempts} attempt(s); last error: {error}"
-        add(request, "Never started: Temporal could not be reached", attempts, can_retry=True)
+        if request.workflow_stopped:  # refused as it is: retrying as it is cannot help
+            add(request, "Never started: Temporal refused it", attempts)
+        else:
+            add(request, "Never started: Temporal could not be reached", attempts, can_retry=True)
     note = ""
     listed: dict[str, str] = {}
     try:

@@ -63,7 +63,13 @@ def request_create(request: HtmxHttpRequest) -> HttpResponse:
             form.add_error(None, str(exc))
         else:
             approval.refresh_from_db()
-            if approval.workflow_started_at is None:
+            if approval.workflow_stopped:
+                messages.error(
+                    request,
+                    "Your request is saved, but the workflow service refused to start its review "
+                    f"({approval.workflow_stopped}). Staff see it on their dashboard.",
+                )
+            elif approval.workflow_started_at is None:
                 messages.warning(
                     request,
                     "Your request is saved. The workflow service is not reachable right now; "

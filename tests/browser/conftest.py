@@ -49,12 +49,23 @@ class LiveServer:
     """The ASGI app under uvicorn in a thread of the test process, so it sees the test database."""
 
     def __init__(self) -> None:
+        from channels.layers import channel_layers
+
         from approvals.asgi import application
 
+        # Each server runs its own event loop, as each web process does: it gets a channel layer
+        # of its own (channels_redis receives on one loop per layer, and the last test's server
+        # may still be closing its sockets on its loop).
+        channel_layers.backends.clear()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            application, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            application,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=5,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="live-server", daemon=True)

@@ -175,7 +175,9 @@ def test_typing_in_an_inbox_row_survives_every_push_and_keeps_the_focus(
         extend_by=timedelta(days=1),
     )
     act(other, people["requester"], ActionKind.COMMENT, "Any colour")
-    reviewer.wait_for_function("window.__pushes >= 4", timeout=15_000)  # every push is in
+    # Every push is in. (Polled from here: Playwright's own polling in the page evaluates a
+    # string, which the page's Content-Security-Policy rightly refuses.)
+    wait_until(lambda: reviewer.evaluate("window.__pushes") >= 4, timeout=15, what="the four pushes")
 
     focused = reviewer.evaluate("document.activeElement && document.activeElement.id")
     assert focused == f"comment-request-{request.public_id}"

@@ -25,7 +25,7 @@ from approvals import activities, services
 from approvals import client as temporal_client
 from approvals.activities import ACTIVITIES
 from approvals.models import ApprovalRequest, RequestEvent, RequestStatus, RequestType, StaffAction
-from tests.conftest import LoopThread, RunningWorker, as_user, wait_until
+from tests.conftest import LoopThread, RunningWorker, as_user, make_request, wait_until
 from tests.workflows.test_engine import activities_held
 from workflows.approval import ApprovalWorkflow
 from workflows.types import ActionKind, ApprovalInput, Projection, RequestState
@@ -75,7 +75,9 @@ def test_staff_cancel_a_running_request_with_a_reason_everyone_is_told(
         .status_code
         == 400
     )
-    assert status_of(request) == RequestStatus.IN_REVIEW and not StaffAction.objects.exists()
+    assert status_of(request) == RequestStatus.IN_REVIEW
+    # The refused attempt without a reason is on record; the others were not staff's.
+    assert list(StaffAction.objects.values_list("kind", "ok")) == [("cancel", False)]
 
     page = post(people, "dashboard_cancel", request, reason="Duplicate of the March order")
     assert "“Laptop”: The request is cancelled." in page
@@ -88,7 +90,7 @@ def test_staff_cancel_a_running_request_with_a_reason_everyone_is_told(
     assert "Duplicate of the March order" in next(
         m.body for m in mail.outbox if m.subject.startswith("Cancelled")
     )
-    record = StaffAction.objects.get()
+    record = StaffAction.objects.get(ok=True)
     assert (record.kind, record.ok, record.actor, record.workflow_status) == (
         "cancel",
         True,
@@ -99,7 +101,7 @@ def test_staff_cancel_a_running_request_with_a_reason_everyone_is_told(
 
     again = post(people, "dashboard_cancel", request, reason="Twice")
     assert "This request is already cancelled by admin at " in again
-    assert StaffAction.objects.count() == 1
+    assert list(StaffAction.objects.order_by("pk").values_list("ok", flat=True)) == [False, True, False]
 
 
 def test_a_request_never_started_is_listed_and_retry_starts_it_once_temporal_is_back(
@@ -127,6 +129,33 @@ def test_a_request_never_started_is_listed_and_retry_starts_it_once_temporal_is_
     assert "Every workflow is doing what it should." in troubles(people)
     outcomes = list(StaffAction.objects.order_by("created_at").values_list("kind", "ok"))
     assert outcomes == [("retry", False), ("retry", True)]
+
+
+def test_a_request_temporal_refuses_to_start_is_told_as_such_and_the_outbox_goes_on(
+    settings: Any, use_dev_server: TemporalClient, people: dict[str, User], purchase: RequestType
+) -> None:
+    # Saved before details had a limit: 2.5 MB, more than Temporal takes in one payload. The
+    # outbox retried it every few seconds forever, and told its requester Temporal was away.
+    huge = make_request(people, purchase, title="Time off")
+    ApprovalRequest.objects.filter(pk=huge.pk).update(details="x" * 2_500_000)
+    later = make_request(people, purchase, title="Monitor")
+
+    assert services.requests_start_pending() == 1  # the other one starts; the relay goes on
+    huge.refresh_from_db()
+    assert huge.workflow_started_at is None
+    assert huge.workflow_stopped.startswith("Temporal refused to start it:")
+    assert "exceeds" in huge.workflow_stopped or "size" in huge.workflow_stopped
+    assert services.requests_start_pending() == 0  # and it is not tried again and again
+    wait_until(lambda: status_of(later) == RequestStatus.IN_REVIEW, what="the other request's review")
+
+    page = as_user(people["requester"]).get(huge.get_absolute_url()).content.decode()
+    assert "Its review could not start (Temporal refused to start it:" in page
+    assert "workflow service is back" not in page and "not reachable" not in page
+    assert "Never started: Temporal refused it" in troubles(people)
+    assert "Temporal refused to start it" in post(people, "dashboard_retry", huge)
+    cancelled = post(people, "dashboard_cancel", huge, reason="Too large to review; please resubmit")
+    assert "The request is cancelled." in cancelled
+    assert status_of(huge) == RequestStatus.CANCELLED
 
 
 # A bug shipped in the projection: it fails for good (not retryable), so the workflow fails.
