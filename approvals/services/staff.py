@@ -65,6 +65,13 @@ class _Audit:
         return error(outcome)
 
 
+def _as_kept(text: str) -> str:
+    """The text as a database keeps it, for the record of an attempt the rules refuse for what
+    it holds (NUL, a lone surrogate): each such character becomes U+FFFD."""
+    kept = text.replace("\x00", "\ufffd")
+    return kept.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 def _staff_only(actor: User) -> None:
     if not actor.is_staff:
         raise NotAllowed("Only staff can cancel or retry a request's workflow.")
@@ -87,7 +94,7 @@ def request_cancel_by_staff(*, request: ApprovalRequest, actor: User, reason: st
         action_id=str(uuid.uuid4()),
         as_staff=True,
     )
-    audit = _Audit(request, actor, StaffAction.Kind.CANCEL, action.comment[: rules.MAX_COMMENT])
+    audit = _Audit(request, actor, StaffAction.Kind.CANCEL, _as_kept(action.comment[: rules.MAX_COMMENT]))
     if refused := rules.refusal(request_state(request=request), action):
         raise audit.refused(
             refused.message, InvalidInput if refused.why == rules.Why.INVALID else ActionRefused

@@ -210,6 +210,9 @@ def test_a_refused_staff_cancel_is_on_record_too(people: dict[str, User], purcha
         url, {"reason": " "}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="troubles"
     )
     assert "Say why the request is cancelled" in without_reason.content.decode()
+    # A reason no database keeps as it is (NUL): refused, and on record as near as it can be.
+    with pytest.raises(InvalidInput, match="cannot be kept"):
+        services.request_cancel_by_staff(request=request, actor=admin, reason="Dup\x00licate")
     project_action(request, action(ActionKind.APPROVE, people["reviewer2"]))
     with pytest.raises(ActionRefused, match="already approved by reviewer2"):
         services.request_cancel_by_staff(request=request, actor=admin, reason="Not needed")
@@ -217,10 +220,11 @@ def test_a_refused_staff_cancel_is_on_record_too(people: dict[str, User], purcha
     records = StaffAction.objects.filter(request=request).order_by("pk")
     assert [(r.kind, r.ok, r.actor, r.reason) for r in records] == [
         (StaffAction.Kind.CANCEL, False, admin, ""),
+        (StaffAction.Kind.CANCEL, False, admin, "Dup\ufffdlicate"),
         (StaffAction.Kind.CANCEL, False, admin, "Not needed"),
     ]
     assert records[0].outcome == "Say why the request is cancelled: the requester will read it."
-    assert records[1].outcome.startswith("This request is already approved by reviewer2")
+    assert records[2].outcome.startswith("This request is already approved by reviewer2")
 
 
 def test_full_pages_and_htmx_fragments(
