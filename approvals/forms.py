@@ -272,15 +272,6 @@ class PeriodForm(forms.Form):
         return urlencode({"days": data.get("days") or DEFAULT_PERIOD_DAYS})
 
 
-class StaffCancelForm(forms.Form):
-    reason = forms.CharField(required=False, max_length=rules.MAX_COMMENT, label="Why cancel")
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        _add_rule_errors_as(self, Action(ActionKind.CANCEL, 0, "", comment=data.get("reason", "")), "reason")
-        return data
-
-
 class EmailConfirmForm(forms.Form):
     """The confirmation page of an approve/reject link from an email (whose action it knows)."""
 
@@ -294,9 +285,3 @@ class EmailConfirmForm(forms.Form):
         data = super().clean() or {}
         _add_rule_errors(self, Action(self.action, 0, "", comment=data.get("comment", "")))
         return data
-
-
-def _add_rule_errors_as(form: forms.BaseForm, action: Action, field: str) -> None:
-    """`_add_rule_errors`, for a form whose field for the comment has another name."""
-    if message := rules.input_problems(action).get("comment"):
-        form.add_error(field, message)

@@ -246,12 +246,9 @@ class ApprovalWorkflow:
         bounded = workflow.patched(PATCH_BOUNDED_PROJECTIONS)
         while True:
             await workflow.wait_condition(lambda: workflow.all_handlers_finished() or self._answer_waits())
-            if bounded and self.review.events:
-                await self._flush_batch()
-            elif workflow.all_handlers_finished():
+            if workflow.all_handlers_finished() and not (bounded and self.review.events):
                 break
-            else:
-                await self._flush_batch()
+            await self._flush_batch()
         state = self.review.carried()
         workflow.continue_as_new(
             ApprovalInput(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from typing import Any
 
 from workflows.types import Action, ActionKind, Content, RequestState, RequestStatus
 
@@ -284,59 +285,34 @@ def _keepable(text: str) -> bool:
     return True
 
 
-ACTION_TEXTS = ("actor_name", "comment", "action_id", "delegate_name")
-
-
 def parse_action(payload: object) -> Action | str:
-    """The action a signal's or an update's payload carries, read strictly from its JSON; or why
-    it carries none.
+    """The action a signal's or an update's payload carries, read from its JSON as it is; or
+    why it carries none.
 
     The SDK's own conversion would turn 2.5 or true into a person's id (2, 1) before any check
-    could see it, so the workflow takes its payloads as plain JSON and reads them here: each
-    field of its exact type, missing ones at their defaults, unknown ones ignored (a newer
-    sender may add some). What is read is then weighed by `malformed`, then by the rules."""
-    if isinstance(payload, Action):  # sent in-process (tests, the replayer): already typed
-        return malformed(payload) or payload
+    could see it, so the workflow takes its payloads as plain JSON, and each field goes into the
+    action untouched (missing ones at their defaults, unknown ones ignored: a newer sender may
+    add some) for `malformed` to check its exact type; then the rules weigh it."""
     if not isinstance(payload, dict):
         return "This is not an action."
-    kind = payload.get("kind")
-    if not isinstance(kind, str) or kind not in set(ActionKind):
-        return "Unknown kind of action."
-    ints = {name: payload.get(name, 0) for name in ("actor_id", "extend_seconds")}
-    if not all(_is_int(value) for value in ints.values()) or "actor_id" not in payload:
-        return "The action names no valid person."
-    delegate_id = payload.get("delegate_id")
-    if delegate_id is not None and not _is_int(delegate_id):
-        return "The action names no valid person to delegate to."
-    texts = {name: payload.get(name, "") for name in ACTION_TEXTS}
-    as_staff = payload.get("as_staff", False)
-    if not all(isinstance(text, str) for text in texts.values()) or not isinstance(as_staff, bool):
-        return "The action is not well formed."
-    content = _parse_content(payload.get("content"))
-    if isinstance(content, str):
-        return content
+    raw: Any = payload  # each value as JSON has it, whatever its type
+    kind, content = raw.get("kind"), raw.get("content")
+    if isinstance(content, dict):
+        given: Any = content
+        content = Content(given.get("title"), given.get("details", ""), given.get("amount"))
     action = Action(
-        kind=ActionKind(kind),
-        delegate_id=delegate_id,
+        kind=ActionKind(kind) if isinstance(kind, str) and kind in set(ActionKind) else kind,
+        actor_id=raw.get("actor_id"),
+        actor_name=raw.get("actor_name", ""),
+        comment=raw.get("comment", ""),
+        action_id=raw.get("action_id", ""),
+        delegate_id=raw.get("delegate_id"),
+        delegate_name=raw.get("delegate_name", ""),
+        extend_seconds=raw.get("extend_seconds", 0),
         content=content,
-        as_staff=as_staff,
-        **ints,
-        **texts,
+        as_staff=raw.get("as_staff", False),
     )
     return malformed(action) or action
-
-
-def _parse_content(raw: object) -> Content | None | str:
-    if raw is None:
-        return None
-    if not isinstance(raw, dict):
-        return "The request's new content is not well formed."
-    title, details, amount = raw.get("title"), raw.get("details", ""), raw.get("amount")
-    if not isinstance(title, str) or not isinstance(details, str):
-        return "The request's new content is not well formed."
-    if amount is not None and not isinstance(amount, str):
-        return "The amount is not a number."
-    return Content(title, details, amount)
 
 
 def malformed(action: object) -> str | None:

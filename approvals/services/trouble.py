@@ -100,8 +100,8 @@ def workflows_in_trouble(*, limit: int = 20) -> tuple[list[Trouble], str]:
     for request in open_requests.filter(public_id__in=list(listed)):
         add(request, listed[str(request.public_id)])
     failing_steps = ActivityFailure.objects.filter(
-        request__status__in=OPEN_STATUSES, attempt__gte=FAILURES_LISTED
-    ) | ActivityFailure.objects.filter(request__status__in=OPEN_STATUSES, retrying=False)
+        Q(attempt__gte=FAILURES_LISTED) | Q(retrying=False), request__status__in=OPEN_STATUSES
+    )
     for failure in failing_steps.select_related("request__request_type", "request__requester").order_by(
         "first_failed_at"
     )[:limit]:
@@ -168,22 +168,17 @@ def activity_failure_note(
     if request is None:
         return
     now = timezone.now()
+    failed = {
+        "attempt": attempt,
+        "error": f"{type(error).__name__}: {error}"[:2000],
+        "retrying": retrying,
+        "last_failed_at": now,
+    }
     ActivityFailure.objects.update_or_create(
         request=request,
         activity=activity,
-        defaults={
-            "attempt": attempt,
-            "error": f"{type(error).__name__}: {error}"[:2000],
-            "retrying": retrying,
-            "last_failed_at": now,
-        },
-        create_defaults={
-            "attempt": attempt,
-            "error": f"{type(error).__name__}: {error}"[:2000],
-            "retrying": retrying,
-            "first_failed_at": now,
-            "last_failed_at": now,
-        },
+        defaults=failed,
+        create_defaults={**failed, "first_failed_at": now},
     )
 
 

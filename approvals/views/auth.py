@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import unicodedata
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 
@@ -36,9 +36,8 @@ class LoginView(auth_views.LoginView):
         address = request.META.get("REMOTE_ADDR", "")
         # As Django reads the name before checking the password (NFKC: a full-width "ｍａｎａｇｅｒ"
         # is "manager"), and without case, so no spelling of a name escapes its count.
-        username = (
-            unicodedata.normalize("NFKC", str(request.POST.get("username", ""))).strip().casefold()[:150]
-        )
+        name = User.normalize_username(str(request.POST.get("username", "")))
+        username = name.strip().casefold()[:150]
         return _key("user", username, address), _key("address", address)
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from approvals import charts, selectors, services
 from approvals.exceptions import ApprovalError
-from approvals.forms import PeriodForm, StaffCancelForm
+from approvals.forms import PeriodForm
 from approvals.selectors.analytics import Period
 from approvals.views.common import HtmxHttpRequest, form_errors, staff_only, visible_request
 
@@ -91,7 +91,6 @@ def _troubles(request: HtmxHttpRequest, **extra: Any) -> HttpResponse:
         "troubles": troubles,
         "note": note,
         "staff_actions": selectors.staff_actions_recent(),
-        "cancel_form": StaffCancelForm(),
         **extra,
     }
     return render(request, "approvals/dashboard.html#troubles", context)
