@@ -61,7 +61,7 @@ class StageInline(admin.StackedInline):
 
 @admin.register(RequestType)
 class RequestTypeAdmin(admin.ModelAdmin):
-    list_display = ["name", "is_active", "allow_auto_approve"]
+    list_display = ["name", "is_active", "allow_auto_approve", "distinct_approvers"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [StageInline]
 

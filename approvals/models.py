@@ -34,6 +34,14 @@ class RequestType(models.Model):
     allow_auto_approve = models.BooleanField(
         default=False, help_text="Lets a stage approve by itself when its last escalation level runs out."
     )
+    distinct_approvers = models.BooleanField(
+        "Distinct approvers",
+        default=True,
+        help_text=(
+            "Separation of duties: nobody approves two stages of one request, nor takes a later "
+            "stage by delegation after approving an earlier one."
+        ),
+    )
     is_active = models.BooleanField(default=True)
 
     class Meta:

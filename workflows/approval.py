@@ -171,7 +171,11 @@ class ApprovalWorkflow:
                 return
             review.escalate(resolved)
 
-    async def _resolve(self, user_ids: list[int], group_ids: list[int], level: int) -> list[Assignee]:
+    async def _resolve(
+        self, user_ids: list[int], group_ids: list[int], level: int, *, for_stage: bool = True
+    ) -> list[Assignee]:
+        """The people these mean now; `for_stage`: without those the rules keep off the stage
+        (who approved an earlier one, where the policy asks for distinct approvers)."""
         state = self.review.state
         return await workflow.execute_activity(
             RESOLVE_APPROVERS,
@@ -181,6 +185,7 @@ class ApprovalWorkflow:
                 user_ids=user_ids,
                 group_ids=group_ids,
                 level=level,
+                exclude_ids=sorted(rules.earlier_approvers(state)) if for_stage else [],
             ),
             result_type=list[Assignee],
             start_to_close_timeout=ACTIVITY_TIMEOUT,
@@ -321,7 +326,7 @@ class ApprovalWorkflow:
         not from the payload); refused when there is no such active person. The request may
         have moved while the lookup ran: the rules weigh it again."""
         assert action.delegate_id is not None
-        found = await self._resolve([action.delegate_id], [], level=0)
+        found = await self._resolve([action.delegate_id], [], level=0, for_stage=False)
         if not found:
             raise ApplicationError(NO_SUCH_DELEGATE, type=REFUSED, non_retryable=True)
         # (Someone away has their stand-in found instead, as when a stage assigns them.)

@@ -159,7 +159,13 @@ class Review:
         stage = state.stage
         assert stage is not None
         state.closed_stages.append(
-            ClosedStage(stage.name, [a.user_id for a in stage.assignees], decided.by_name, decided.at)
+            ClosedStage(
+                stage.name,
+                [a.user_id for a in stage.assignees],
+                decided.by_name,
+                decided.at,
+                approver_ids=[v.user_id for v in stage.approvals],
+            )
         )
         how = "automatically, as the policy allows" if automatic else f"by {decided.by_name}"
         event = self.record(
@@ -337,7 +343,7 @@ def snapshot(state: RequestState) -> RequestState:
     return dataclasses.replace(
         state,
         decided=decided,
-        policy=Policy(state.policy.request_type, []),
+        policy=Policy(state.policy.request_type, [], state.policy.distinct_approvers),
         content=Content(""),
         timeline=[],
         timeline_dropped=0,

@@ -47,6 +47,8 @@ COMMENT_REQUIRED = {
     ActionKind.CANCEL: "Say why the request is cancelled: the requester will read it.",
 }
 NOT_STARTED = "Review has not started yet: the workflow service is catching up. Try again shortly."
+WHO = "{who}"  # in a reason that names the person concerned
+DISTINCT_APPROVERS = "this request's policy needs a different person for each stage."
 
 
 class Why(StrEnum):
@@ -212,6 +214,8 @@ def _approver_now(state: RequestState, actor_id: int) -> Refusal | None:
     voted = next((v for v in stage.approvals if v.user_id == actor_id), None)
     if voted:
         return Refusal(Why.NOT_NOW, f"You already approved stage “{stage.name}” at {when(voted.at)}.")
+    if approved := earlier_approvers(state).get(actor_id):
+        return Refusal(Why.FORBIDDEN, f"You approved stage “{approved}”, and {DISTINCT_APPROVERS}")
     if actor_id in {a.user_id for a in stage.assignees}:
         return None
     for earlier in reversed(state.closed_stages):
@@ -242,11 +246,29 @@ def _missing(action: Action) -> str | None:
 def _bad_delegate(state: RequestState, action: Action) -> str | None:
     if action.kind != ActionKind.DELEGATE or action.delegate_id is None:
         return None
-    if action.delegate_id == state.requester_id:
-        return "The requester cannot approve their own request."
-    if state.stage and action.delegate_id in {a.user_id for a in state.stage.assignees}:
-        return f"{action.delegate_name or 'That person'} is already an approver of this stage."
-    return None
+    why = not_delegable(state).get(action.delegate_id)
+    return why.replace(WHO, action.delegate_name or "That person") if why else None
+
+
+def earlier_approvers(state: RequestState) -> dict[int, str]:
+    """Who may not take the current stage because they approved an earlier one, with the name
+    of that stage: nobody, unless the policy asks for distinct approvers."""
+    if not state.policy.distinct_approvers:
+        return {}
+    return {user_id: closed.name for closed in state.closed_stages for user_id in closed.approver_ids}
+
+
+def not_delegable(state: RequestState) -> dict[int, str]:
+    """Everyone the current stage may not be delegated to, each with why (`WHO` stands for
+    their name): the delegate list leaves them out, and the rules refuse them."""
+    refused = {
+        user_id: f"{WHO} approved stage “{stage}”, and {DISTINCT_APPROVERS}"
+        for user_id, stage in earlier_approvers(state).items()
+    }
+    for assignee in state.stage.assignees if state.stage else []:
+        refused[assignee.user_id] = f"{WHO} is already an approver of this stage."
+    refused[state.requester_id] = "The requester cannot approve their own request."
+    return refused
 
 
 def _extension_ok(seconds: int) -> bool:

@@ -180,6 +180,9 @@ class StageSpec:
 class Policy:
     request_type: str
     stages: list[StageSpec]
+    # Separation of duties: nobody approves two stages of one request (nor takes a later stage
+    # by delegation after approving an earlier one).
+    distinct_approvers: bool = False
 
 
 @dataclass
@@ -259,6 +262,7 @@ class ClosedStage:
     assignee_ids: list[int]
     by_name: str
     at: datetime
+    approver_ids: list[int] = field(default_factory=list)  # who approved it (none: by the policy)
 
 
 @dataclass
@@ -343,6 +347,7 @@ class AssignInput:
     user_ids: list[int]
     group_ids: list[int]
     level: int = 0
+    exclude_ids: list[int] = field(default_factory=list)  # never these (earlier stages' approvers)
 
 
 @dataclass

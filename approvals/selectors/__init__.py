@@ -13,6 +13,7 @@ from approvals.selectors.dashboard import dashboard_summary, mailbox, staff_acti
 from approvals.selectors.requests import (
     InboxSort,
     InboxState,
+    delegate_choices,
     display_name,
     inbox_items,
     inbox_recent,
@@ -37,6 +38,7 @@ __all__ = [
     "dashboard_summary",
     "InboxSort",
     "InboxState",
+    "delegate_choices",
     "inbox_items",
     "inbox_recent",
     "inbox_requesters",

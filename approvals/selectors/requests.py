@@ -264,6 +264,13 @@ def request_state(*, request: ApprovalRequest, to_change: bool = False) -> Reque
     return _decoded.get((request.public_id, request.version), decode)
 
 
+def delegate_choices(*, state: RequestState) -> QuerySet[User]:
+    """Whom the current stage may be delegated to, by the workflow's rules: active people, never
+    the requester, nor those already on the stage, nor (where the policy asks for distinct
+    approvers) anyone who approved an earlier stage."""
+    return User.objects.filter(is_active=True).exclude(pk__in=rules.not_delegable(state)).order_by("username")
+
+
 def request_abilities(
     *, user: User, request: ApprovalRequest, state: RequestState | None = None
 ) -> rules.Abilities:

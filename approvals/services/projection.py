@@ -37,6 +37,7 @@ def approvers_resolve(*, assign: AssignInput) -> list[Assignee]:
         group_ids=assign.group_ids,
         requester_id=assign.requester_id,
         level=assign.level,
+        exclude_ids=assign.exclude_ids,
     )
 
 
@@ -46,16 +47,19 @@ def approvers_for(
     group_ids: list[int],
     requester_id: int,
     level: int = 0,
+    exclude_ids: list[int] | None = None,
 ) -> list[Assignee]:
-    """The people these users and groups mean now, each once, never the requester.
+    """The people these users and groups mean now, each once, never the requester nor anyone
+    in `exclude_ids`.
 
     Groups are expanded to their active members; an active out-of-office delegation puts the
-    delegate in the absent person's place (unless the delegate is the requester).
+    delegate in the absent person's place (unless the delegate is one of those never asked).
     """
+    never = [requester_id, *(exclude_ids or [])]
     users = (
         User.objects.filter(is_active=True)
         .filter(Q(pk__in=user_ids) | Q(groups__in=group_ids))
-        .exclude(pk=requester_id)
+        .exclude(pk__in=never)
         .distinct()
         .order_by("pk")
     )
@@ -65,7 +69,7 @@ def approvers_for(
         for d in Delegation.objects.filter(
             user__in=users, starts_at__lte=now, ends_at__gt=now, delegate__is_active=True
         )
-        .exclude(delegate_id=requester_id)
+        .exclude(delegate_id__in=never)
         .select_related("delegate")
         .order_by("starts_at")
     }

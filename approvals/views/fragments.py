@@ -37,6 +37,7 @@ def request_context(
         "waiting": state.pending() if request.status == "in_review" else [],
         "events": selectors.request_timeline(request=request),
         "action_form": ActionForm(),
+        "delegates": selectors.delegate_choices(state=state),
         "resubmit_form": ResubmitForm(instance=request),
         "result": result,
         "fresh": fresh,

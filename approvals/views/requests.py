@@ -95,6 +95,7 @@ def request_preview(request: HtmxHttpRequest) -> HttpResponse:
                 request_type=form.cleaned_data["request_type"],
                 amount=form.cleaned_data["amount"],
             )
+            context["distinct_approvers"] = form.cleaned_data["request_type"].distinct_approvers
         except InvalidInput as exc:
             context["preview_error"] = str(exc)
     return render(request, "approvals/request_create.html#routing-preview", context)

@@ -208,3 +208,24 @@ def test_requests_projected_before_the_state_was_kept_get_it_from_their_rows(
     run = StageRun.objects.get(request_id=cancelled.pk)
     assert (run.outcome, run.seconds) == ("cancelled", 2 * 3600)
     assert StageRun.objects.get(request_id=open_.pk).closed_at is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_separation_of_duties_is_on_for_new_types_and_left_off_for_existing_ones(
+    migrator: MigrationExecutor,
+) -> None:
+    """0008: a type that existed keeps routing as it did until an admin turns the rule on."""
+    before, after = [("approvals", "0007_details_are_bounded")], [("approvals", "0008_distinct_approvers")]
+    executor = migrator
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps.get_model("approvals", "RequestType")
+    old.objects.create(name="Purchase", slug="purchase")
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(after)
+    RequestType = executor.loader.project_state(after).apps.get_model("approvals", "RequestType")
+    RequestType.objects.create(name="Travel", slug="travel")
+    assert dict(RequestType.objects.values_list("slug", "distinct_approvers")) == {
+        "purchase": False,
+        "travel": True,
+    }

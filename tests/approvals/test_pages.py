@@ -223,6 +223,11 @@ def test_routing_preview_names_people_and_deadlines_from_the_policy(
     assert "the request expires" in review
     assert "manager" in finance_part and "requester" not in finance_part.split("</div>")[0]
     assert "skipped" not in finance_part
+    assert "Each stage needs a different person" in html
+    purchase.distinct_approvers = False
+    purchase.save()
+    html = client.get(preview, {"request_type": purchase.pk, "amount": "5000"}).content.decode()
+    assert "Each stage needs a different person" not in html
 
     html = client.get(preview, {"request_type": purchase.pk, "amount": "20"}).content.decode()
     assert "skipped: only when the amount is more than 1000" in html

@@ -49,9 +49,11 @@ from workflows.types import (
 HISTORIES = Path(__file__).resolve().parent / "histories"
 
 
-def _policy() -> Policy:
+def _policy(*, distinct: bool = False) -> Policy:
+    """Two stages; with `distinct`, separation of duties, and user 11 named at both."""
     return Policy(
         request_type="Purchase",
+        distinct_approvers=distinct,
         stages=[
             StageSpec(
                 name="Team lead",
@@ -68,6 +70,7 @@ def _policy() -> Policy:
                 name="Finance",
                 rule=Rule.ANY,
                 group_ids=[1],
+                user_ids=[11] if distinct else [],
                 deadline_seconds=int(timedelta(days=3).total_seconds()),
                 condition=Condition(field="amount", operator=Operator.GT, value="1000"),
             ),
@@ -79,9 +82,8 @@ async def record(only: set[str]) -> None:
     @activity.defn(name="resolve_approvers")
     async def resolve_approvers(assign: AssignInput) -> list[Assignee]:
         ids = list(assign.user_ids) + [20 + g for g in assign.group_ids]
-        return [
-            Assignee(user_id=i, name=f"user{i}", level=assign.level) for i in ids if i != assign.requester_id
-        ]
+        never = {assign.requester_id, *assign.exclude_ids}
+        return [Assignee(user_id=i, name=f"user{i}", level=assign.level) for i in ids if i not in never]
 
     @activity.defn(name="project_state")
     async def project_state(projection: Projection) -> None:
@@ -172,6 +174,19 @@ async def record(only: set[str]) -> None:
             ApprovalWorkflow.submit_action, act(ActionKind.CANCEL, 99, "Ordered twice", as_staff=True)
         )
 
+    # Recorded on the release that adds separation of duties.
+    async def distinct_approvers(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]) -> None:
+        for approver in (11, 12):
+            await handle.execute_update(ApprovalWorkflow.submit_action, act(ActionKind.APPROVE, approver))
+        await settle(env, handle)  # Finance: user 21 only, since 11 approved the first stage
+        await handle.signal(ApprovalWorkflow.act, act(ActionKind.APPROVE, 11))  # refused, dropped
+        await handle.execute_update(
+            ApprovalWorkflow.submit_action,
+            act(ActionKind.DELEGATE, 21, delegate_id=15, delegate_name="user15"),
+        )
+        await handle.execute_update(ApprovalWorkflow.submit_action, act(ActionKind.APPROVE, 15, "Budget ok"))
+
+    policies = {"distinct_approvers": _policy(distinct=True)}
     scenarios: dict[str, tuple[Scenario, str, int]] = {
         "approved_in_two_stages": (approved_in_two_stages, "1500", 2000),
         "escalated_then_expired": (escalated_then_expired, "1500", 2000),
@@ -181,6 +196,7 @@ async def record(only: set[str]) -> None:
         "continued_as_new": (continued_as_new, "200", 60),
         "skipped_stage_answers_projected": (skipped_stage_answers_projected, "200", 2000),
         "cancelled_by_staff": (cancelled_by_staff, "1500", 2000),
+        "distinct_approvers": (distinct_approvers, "1500", 2000),
     }
     HISTORIES.mkdir(exist_ok=True)
     env = await WorkflowEnvironment.start_time_skipping(
@@ -206,7 +222,7 @@ async def record(only: set[str]) -> None:
                         request_id=name,
                         requester_id=10,
                         requester_name="user10",
-                        policy=_policy(),
+                        policy=policies.get(name, _policy()),
                         content=Content("New laptop", "For the new hire", amount),
                         history_limit=history_limit,
                     ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from datetime import timedelta
@@ -9,13 +10,17 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import User
 from django.core import mail
+from django.urls import reverse
+from django.utils import timezone
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import RetryState, WorkflowAlreadyStartedError
 from temporalio.testing import WorkflowEnvironment
 
 from approvals.models import ApprovalRequest, OutboundEmail, RequestStatus, RequestType, Stage
-from tests.conftest import LoopThread, make_request, wait_until
+from tests.conftest import LoopThread, as_user, make_request, wait_until
+from tests.workflows import helpers
 from tests.workflows.helpers import act, action, pending_names, refused, result, signal, sleep, start, state
+from workflows import rules
 from workflows.review import PATCH_PROGRESS_EMAIL
 from workflows.types import ActionKind, EventKind
 from workflows.types import RequestStatus as Status
@@ -168,3 +173,57 @@ def test_requester_hears_when_the_request_moves_on_to_the_next_stage(
     assert any(
         PATCH_PROGRESS_EMAIL in str(m) for m in markers
     )  # the patch marker: this run takes the new path
+
+
+@pytest.mark.parametrize("distinct", [True, False], ids=["distinct approvers", "rule off"])
+def test_nobody_approves_two_stages_of_one_request_where_the_policy_says_so(
+    loop: LoopThread,
+    time_skipping_env: WorkflowEnvironment,
+    people: dict[str, User],
+    purchase: RequestType,
+    distinct: bool,
+) -> None:
+    """reviewer2 approves stage 1; stage 2 names reviewer2 and the manager. With the rule on,
+    stage 2 asks only the manager, who cannot hand it to reviewer2 (nor is offered to)."""
+    assert purchase.distinct_approvers, "on by default for a new request type"
+    purchase.distinct_approvers = distinct
+    purchase.save()
+    finance = Stage.objects.create(request_type=purchase, order=2, name="Finance", deadline=timedelta(days=2))
+    finance.approver_users.set([people["reviewer2"], people["manager"]])
+    request = make_request(people, purchase)
+    handle = start(time_skipping_env, loop, request)
+    ApprovalRequest.objects.filter(pk=request.pk).update(workflow_started_at=timezone.now())
+
+    act(loop, handle, action(ActionKind.APPROVE, people["reviewer2"], "Fine by me"))
+    wait_until(lambda: helpers.assigned(loop, handle), what="stage 2's approvers")
+    helpers.wait_idle(loop, handle)
+    now = state(loop, handle)
+    assert now.stage is not None and now.stage.name == "Finance"
+    page = as_user(people["manager"]).get(reverse("request_detail", args=[request.public_id]))
+    html = page.content.decode()
+    select = re.search(r'<select id="delegate-[^"]*" name="delegate">(.*?)</select>', html, re.S)
+    assert select, "the manager is offered to delegate"
+    offered = re.findall(r'<option value="(\d+)">', select.group(1))
+    names = {str(u.pk): name for name, u in people.items()}
+
+    if distinct:
+        assert pending_names(now) == ["manager"]
+        assert sorted(names[pk] for pk in offered) == ["admin", "outsider", "reviewer1"]
+        to, manager = people["reviewer2"], people["manager"]
+        delegate = action(ActionKind.DELEGATE, manager, delegate_id=to.pk, delegate_name="reviewer2")
+        assert refused(loop, handle, delegate) == (
+            "reviewer2 approved stage “Review”, and " + rules.DISTINCT_APPROVERS
+        )
+        # Past the web's check and the validator, as an email link's signal: dropped all the same.
+        signal(loop, handle, action(ActionKind.APPROVE, people["reviewer2"]))
+        assert state(loop, handle).status == Status.IN_REVIEW
+        act(loop, handle, action(ActionKind.APPROVE, people["manager"]))
+    else:
+        assert pending_names(now) == ["manager", "reviewer2"]
+        assert sorted(names[pk] for pk in offered) == ["admin", "outsider", "reviewer1"]
+        act(loop, handle, action(ActionKind.APPROVE, people["reviewer2"]))
+    final = result(loop, handle)
+    assert final.status == Status.APPROVED
+    approvers = [stage.approver_ids for stage in final.closed_stages]
+    expected = people["manager"] if distinct else people["reviewer2"]
+    assert approvers == [[people["reviewer2"].pk], [expected.pk]]

@@ -23,6 +23,7 @@ from workflows.types import (
     Assignee,
     Condition,
     Content,
+    Decided,
     EventKind,
     NotificationKind,
     Operator,
@@ -243,6 +244,66 @@ def test_a_stage_that_does_not_apply_is_on_the_timeline_once_patched() -> None:
         assert [e.stage for e in entries] == skipped, PATCH_SKIPPED_STAGES
         assert all(e.detail == "It applies only when the amount is more than 1000" for e in entries)
         assert review.state.status == RequestStatus.APPROVED
+
+
+@pytest.mark.parametrize("distinct", [True, False])
+def test_nobody_approves_two_stages_where_the_policy_asks_for_distinct_approvers(distinct: bool) -> None:
+    review = under_review(StageSpec("Team lead", Rule.ANY, 86400), StageSpec("Finance", Rule.ANY, 86400))
+    state = review.state
+    state.policy.distinct_approvers = distinct
+    handlers.apply(review, act(ActionKind.APPROVE, SECOND))
+    assert state.stage is not None and state.stage.name == "Finance"
+    assert state.closed_stages[0].approver_ids == [SECOND]
+    # Stage 2 as an assignment that did not leave SECOND out would have it: the rules hold anyway.
+    review.assign([Assignee(OUTSIDER, "outsider"), Assignee(SECOND, "second")])
+
+    approve = rules.refusal(state, act(ActionKind.APPROVE, SECOND))
+    to_second = act(ActionKind.DELEGATE, OUTSIDER, delegate_id=SECOND, delegate_name="second")
+    to_first = act(ActionKind.DELEGATE, OUTSIDER, delegate_id=FIRST, delegate_name="first")
+    if distinct:
+        assert approve == rules.Refusal(
+            rules.Why.FORBIDDEN,
+            "You approved stage “Team lead”, and " + rules.DISTINCT_APPROVERS,
+        )
+        assert rules.abilities(state, SECOND).decide is False
+        assert sorted(rules.not_delegable(state)) == [REQUESTER, SECOND, OUTSIDER]
+    else:
+        assert approve is None
+        assert sorted(rules.not_delegable(state)) == [REQUESTER, SECOND, OUTSIDER]
+    # Delegating to someone of an earlier stage who did not approve it is fine either way.
+    assert rules.refusal(state, to_first) is None
+    # The same stage's approvers, and the requester, never take it by delegation.
+    refused = rules.refusal(state, to_second)
+    assert refused and refused.message == "second is already an approver of this stage."
+
+    # Once SECOND is off the stage (the workflow's assignment leaves them out), delegating the
+    # stage to them is what the rule refuses.
+    review.state.stage.assignees = [Assignee(OUTSIDER, "outsider")]
+    refused = rules.refusal(state, to_second)
+    approve = rules.refusal(state, act(ActionKind.APPROVE, SECOND))
+    assert approve is not None
+    assert approve.message == (
+        f"You approved stage “Team lead”, and {rules.DISTINCT_APPROVERS}"
+        if distinct
+        else "Stage “Team lead” was already approved by user3 at 2026-12-01 09:00 UTC."
+    )
+    if distinct:
+        assert refused == rules.Refusal(
+            rules.Why.INVALID,
+            "second approved stage “Team lead”, and " + rules.DISTINCT_APPROVERS,
+        )
+        assert sorted(rules.not_delegable(state)) == [REQUESTER, SECOND, OUTSIDER]
+    else:
+        assert refused is None
+        assert sorted(rules.not_delegable(state)) == [REQUESTER, OUTSIDER]
+
+
+def test_a_stage_closed_without_anyone_approving_keeps_nobody_from_later_stages() -> None:
+    review = under_review(StageSpec("Team lead", Rule.ANY, 86400), StageSpec("Finance", Rule.ANY, 86400))
+    review.state.policy.distinct_approvers = True
+    review.stage_approved(Decided(None, "policy", T0), automatic=True)
+    assert review.state.closed_stages[0].approver_ids == []
+    assert rules.earlier_approvers(review.state) == {}
 
 
 def test_an_extension_moves_the_deadline_from_now_at_the_earliest() -> None:
