@@ -12,6 +12,7 @@ from approvals.models import (
     EscalationLevel,
     OutboundEmail,
     Participant,
+    PendingAction,
     RequestEvent,
     RequestRevision,
     RequestType,
@@ -177,3 +178,12 @@ class OutboundEmailAdmin(ReadOnlyAdmin):
     list_display = ["subject", "to", "kind", "status", "created_at", "sent_at"]
     list_filter = ["status", "kind"]
     search_fields = ["subject", "to"]
+
+
+@admin.register(PendingAction)
+class PendingActionAdmin(ReadOnlyAdmin):
+    """Actions sent to a workflow that it has not confirmed yet (their senders see them as pending)."""
+
+    list_display = ["sent_at", "actor", "kind", "via", "request", "action_id"]
+    list_filter = ["kind", "via"]
+    search_fields = ["request__title", "request__public_id", "actor__username", "action_id"]

@@ -10,9 +10,10 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from workflows.rules import MAX_DETAILS, MAX_TITLE
+from workflows.rules import MAX_DETAILS, MAX_TITLE, NOUNS
 from workflows.types import (
     FINAL_STATUSES,
+    ActionKind,
     EventKind,
     Exhausted,
     Operator,
@@ -23,6 +24,8 @@ from workflows.types import (
 
 STATUS_CHOICES = [(s.value, s.label) for s in RequestStatus]
 OPEN_STATUSES = [s.value for s in RequestStatus if s not in FINAL_STATUSES]
+# An action sent and not confirmed in this time is told as such (see PendingAction).
+PENDING_CONFIRMED_WITHIN = timedelta(minutes=2)
 
 
 class RequestType(models.Model):
@@ -414,6 +417,7 @@ class RequestEvent(models.Model):
     stage = models.CharField(max_length=100, blank=True)
     revision = models.PositiveIntegerField(default=1)
     occurred_at = models.DateTimeField()
+    action_id = models.CharField(max_length=100, blank=True)  # the action that recorded it, if any
 
     # For a decision: the request as the person saw it when they decided (selectors.request_timeline).
     seen: RequestRevision | None = None
@@ -432,6 +436,42 @@ class RequestEvent(models.Model):
             return EventKind(self.kind).label
         except ValueError:  # a kind this code does not know (yet)
             return self.kind
+
+
+class PendingAction(models.Model):
+    """An action sent to a request's workflow whose outcome is not known yet: no answer came in
+    time, or it went as a signal (an email link), which Temporal takes for the worker to apply
+    later. Its sender sees it as pending until the projection brings an event it recorded (or
+    the request ends)."""
+
+    class Via(models.TextChoices):
+        PAGE = "page", "a page of the app"
+        BULK = "bulk", "a bulk action"
+        EMAIL = "email", "an email link"
+
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="pending_actions")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=30)  # an ActionKind
+    action_id = models.CharField(max_length=100, unique=True)
+    via = models.CharField(max_length=10, choices=Via.choices)
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["sent_at"]
+        indexes = [models.Index(fields=["actor", "request"], name="pending_action_of")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} by {self.actor} on {self.request}, pending"
+
+    @property
+    def noun(self) -> str:
+        return NOUNS[ActionKind(self.kind)] if self.kind in set(ActionKind) else self.kind
+
+    @property
+    def overdue(self) -> bool:
+        """Long unconfirmed: the workflow may have refused it (the request moved on meanwhile),
+        or Temporal may never have had it."""
+        return timezone.now() - self.sent_at > PENDING_CONFIRMED_WITHIN
 
 
 class EmailLinkUse(models.Model):

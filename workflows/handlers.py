@@ -33,7 +33,10 @@ def apply(review: Review, action: Action) -> ActionResult:
     """Apply the action (once: a repeat gets the first answer again) and answer it."""
     if (earlier := review.answered(action.action_id)) is not None:
         return earlier
+    before = len(review.events)
     message = HANDLERS[action.kind](review, action)
+    for entry in review.events[before:]:
+        entry.action_id = action.action_id  # how the read model knows the action took effect
     review.changed = True
     state = review.state
     result = ActionResult(

@@ -247,6 +247,7 @@ class Review:
             dataclasses.replace(
                 entry,
                 comment="",
+                action_id="",
                 detail=entry.detail[:TIMELINE_DETAIL_KEPT],
                 actor_name=entry.actor_name[:TIMELINE_NAME_KEPT],
             )

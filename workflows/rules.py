@@ -40,6 +40,18 @@ APPROVER_KINDS = frozenset(
         ActionKind.EXTEND,
     }
 )
+# Each kind of action as a sentence names it ("your approval was sent").
+NOUNS = {
+    ActionKind.APPROVE: "approval",
+    ActionKind.REJECT: "rejection",
+    ActionKind.REQUEST_CHANGES: "request for changes",
+    ActionKind.COMMENT: "comment",
+    ActionKind.DELEGATE: "delegation",
+    ActionKind.EXTEND: "request for more time",
+    ActionKind.WITHDRAW: "withdrawal",
+    ActionKind.RESUBMIT: "resubmission",
+    ActionKind.CANCEL: "cancellation",
+}
 COMMENT_REQUIRED = {
     ActionKind.REJECT: "A comment is required to reject or to request changes.",
     ActionKind.REQUEST_CHANGES: "A comment is required to reject or to request changes.",

@@ -237,6 +237,7 @@ class TimelineEntry:
     detail: str = ""
     stage: str = ""
     revision: int = 1
+    action_id: str = ""  # the action that recorded it: the read model confirms the action by it
 
 
 @dataclass

@@ -38,6 +38,11 @@ class Unreachable(TemporalError):
     """Temporal did not answer within the deadline, or refused the connection."""
 
 
+class TimedOut(Unreachable):
+    """The call reached Temporal and its deadline passed with no answer: what it asked for may
+    have been done (a signal kept, say) or not."""
+
+
 class NoWorkflow(TemporalError):
     """No such workflow runs (it never started, or it has closed)."""
 
@@ -71,6 +76,8 @@ def translated(exc: RPCError) -> TemporalError:
         return TasksFailing(str(exc))
     if exc.status == RPCStatusCode.INVALID_ARGUMENT:  # e.g. "Blob data size exceeds limit"
         return Rejected(str(exc))
+    if exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+        return TimedOut(str(exc))
     return Unreachable(str(exc))
 
 

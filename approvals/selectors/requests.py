@@ -16,7 +16,14 @@ from django.utils import timezone
 from temporalio.converter import value_to_type
 
 from approvals.exceptions import NotFound
-from approvals.models import OPEN_STATUSES, ApprovalRequest, Participant, RequestEvent, RequestType
+from approvals.models import (
+    OPEN_STATUSES,
+    ApprovalRequest,
+    Participant,
+    PendingAction,
+    RequestEvent,
+    RequestType,
+)
 from workflows import rules
 from workflows.types import Content, EventKind, Policy, RequestState
 
@@ -262,6 +269,15 @@ def request_state(*, request: ApprovalRequest, to_change: bool = False) -> Reque
     if to_change or snapshot is None:
         return decode()
     return _decoded.get((request.public_id, request.version), decode)
+
+
+def pending_actions(*, user: User, requests: Iterable[ApprovalRequest]) -> dict[int, list[PendingAction]]:
+    """This person's actions on these requests that the workflow has not confirmed yet, by
+    request id (oldest first)."""
+    found: dict[int, list[PendingAction]] = {}
+    for sent in PendingAction.objects.filter(actor=user, request__in=list(requests)):
+        found.setdefault(sent.request_id, []).append(sent)
+    return found
 
 
 def delegate_choices(*, state: RequestState) -> QuerySet[User]:

@@ -15,6 +15,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.contrib.auth.models import User
+from django.db import OperationalError, connection, transaction
 
 from approvals import audit
 from approvals import client as temporal
@@ -26,7 +27,7 @@ from approvals.exceptions import (
     NotAllowed,
     WorkflowUnavailable,
 )
-from approvals.models import ApprovalRequest
+from approvals.models import ApprovalRequest, PendingAction, RequestEvent
 from approvals.selectors.requests import display_name, request_state, requests_visible
 from approvals.services.trouble import request_stopped_note
 from workflows import rules
@@ -39,12 +40,13 @@ TASKS_FAILING = (
     "The workflow cannot take actions right now (its tasks are failing), so this was not recorded. "
     "Staff see it on their dashboard."
 )
-RECORDED_LATE = "Recorded. The workflow is slow to confirm it; the page shows it as soon as it does."
+RECORDED_LATE = "Recorded. The workflow is slow to confirm it; it shows as pending here until it does."
 NOT_KNOWN_YET = (
-    "The workflow has not answered yet, so it is not known yet whether this was recorded; the page "
-    "shows it if it was. If nothing changes within a minute, send it again: it counts once."
+    "Sent. The workflow service has not picked it up yet: it counts as soon as it does (unless "
+    "the request has moved on by then), and shows as pending here until then."
 )
 BULK_CONCURRENCY = 8
+NOTE_LOCK_WAIT = timedelta(seconds=2)  # for the request's row, to note an action as pending
 REFUSALS = {
     rules.Why.FORBIDDEN: NotAllowed,
     rules.Why.NOT_NOW: ActionRefused,
@@ -64,10 +66,12 @@ def request_act(
     title: str = "",
     details: str = "",
     amount: Decimal | None = None,
+    via: PendingAction.Via = PendingAction.Via.PAGE,
 ) -> ActionResult:
     """Apply one person's action through the workflow and return its truthful answer, which
     comes once the read model shows what it did. `action_id` makes a repeated submission of the
-    same form count once."""
+    same form count once. With no answer in time, ActionPending, and the action shows as
+    pending (`via` says where it was sent from) until the read model confirms it."""
     content = None
     if kind == ActionKind.RESUBMIT:
         content = Content(title=title, details=details, amount=None if amount is None else str(amount))
@@ -84,22 +88,71 @@ def request_act(
     try:
         return temporal.send_update(request.public_id, action)
     except temporal.TemporalError as exc:
-        raise _told(request, action, exc) from exc
+        told = _told(request, action, exc)
+        if isinstance(told, ActionPending):
+            pending_action_note(request=request, action=action, via=via)
+        raise told from exc
 
 
 def request_signal(
-    *, request: ApprovalRequest, actor: User, kind: ActionKind, comment: str = "", action_id: uuid.UUID
-) -> None:
+    *,
+    request: ApprovalRequest,
+    actor: User,
+    kind: ActionKind,
+    comment: str = "",
+    action_id: uuid.UUID,
+    via: PendingAction.Via = PendingAction.Via.EMAIL,
+) -> bool:
     """Send an action as a signal: accepted by Temporal even while no worker runs.
 
     For email links and integrations. The workflow applies it if it still fits when it arrives
-    (and drops it otherwise); `action_id` makes a repeated signal count once.
+    (and drops it otherwise); `action_id` makes a repeated signal count once. It shows as pending
+    until the read model confirms it. True once Temporal has it; False when that is not known
+    (its deadline passed), the action still shown as pending.
     """
     action = _checked_action(request=request, actor=actor, kind=kind, comment=comment, action_id=action_id)
+    # Noted first: a running worker applies a signal at once, and may project it before this
+    # call returns.
+    pending_action_note(request=request, action=action, via=via)
     try:
         temporal.send_signal(request.public_id, action)
+    except temporal.TimedOut:
+        return False
     except temporal.TemporalError as exc:
+        PendingAction.objects.filter(action_id=action.action_id).delete()  # Temporal never had it
         raise _told(request, action, exc) from exc
+    return True
+
+
+def pending_action_note(*, request: ApprovalRequest, action: Action, via: PendingAction.Via) -> None:
+    """Show the action as pending to its sender until the read model confirms it, unless it
+    already does (or the request is over). Under the request's row lock, which the projection
+    takes too: either it sees this note and clears it, or this sees what it projected.
+
+    A projection that holds the lock longer than NOTE_LOCK_WAIT (the database is slow) leaves
+    the action unnoted: the person's answer still says what is known, and a note that might
+    never be cleared would not."""
+    try:
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        f"SET LOCAL lock_timeout = '{int(NOTE_LOCK_WAIT.total_seconds() * 1000)}ms'"
+                    )
+            locked = ApprovalRequest.objects.select_for_update().get(pk=request.pk)
+            confirmed = RequestEvent.objects.filter(request=locked, action_id=action.action_id).exists()
+            if locked.is_open and not confirmed:
+                PendingAction.objects.get_or_create(
+                    action_id=action.action_id,
+                    defaults={
+                        "request": locked,
+                        "actor_id": action.actor_id,
+                        "kind": action.kind.value,
+                        "via": via,
+                    },
+                )
+    except OperationalError as exc:  # the lock's wait ran out
+        logger.warning("Not noted as pending: %s on %s (%s)", action.kind, request.workflow_id, exc)
 
 
 @dataclass
@@ -152,6 +205,8 @@ def requests_act_bulk(
             told = _told(request, actions[public_id], answer)
             unknown = isinstance(answer, temporal.Unanswered) and not answer.accepted
             recorded = isinstance(answer, temporal.Unanswered) and answer.accepted
+            if isinstance(told, ActionPending):
+                pending_action_note(request=request, action=actions[public_id], via=PendingAction.Via.BULK)
             outcomes[public_id] = _outcome(request, recorded, str(told), pending=unknown)
     return [outcomes[pid] for pid in public_ids]
 
@@ -207,6 +262,8 @@ def _told(request: ApprovalRequest, action: Action, exc: temporal.TemporalError)
         return ActionRefused(str(exc))
     if isinstance(exc, temporal.Unanswered):
         return ActionPending(RECORDED_LATE if exc.accepted else NOT_KNOWN_YET)
+    if isinstance(exc, temporal.TimedOut):  # Temporal had it, and may have taken it
+        return ActionPending(NOT_KNOWN_YET)
     if isinstance(exc, temporal.Rejected):
         return InvalidInput(f"The workflow service refused this as it is, so it was not recorded: {exc}")
     logger.warning("Could not send %s to %s: %s", action.kind, request.workflow_id, exc)

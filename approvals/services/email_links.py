@@ -100,8 +100,10 @@ def email_link_check(*, token: str, user: User) -> EmailLink:
     return EmailLink(request, user_id, action, stage_version, link_id, expires_at)
 
 
-def email_link_use(*, token: str, user: User, comment: str = "") -> EmailLink:
-    """Use the link: record it (so it never works twice) and send the decision to the workflow."""
+def email_link_use(*, token: str, user: User, comment: str = "") -> bool:
+    """Use the link: record it (so it never works twice) and send the decision to the workflow,
+    which shows as pending on the request until the read model confirms it. True once Temporal
+    has it; False when that is not known (its deadline passed)."""
     link = email_link_check(token=token, user=user)
     try:
         with transaction.atomic():
@@ -109,9 +111,8 @@ def email_link_use(*, token: str, user: User, comment: str = "") -> EmailLink:
                 link_id=link.link_id, request=link.request, user=user, action=link.action.value
             )
             # The link id doubles as the action id, so even a signal sent twice counts once.
-            request_signal(
+            return request_signal(
                 request=link.request, actor=user, kind=link.action, comment=comment, action_id=link.link_id
             )
     except IntegrityError as exc:
         raise LinkRefused("This link was just used.", 409) from exc
-    return link

@@ -15,6 +15,7 @@ from temporalio.converter import AdvancedJSONEncoder
 from approvals.exceptions import NotFound
 from approvals.live import Change
 from approvals.models import (
+    PENDING_CONFIRMED_WITHIN,
     ApprovalRequest,
     Assignment,
     Delegation,
@@ -25,7 +26,16 @@ from approvals.models import (
     WorkflowSnapshot,
 )
 from approvals.selectors.requests import display_name
-from workflows.types import Assignee, AssignInput, EventKind, Projection, RequestState, RequestStatus
+from workflows import rules
+from workflows.types import (
+    ActionKind,
+    Assignee,
+    AssignInput,
+    EventKind,
+    Projection,
+    RequestState,
+    RequestStatus,
+)
 
 
 def approvers_resolve(*, assign: AssignInput) -> list[Assignee]:
@@ -133,9 +143,13 @@ def _project(request: ApprovalRequest, projection: Projection) -> bool:
                 "stage": event.stage,
                 "revision": event.revision,
                 "occurred_at": event.at,
+                "action_id": event.action_id,
             },
         )
         new = new or created
+    # The actions these events confirm are pending no more (see services.actions).
+    if confirmed := {event.action_id for event in projection.events if event.action_id}:
+        request.pending_actions.filter(action_id__in=confirmed).delete()
     for person in projection.new_participants:
         _, created = Participant.objects.get_or_create(
             request=request,
@@ -176,6 +190,7 @@ def _project(request: ApprovalRequest, projection: Projection) -> bool:
         if projection.status in (RequestStatus.APPROVED, RequestStatus.REJECTED):
             request.decision_seconds = _seconds(request.created_at, projection.decided.at)
     request.save()
+    _pending_settle(request=request, projection=projection)
     pending = {p.user_id: p for p in projection.pending}
     request.participants.exclude(user_id__in=pending).filter(pending=True).update(
         pending=False, deadline=None
@@ -184,6 +199,23 @@ def _project(request: ApprovalRequest, projection: Projection) -> bool:
     _stage_runs_project(request=request, projection=projection)
     _assignments_project(request=request, projection=projection)
     return True
+
+
+def _pending_settle(*, request: ApprovalRequest, projection: Projection) -> None:
+    """Actions sent and not confirmed that can no longer count are pending no more: all of them
+    once the request ends, and those long unconfirmed (the workflow has had its chance at them)
+    that the rules would now refuse their sender, who approved meanwhile through another form,
+    say. (The workflow refuses them alike, should Temporal still hold one.)"""
+    if projection.status.is_final:
+        request.pending_actions.all().delete()
+        return
+    if projection.state is None:
+        return
+    overdue = request.pending_actions.filter(sent_at__lt=timezone.now() - PENDING_CONFIRMED_WITHIN)
+    for sent in overdue:
+        kind = ActionKind(sent.kind)
+        if rules.standing(projection.state, kind, sent.actor_id, as_staff=kind == ActionKind.CANCEL):
+            sent.delete()
 
 
 def _seconds(start: datetime, end: datetime) -> int:

@@ -19,7 +19,7 @@ from django.template.loader import render_to_string
 from approvals import selectors
 from approvals.exceptions import NotFound
 from approvals.forms import ActionForm, InboxFilterForm, ResubmitForm
-from approvals.models import ApprovalRequest, Participant
+from approvals.models import ApprovalRequest, Participant, PendingAction
 from workflows import rules
 from workflows.types import ActionResult
 
@@ -38,6 +38,7 @@ def request_context(
         "events": selectors.request_timeline(request=request),
         "action_form": ActionForm(),
         "delegates": selectors.delegate_choices(state=state),
+        "sent": selectors.pending_actions(user=user, requests=[request]).get(request.pk, []),
         "resubmit_form": ResubmitForm(instance=request),
         "result": result,
         "fresh": fresh,
@@ -59,15 +60,18 @@ class InboxRow:
     r: ApprovalRequest
     mine: Participant
     may: rules.Abilities
+    sent: list[PendingAction]  # their actions on it not confirmed yet
 
 
 def inbox_rows(*, user: User, places: list[Participant], recent: bool = False) -> list[InboxRow]:
     """The rows of a list of the inbox; "Recently on your desk" (`recent`) offers nothing to do."""
+    sent = selectors.pending_actions(user=user, requests=[p.request for p in places])
     return [
         InboxRow(
             p.request,
             p,
             rules.Abilities() if recent else selectors.request_abilities(user=user, request=p.request),
+            sent.get(p.request_id, []),
         )
         for p in places
     ]
@@ -89,7 +93,12 @@ def inbox_row_context(
     belongs = selectors.inbox_items(user=user, **chosen).filter(pk=place.pk).exists()
     place.request = request
     return {
-        "row": InboxRow(request, place, selectors.request_abilities(user=user, request=request)),
+        "row": InboxRow(
+            request,
+            place,
+            selectors.request_abilities(user=user, request=request),
+            selectors.pending_actions(user=user, requests=[request]).get(request.pk, []),
+        ),
         "insert": belongs and on_first_page,
         "recent_shown": filters.is_default and chosen["state"] == "waiting",
         "result": result,

@@ -173,28 +173,32 @@ def inbox_bulk(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-def _refused(
-    request: HtmxHttpRequest, approval: ApprovalRequest, error: str, status: int, pending: bool = False
-) -> HttpResponse:
-    """Why the action was not taken (or is not known yet), where the person acted; what they
-    typed stays as it was."""
+def _refused(request: HtmxHttpRequest, approval: ApprovalRequest, error: str, status: int) -> HttpResponse:
+    """Why the action was not taken, where the person acted; what they typed stays as it was."""
+    context = {"r": approval, "error": error}
     if not request.htmx:
-        context = {"r": approval, "error": error, "pending": pending}
         return render(request, "approvals/action_error.html", context, status=status)
-    context = {"r": approval, "error": error, "pending": pending}
     response = render(request, "approvals/_answer_error.html", context, status=status)
     return reswap(retarget(response, f"#answer-{approval.public_id}"), "outerHTML")
 
 
-def _acted(request: HtmxHttpRequest, approval: ApprovalRequest, result: ActionResult) -> HttpResponse:
+def _acted(
+    request: HtmxHttpRequest, approval: ApprovalRequest, result: ActionResult | None, pending: str = ""
+) -> HttpResponse:
     """The answer: what changed, drawn as a live push draws it (the update answers once the read
-    model shows the action), with the workflow's own words in the answer's place."""
+    model shows the action), with the workflow's own words in the answer's place.
+
+    With no answer in time (`pending` says so, 202), the same, with the action shown as pending
+    until the read model confirms it, and the form as it was sent: sent again, it counts once."""
     if not request.htmx:
-        messages.success(request, result.message)
+        if result:
+            messages.success(request, result.message)
+        else:
+            messages.warning(request, pending)
         return redirect(approval)
     approval.refresh_from_db()
     page = urlsplit(request.htmx.current_url_abs_path or "")
-    fresh = request.htmx.trigger or ""  # the form sent: it alone comes back as new
+    fresh = (request.htmx.trigger or "") if result else ""  # the form sent: it alone comes back as new
     if page.path == reverse("inbox"):
         filters = InboxFilterForm(QueryDict(page.query))
         html = fragments.inbox_html(
@@ -202,7 +206,7 @@ def _acted(request: HtmxHttpRequest, approval: ApprovalRequest, result: ActionRe
         )
     else:
         html = fragments.request_html(user=request.user, request=approval, result=result, fresh=fresh)
-    return HttpResponse(html)
+    return HttpResponse(html, status=202 if pending else 200)
 
 
 def _act(
@@ -231,7 +235,7 @@ def _act(
     except InvalidInput as exc:
         return _refused(request, approval, str(exc), 400)
     except ActionPending as exc:
-        return _refused(request, approval, str(exc), 202, pending=True)
+        return _acted(request, approval, None, pending=str(exc))
     except ApprovalError as exc:
         return _refused(request, approval, str(exc), 409)
     return _acted(request, approval, result)
@@ -274,7 +278,12 @@ def email_action(request: HtmxHttpRequest, token: str) -> HttpResponse:
     except services.LinkRefused as exc:
         log_refused(request, f"email link: {exc}")
         return render(request, template, {"refused": str(exc)}, status=exc.status)
-    context: dict[str, Any] = {"link": link, "r": link.request, "token": token}
+    context: dict[str, Any] = {
+        "link": link,
+        "r": link.request,
+        "token": token,
+        "noun": rules.NOUNS[link.action],
+    }
     if request.method == "POST":
         form = EmailConfirmForm(request.POST, action=link.action)
         comment = request.POST.get("comment", "")[: rules.MAX_COMMENT]
@@ -283,10 +292,10 @@ def email_action(request: HtmxHttpRequest, token: str) -> HttpResponse:
             return render(request, template, {**context, "error": error, "comment": comment}, status=400)
         comment = form.cleaned_data["comment"]
         try:
-            services.email_link_use(token=token, user=request.user, comment=comment)
+            delivered = services.email_link_use(token=token, user=request.user, comment=comment)
         except services.LinkRefused as exc:
             return render(request, template, {"refused": str(exc)}, status=exc.status)
         except ApprovalError as exc:
             return render(request, template, {**context, "error": str(exc), "comment": comment}, status=400)
-        return render(request, template, {**context, "done": True})
+        return render(request, template, {**context, "done": True, "delivered": delivered})
     return render(request, template, context)

@@ -62,7 +62,7 @@ def test_approve_from_the_email_confirms_first_then_works_once(
 
     done = reviewer.post(links["approve"], {"comment": "From my phone"})
     assert done.status_code == 200
-    assert "Your approval of “Laptop” is sent" in done.content.decode()
+    assert "Your approval of “Laptop” was sent. It counts as soon as" in done.content.decode()
     wait_until(lambda: status_of(request) == "approved", what="approved through the signal")
     assert request.events.get(kind="approval").comment == "From my phone"
 

@@ -409,3 +409,108 @@ def test_postgres_going_away_gives_a_clear_503_and_the_work_resumes_when_it_is_b
         lambda: loop.run(handle.describe()).status == WorkflowExecutionStatus.COMPLETED,
         what="the workflow's end",
     )
+
+
+def log_in(base: str, username: str) -> tuple[urllib.request.OpenerDirector, str]:
+    """A browser-like client logged in as `username`, and its CSRF token."""
+    browser, cookies = http_client()
+    fetch(browser, f"{base}/accounts/login/")
+    token = next(c.value for c in cookies if c.name == "csrftoken")
+    form = {"username": username, "password": DEMO_PASSWORD, "csrfmiddlewaretoken": token}
+    assert fetch(browser, f"{base}/accounts/login/", form)[0] == 302
+    token = next(c.value for c in cookies if c.name == "csrftoken")  # a new one once logged in
+    return browser, token
+
+
+def htmx_post(
+    browser: urllib.request.OpenerDirector, url: str, data: dict[str, Any], page: str
+) -> tuple[int, str]:
+    body = urllib.parse.urlencode(data, doseq=True).encode()
+    headers = {"HX-Request": "true", "HX-Current-URL": page}
+    try:
+        with browser.open(urllib.request.Request(url, body, headers), timeout=60) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+PENDING_NOTE = 'data-testid="pending-action"'
+
+
+def test_with_the_worker_stopped_an_action_is_told_as_pending_and_counts_once_it_is_back(
+    app: App, mailbox: Mailbox
+) -> None:
+    """SIGSTOP of the worker under a real web process: an approval from the page, a bulk approval
+    and an email link's approval each get a truthful answer at once (pending, never a 500 nor a
+    failure), show as pending, and count exactly once when the worker runs again."""
+    worker = app.worker()
+    port = free_port()
+    app.web(port)
+    base = f"http://127.0.0.1:{port}"
+    titles = ("Desk", "Chair", "Lamp")
+    ids = {title: app.shell(SUBMIT.replace("Standing desk", title)) for title in titles}
+    statuses = lambda: {app.status(public_id) for public_id in ids.values()}  # noqa: E731
+    wait_until(lambda: statuses() == {"in_review"}, timeout=60, what="review")
+    wait_until(lambda: len(mailbox.messages) == 6, timeout=30, what="the review emails")
+    lamp_email = next(
+        m for m in mailbox.messages if "reviewer1" in str(m["To"]) and "Lamp" in str(m["Subject"])
+    )
+    link = urllib.parse.urlsplit(
+        next(
+            line.split("Approve: ", 1)[1].strip()
+            for line in lamp_email.get_body(("plain",)).get_content().splitlines()
+            if "Approve: " in line
+        )
+    ).path
+    browser, csrf = log_in(base, "reviewer1")
+
+    worker.send_signal(signal.SIGSTOP)
+    try:
+        desk = f"{base}/requests/{ids['Desk']}/"
+        started = time.monotonic()
+        status, html = htmx_post(
+            browser,
+            desk + "act/",
+            {"kind": "approve", "action_id": str(uuid.uuid4()), "csrfmiddlewaretoken": csrf},
+            desk,
+        )
+        assert status == 202, html
+        assert PENDING_NOTE in html and "Your approval, sent at" in html
+        assert time.monotonic() - started < 15  # one deadline or two, not a hang
+
+        status, html = htmx_post(
+            browser,
+            f"{base}/inbox/bulk/",
+            {
+                "ids": [ids["Chair"]],
+                "kind": "approve",
+                "bulk_id": str(uuid.uuid4()),
+                "csrfmiddlewaretoken": csrf,
+            },
+            f"{base}/inbox/",
+        )
+        assert status == 200, html
+        assert "0 of 1 done, 1 not known yet" in html and "(in a bulk action)" in html
+
+        assert fetch(browser, base + link)[0] == 200  # the confirmation page; changes nothing
+        status, html, _ = fetch(browser, base + link, {"comment": "", "csrfmiddlewaretoken": csrf})
+        assert status == 200 and "was sent. It counts as soon as" in html, html
+
+        for title in titles:
+            status, html, _ = fetch(browser, f"{base}/requests/{ids[title]}/")
+            assert status == 200 and html.count(PENDING_NOTE) == 1, title
+            assert app.status(ids[title]) == "in_review"  # nothing counted yet: the worker is away
+    finally:
+        worker.send_signal(signal.SIGCONT)
+
+    wait_until(lambda: statuses() == {"approved"}, timeout=120, interval=0.5, what="all three approved")
+    assert app.query("SELECT count(*) FROM approvals_pendingaction") == [(0,)]
+    for title in titles:
+        status, html, _ = fetch(browser, f"{base}/requests/{ids[title]}/")
+        assert PENDING_NOTE not in html
+        approvals = app.query(
+            "SELECT count(*) FROM approvals_requestevent e JOIN approvals_approvalrequest r "
+            "ON r.id = e.request_id WHERE r.public_id = %s AND e.kind = 'approval'",
+            ids[title],
+        )
+        assert approvals == [(1,)], title  # exactly once
