@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import statistics
 import sys
@@ -32,6 +33,8 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--json", help="also write each case's median and p95 (ms) to this file")
+    parser.add_argument("--only", help="time only the cases whose names contain this")
     args = parser.parse_args()
 
     import django
@@ -52,7 +55,9 @@ def main() -> None:
     setup_test_environment()
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
     try:
-        run(args.requests, args.runs)
+        figures = run(args.requests, args.runs, only=args.only or "")
+        if args.json:
+            Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
 
@@ -68,7 +73,7 @@ def timed(runs: int, fn: Callable[[], object]) -> tuple[float, float]:
     return statistics.median(samples), samples[int(0.95 * (len(samples) - 1))]
 
 
-def run(total: int, runs: int) -> None:
+def run(total: int, runs: int, only: str = "") -> dict[str, dict[str, float]]:
     from django.contrib.auth.models import User
     from django.db import connection
     from django.test import Client
@@ -304,14 +309,19 @@ def run(total: int, runs: int) -> None:
         ),
     ]
     print(f"\n{'what':<40} {'median ms':>10} {'p95 ms':>8}   ({runs} runs)")
+    figures = {}
     for name, fn in cases:
+        if only not in name:
+            continue
         median, p95 = timed(runs, fn)
+        figures[name] = {"median_ms": round(median, 2), "p95_ms": round(p95, 2)}
         print(f"{name:<40} {median:>10.2f} {p95:>8.2f}")
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             sql, params = waiting[:25].query.sql_with_params()
             cursor.execute("EXPLAIN " + sql, params)
             print("\nPlan of the inbox's first page:\n" + "\n".join(row[0] for row in cursor.fetchall()))
+    return figures
 
 
 if __name__ == "__main__":
