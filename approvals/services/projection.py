@@ -20,6 +20,7 @@ from approvals.models import (
     Assignment,
     Delegation,
     Participant,
+    PendingAction,
     RequestEvent,
     RequestRevision,
     StageRun,
@@ -147,9 +148,14 @@ def _project(request: ApprovalRequest, projection: Projection) -> bool:
             },
         )
         new = new or created
-    # The actions these events confirm are pending no more (see services.actions).
-    if confirmed := {event.action_id for event in projection.events if event.action_id}:
-        request.pending_actions.filter(action_id__in=confirmed).delete()
+    # The actions these events confirm are pending no more (see services.actions). Read once,
+    # one query whether there are any or not (most requests have none); the newest projection
+    # settles the rest below.
+    sent = list(request.pending_actions.all())
+    confirmed = {event.action_id for event in projection.events if event.action_id}
+    if done := [p.pk for p in sent if p.action_id in confirmed]:
+        PendingAction.objects.filter(pk__in=done).delete()
+        sent = [p for p in sent if p.pk not in done]
     for person in projection.new_participants:
         _, created = Participant.objects.get_or_create(
             request=request,
@@ -190,7 +196,7 @@ def _project(request: ApprovalRequest, projection: Projection) -> bool:
         if projection.status in (RequestStatus.APPROVED, RequestStatus.REJECTED):
             request.decision_seconds = _seconds(request.created_at, projection.decided.at)
     request.save()
-    _pending_settle(request=request, projection=projection)
+    _pending_settle(sent, projection=projection)
     pending = {p.user_id: p for p in projection.pending}
     request.participants.exclude(user_id__in=pending).filter(pending=True).update(
         pending=False, deadline=None
@@ -201,21 +207,24 @@ def _project(request: ApprovalRequest, projection: Projection) -> bool:
     return True
 
 
-def _pending_settle(*, request: ApprovalRequest, projection: Projection) -> None:
-    """Actions sent and not confirmed that can no longer count are pending no more: all of them
-    once the request ends, and those long unconfirmed (the workflow has had its chance at them)
-    that the rules would now refuse their sender, who approved meanwhile through another form,
-    say. (The workflow refuses them alike, should Temporal still hold one.)"""
-    if projection.status.is_final:
-        request.pending_actions.all().delete()
-        return
-    if projection.state is None:
-        return
-    overdue = request.pending_actions.filter(sent_at__lt=timezone.now() - PENDING_CONFIRMED_WITHIN)
-    for sent in overdue:
-        kind = ActionKind(sent.kind)
-        if rules.standing(projection.state, kind, sent.actor_id, as_staff=kind == ActionKind.CANCEL):
-            sent.delete()
+def _pending_settle(sent: list[PendingAction], *, projection: Projection) -> None:
+    """Actions sent and not confirmed (`sent`, of this request) that can no longer count are
+    pending no more: all of them once the request ends, and those long unconfirmed (the workflow
+    has had its chance at them) that the rules would now refuse their sender, who approved
+    meanwhile through another form, say. (The workflow refuses them alike, should Temporal still
+    hold one.)"""
+    state, overdue = projection.state, timezone.now() - PENDING_CONFIRMED_WITHIN
+
+    def moot(pending: PendingAction) -> bool:
+        if projection.status.is_final:
+            return True
+        if state is None or pending.sent_at >= overdue:
+            return False
+        kind = ActionKind(pending.kind)
+        return rules.standing(state, kind, pending.actor_id, as_staff=kind == ActionKind.CANCEL) is not None
+
+    if settled := [p.pk for p in sent if moot(p)]:
+        PendingAction.objects.filter(pk__in=settled).delete()
 
 
 def _seconds(start: datetime, end: datetime) -> int:
