@@ -783,7 +783,12 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def measure(stack: Stack, sizes: Sizes, figures: Figures, quick: bool) -> None:
+SCENARIOS = ("decisions", "creation", "live", "cold_decision", "memory", "inbox")
+
+
+async def measure(
+    stack: Stack, sizes: Sizes, figures: Figures, quick: bool, only: tuple[str, ...] = SCENARIOS
+) -> None:
     bench = Bench(stack, sizes, quick)
     bench.figures = figures
     stack.shell(SETUP % {"password": PASSWORD})
@@ -796,6 +801,8 @@ async def measure(stack: Stack, sizes: Sizes, figures: Figures, quick: bool) -> 
         (("worker_rss_mb_10k", "worker_rss_ratio"), bench.memory),
     ]
     for keys, step in steps:
+        if step.__name__ not in only:
+            continue
         print(f"{datetime.now(UTC):%H:%M:%S} {step.__name__}", flush=True)
         try:
             await step()
@@ -805,6 +812,8 @@ async def measure(stack: Stack, sizes: Sizes, figures: Figures, quick: bool) -> 
                     figures.put(key, None, f"{step.__name__} failed: {exc}"[:300])
     for browser in bench.reviewers.values():
         await browser.close()
+    if "inbox" not in only:
+        return
     print(f"{datetime.now(UTC):%H:%M:%S} inbox", flush=True)
     try:
         bench.inbox()
@@ -820,9 +829,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repetition")
     parser.add_argument("--reps", type=int, help="repetitions of each scenario (3 by default)")
     parser.add_argument("--rss-workflows", type=int, help="open workflows for the memory figure")
+    parser.add_argument(
+        "--only",
+        default=",".join(SCENARIOS),
+        help=f"the scenarios to run, comma-separated (of {', '.join(SCENARIOS)}; all by default); "
+        "the cold decision needs the decisions",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument("--markdown", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
+    only = tuple(name.strip() for name in args.only.split(",") if name.strip())
+    if unknown := set(only) - set(SCENARIOS):
+        parser.error(f"no such scenario: {', '.join(sorted(unknown))}")
+    if "cold_decision" in only and "decisions" not in only:
+        parser.error("the cold decision needs the decisions (--only decisions,cold_decision)")
     sizes = QUICK if args.quick else FULL
     if args.reps:
         sizes = Sizes(**{**sizes.__dict__, "reps": args.reps})
@@ -835,17 +855,18 @@ def main() -> None:
     started = time.monotonic()
     try:
         stack.start()
-        asyncio.run(measure(stack, sizes, figures, args.quick))
+        asyncio.run(measure(stack, sizes, figures, args.quick, only))
     finally:
         stack.stop()
     for key in KEYS:
         if figures.values[key] is None and key not in figures.reasons:
-            figures.put(key, None, "not measured")
+            partial = set(only) != set(SCENARIOS)
+            figures.put(key, None, f"not run (--only {','.join(only)})" if partial else "not measured")
     result = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "revision": revision(),
         "machine": machine(),
-        "sizes": sizes.__dict__ | {"quick": args.quick},
+        "sizes": sizes.__dict__ | {"quick": args.quick, "only": list(only)},
         "seconds": round(time.monotonic() - started),
         "figures": figures.values,
         "reasons": figures.reasons,
