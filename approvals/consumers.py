@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -15,6 +16,28 @@ from approvals.views import fragments
 
 SUMMARY_COALESCE_SECONDS = 1.0  # a staff dashboard redraws its summary at most this often
 MAX_FILTERS = 1000  # characters of an inbox's query string
+DRAWN_KEPT_SECONDS = 10.0  # how long a drawing of a change waits for the other pages it serves
+
+
+class Drawings:
+    """What each change looks like on each kind of page, drawn once per process.
+
+    A person often has the same page open in several tabs, and a change reaches every one of
+    them at once: the fragment depends on the person, the view and what the page shows only, so
+    the first socket to hear of the change draws it and the others of the same page take that
+    drawing, instead of each running the same queries and template in turn."""
+
+    def __init__(self) -> None:
+        self._drawn: dict[tuple[str, ...], asyncio.Future[str]] = {}
+
+    async def draw(self, key: tuple[str, ...], draw: Callable[[], Awaitable[str]]) -> str:
+        if (drawn := self._drawn.get(key)) is None:
+            drawn = self._drawn[key] = asyncio.ensure_future(draw())
+            asyncio.get_running_loop().call_later(DRAWN_KEPT_SECONDS, self._drawn.pop, key, None)
+        return await asyncio.shield(drawn)
+
+
+drawings = Drawings()
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
@@ -71,13 +94,22 @@ class LiveConsumer(AsyncWebsocketConsumer):
             if self.summary_soon is None or self.summary_soon.done():
                 self.summary_soon = asyncio.create_task(self._send_summary_soon())
             return
-        html = await database_sync_to_async(fragments.pushed_html)(
-            user=self.user,
-            public_id=event["public_id"],
-            view=self.view,
-            shown_id=self.shown_id,
-            filters=self.filters,
-        )
+
+        def draw() -> Awaitable[str]:
+            return database_sync_to_async(fragments.pushed_html)(
+                user=self.user,
+                public_id=event["public_id"],
+                view=self.view,
+                shown_id=self.shown_id,
+                filters=self.filters,
+            )
+
+        change_id = event.get("change_id")
+        if isinstance(change_id, str):
+            key = (change_id, str(self.user.pk), self.view, self.shown_id, self.filters)
+            html = await drawings.draw(key, draw)
+        else:  # the page as it stands, when the socket opens
+            html = await draw()
         if html:
             await self.send(text_data=html)
 

@@ -9,6 +9,7 @@ with the same context functions the views use (approvals.views.fragments).
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 
 from asgiref.sync import async_to_sync
@@ -37,7 +38,8 @@ async def push(change: Change | None) -> None:
     layer = get_channel_layer()
     if change is None or layer is None:
         return
-    message = {"type": "request.changed", "public_id": change.public_id}
+    # The change's own id lets the pages of one person in one process share one drawing of it.
+    message = {"type": "request.changed", "public_id": change.public_id, "change_id": uuid.uuid4().hex}
     try:
         for group in [STAFF_GROUP, *(user_group(uid) for uid in change.user_ids)]:
             await layer.group_send(group, message)

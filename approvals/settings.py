@@ -105,15 +105,21 @@ TEMPLATES = [
 ]
 
 # SQLite by default; DATABASE_URL (postgres://...) selects PostgreSQL through psycopg 3.
-# Connections close after each request and activity (Django's advice under ASGI); put a pooler
-# in front of PostgreSQL, or raise DB_CONN_MAX_AGE, where connection set-up costs matter.
+# Django closes its connection after each request and activity (its advice under ASGI, where
+# persistent connections leak across threads); on PostgreSQL that hands it back to psycopg's pool
+# in this process, so no request or activity pays for a new connection. DB_POOL_SIZE is each
+# process's most (0: no pool, a connection each time, as behind an external pooler).
+DB_POOL_SIZE = int(os.environ.get("DB_POOL_SIZE", "12"))
 DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}",
-        conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "0")),
+        conn_max_age=0,
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DB_POOL_SIZE > 0:
+    # (With health checks on, the pool checks each connection before it hands it out.)
+    DATABASES["default"]["OPTIONS"] = {"pool": {"min_size": 1, "max_size": DB_POOL_SIZE, "timeout": 10}}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web, worker and tests share one file from several threads and processes: wait for locks
     # instead of failing, take write locks up front, and let readers run beside a writer.

@@ -43,6 +43,7 @@ from temporalio.client import Client
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from approvals.client.connection import DEV_SERVER_ARGS, DEV_SERVER_FILE_ARGS  # noqa: E402
 from bench.bare import BareDecision  # noqa: E402
 
 PASSWORD = "bench-pass-123"
@@ -156,7 +157,7 @@ class Stack:
         }
         self.env.update(
             DATABASE_URL=self.db_url,
-            DB_CONN_MAX_AGE=os.environ.get("DB_CONN_MAX_AGE", "0"),
+            DB_POOL_SIZE=os.environ.get("DB_POOL_SIZE", "12"),
             REDIS_URL=self.redis_url,
             DATA_DIR=str(scratch / "data"),
             DJANGO_SETTINGS_MODULE="approvals.settings",
@@ -214,6 +215,8 @@ class Stack:
                 str(self.temporal_port),
                 "--log-level",
                 "error",
+                *DEV_SERVER_ARGS,
+                *DEV_SERVER_FILE_ARGS,
             ],
         )
         wait_for("Temporal", lambda: listening(self.temporal_port), 60)

@@ -70,6 +70,8 @@ PROJECTION_BUDGET = 64_000  # bytes of JSON at most for the text of one projecti
 MAX_BACKLOG = 1000  # events in memory, each one comment at most: memory stays bounded
 BACKLOGGED = "The request is catching up with what was sent before; try again in a minute."
 DELEGATE_BY_UPDATE = "Delegation is taken as an update only, so that the delegate is looked up first."
+# The stage's timer is started again only when the time it waits for moves, not on every wake.
+PATCH_STEADY_TIMER = "steady-timer"
 
 
 @workflow.defn
@@ -90,6 +92,9 @@ class ApprovalWorkflow:
         self._projected_seq = min(unsent) - 1 if unsent else state.seq
         self._projected_revision = 0  # whose content the read model has (0: send it anyway)
         self._answers_waiting = 0
+        self._alarm = timers.Alarm()
+        # Decided once per run, in its first task: a run started before the patch keeps its ways.
+        self._steady_timer = workflow.patched(PATCH_STEADY_TIMER)
 
     # --- Main loop ----------------------------------------------------------------------------
 
@@ -132,11 +137,13 @@ class ApprovalWorkflow:
             # Sleep until the next timer is due or there is work: effects to carry out, people
             # to assign, or a change that moved a deadline.
             review.changed = False
-            await timers.sleep_until(
+            sleep_until = self._alarm.sleep_until if self._steady_timer else timers.sleep_until
+            await sleep_until(
                 timers.next_wake(review.state),
                 lambda: review.changed or review.unflushed() or self._needs_assignment(),
             )
             timers.fire_due(review)
+        self._alarm.stop()
 
     def _needs_assignment(self) -> bool:
         state, stage = self.review.state, self.review.state.stage

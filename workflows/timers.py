@@ -7,6 +7,7 @@ fired here. Every time is workflow time.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -33,6 +34,32 @@ async def sleep_until(wake_at: datetime | None, woken: Callable[[], bool]) -> No
         await workflow.wait_condition(woken, timeout=timeout)
     except TimeoutError:
         pass
+
+
+class Alarm:
+    """One durable timer for the next wake, started again only when the wake time moves (or
+    after it rang): an action that leaves the deadline where it was costs no timer events, where
+    `sleep_until` cancels its timer on every wake and starts another."""
+
+    def __init__(self) -> None:
+        self._at: datetime | None = None
+        self._timer: asyncio.Task[None] | None = None
+
+    async def sleep_until(self, wake_at: datetime | None, woken: Callable[[], bool]) -> None:
+        """As `sleep_until` above, on the one timer."""
+        if wake_at != self._at or self._timer is None or self._timer.done():
+            self.stop()
+            self._at = wake_at
+            if wake_at is not None:
+                delay = max(wake_at - workflow.now(), timedelta(0))
+                self._timer = asyncio.create_task(workflow.sleep(delay))
+        timer = self._timer
+        await workflow.wait_condition(lambda: woken() or (timer is not None and timer.done()))
+
+    def stop(self) -> None:
+        if self._timer is not None and not self._timer.done():
+            self._timer.cancel()
+        self._timer, self._at = None, None
 
 
 def fire_due(review: Review) -> None:

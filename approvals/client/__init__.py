@@ -13,6 +13,7 @@ from approvals.client.approval import (
 )
 from approvals.client.connection import (
     DEV_SERVER_ARGS,
+    DEV_SERVER_FILE_ARGS,
     NoWorkflow,
     Refused,
     Rejected,
@@ -40,6 +41,7 @@ from approvals.client.runs import (
 
 __all__ = [
     "DEV_SERVER_ARGS",
+    "DEV_SERVER_FILE_ARGS",
     "FAILING_QUERY",
     "STOPPED_QUERY",
     "CloseReason",

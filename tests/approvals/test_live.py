@@ -209,3 +209,32 @@ def test_pages_left_idle_for_a_minute_on_redis_still_hear_the_next_push(
             await communicator.disconnect()
 
     async_to_sync(scenario)()
+
+
+def test_the_pages_of_one_person_share_one_drawing_of_a_change() -> None:
+    from approvals.consumers import Drawings
+
+    calls: list[str] = []
+
+    async def scenario() -> list[str]:
+        drawings = Drawings()
+
+        def drawer(html: str):  # type: ignore[no-untyped-def]
+            async def draw() -> str:
+                calls.append(html)
+                await asyncio.sleep(0.01)
+                return html
+
+            return draw
+
+        same = ("change-1", "7", "request", "abc", "")
+        other_person = ("change-1", "8", "request", "abc", "")
+        return await asyncio.gather(
+            *(drawings.draw(same, drawer("seven")) for _ in range(50)),
+            drawings.draw(other_person, drawer("eight")),
+            drawings.draw(("change-2", *same[1:]), drawer("seven again")),
+        )
+
+    drawn = asyncio.run(scenario())
+    assert drawn == ["seven"] * 50 + ["eight", "seven again"]
+    assert sorted(calls) == ["eight", "seven", "seven again"]  # one drawing per person and change

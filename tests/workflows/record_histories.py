@@ -186,6 +186,33 @@ async def record(only: set[str]) -> None:
         )
         await handle.execute_update(ApprovalWorkflow.submit_action, act(ActionKind.APPROVE, 15, "Budget ok"))
 
+    # Recorded on the release whose stage timer is started again only when its time moves.
+    async def steady_timer(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]) -> None:
+        comment = act(ActionKind.COMMENT, 11, "Which model?")
+        await handle.execute_update(ApprovalWorkflow.submit_action, comment)
+        await handle.execute_update(ApprovalWorkflow.submit_action, act(ActionKind.APPROVE, 11, "ok"))
+        await handle.execute_update(
+            ApprovalWorkflow.submit_action, act(ActionKind.EXTEND, 12, extend_seconds=86400)
+        )
+        await env.sleep(timedelta(hours=30))  # one reminder to the others
+        await handle.execute_update(ApprovalWorkflow.submit_action, act(ActionKind.APPROVE, 12))
+        await settle(env, handle)
+        await handle.execute_update(
+            ApprovalWorkflow.submit_action,
+            act(ActionKind.DELEGATE, 21, delegate_id=15, delegate_name="user15"),
+        )
+        await handle.execute_update(ApprovalWorkflow.submit_action, act(ActionKind.APPROVE, 15, "Budget ok"))
+
+    async def steady_timer_continued_as_new(
+        env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]
+    ) -> None:  # noqa: E501
+        for n in range(12):
+            comment = act(ActionKind.COMMENT, 11, f"Note {n}")
+            await handle.execute_update(ApprovalWorkflow.submit_action, comment)
+        await env.sleep(timedelta(hours=30))
+        for approver in (11, 12):
+            await handle.execute_update(ApprovalWorkflow.submit_action, act(ActionKind.APPROVE, approver))
+
     policies = {"distinct_approvers": _policy(distinct=True)}
     scenarios: dict[str, tuple[Scenario, str, int]] = {
         "approved_in_two_stages": (approved_in_two_stages, "1500", 2000),
@@ -197,6 +224,8 @@ async def record(only: set[str]) -> None:
         "skipped_stage_answers_projected": (skipped_stage_answers_projected, "200", 2000),
         "cancelled_by_staff": (cancelled_by_staff, "1500", 2000),
         "distinct_approvers": (distinct_approvers, "1500", 2000),
+        "steady_timer": (steady_timer, "1500", 2000),
+        "steady_timer_continued_as_new": (steady_timer_continued_as_new, "200", 40),
     }
     HISTORIES.mkdir(exist_ok=True)
     env = await WorkflowEnvironment.start_time_skipping(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -12,6 +14,7 @@ from django.contrib.auth.models import User
 from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import RetryState, WorkflowAlreadyStartedError
 from temporalio.testing import WorkflowEnvironment
@@ -79,6 +82,39 @@ def test_actions_from_people_who_may_not_take_them_are_refused_with_reasons(
     assert final.status == Status.REJECTED
     request.refresh_from_db()
     assert (request.status, request.decision_comment) == (RequestStatus.REJECTED, "Too expensive")
+
+
+def test_an_action_leaves_the_deadline_timer_alone_unless_it_moves_the_deadline(
+    loop: LoopThread, time_skipping_env: WorkflowEnvironment, people: dict[str, User], purchase: RequestType
+) -> None:
+    request = make_request(people, purchase)
+    handle = start(time_skipping_env, loop, request)
+    helpers.wait_idle(loop, handle)
+
+    def events_of(do: Callable[[], object]) -> Counter[int]:
+        """The kinds of event `do` adds to the history."""
+        before = len(helpers.history(loop, handle))
+        do()
+        helpers.wait_idle(loop, handle)
+        return Counter(e.event_type for e in helpers.history(loop, handle)[before:])
+
+    note = action(ActionKind.COMMENT, people["reviewer1"], "Which one?")
+    comment = events_of(lambda: act(loop, handle, note))
+    # The task that takes it, and the one after its projection:
+    assert comment[EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED] == 2
+    assert comment[EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED] == 1
+    assert comment[EventType.EVENT_TYPE_TIMER_STARTED] == comment[EventType.EVENT_TYPE_TIMER_CANCELED] == 0
+    assert request.events.filter(kind="comment").count() == 1  # in the read model when answered
+    # Moving the deadline starts the timer again, once.
+    extend = action(ActionKind.EXTEND, people["reviewer2"], extend_seconds=86400)
+    extended = events_of(lambda: act(loop, handle, extend))
+    assert extended[EventType.EVENT_TYPE_TIMER_CANCELED] == extended[EventType.EVENT_TYPE_TIMER_STARTED] == 1
+    # And the timer still fires on time: the manager is asked after 3 + 1 days, not 3.
+    sleep(loop, time_skipping_env, days=3, hours=12)
+    helpers.wait_idle(loop, handle)
+    assert "manager" not in pending_names(state(loop, handle))
+    sleep(loop, time_skipping_env, days=1)
+    wait_until(lambda: "manager" in pending_names(state(loop, handle)), what="the escalation to the manager")
 
 
 def test_unanswered_request_escalates_to_the_manager_after_its_multi_day_deadline(

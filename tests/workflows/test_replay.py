@@ -43,6 +43,9 @@ def test_released_histories_are_committed() -> None:
         "skipped_stage_answers_projected",
         "cancelled_by_staff",
         "distinct_approvers",  # on the release that adds separation of duties
+        # On the release whose stage timer is started again only when its time moves:
+        "steady_timer",
+        "steady_timer_continued_as_new",
     } <= names
     assert any(p.stem.endswith("-run2") for p in HISTORIES), "a history that continued as new"
 

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from approvals.client import DEV_SERVER_ARGS
+from approvals.client import DEV_SERVER_ARGS, DEV_SERVER_FILE_ARGS
 from approvals.management.commands.seed_demo import DEMO_PASSWORD, DEMO_USERS
 
 
@@ -91,6 +91,7 @@ class Command(BaseCommand):
                     "--log-level",
                     "warn",
                     *DEV_SERVER_ARGS,
+                    *DEV_SERVER_FILE_ARGS,
                 ],
                 temporal_port,
             ),
