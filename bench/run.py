@@ -153,11 +153,12 @@ class Stack:
         self.task_queue = f"bench-{uuid.uuid4().hex[:8]}"
         self.bare_queue = f"bench-bare-{uuid.uuid4().hex[:8]}"
         self.env = {
-            key: value for key, value in os.environ.items() if key in {"PATH", "HOME", "LANG", "TMPDIR"}
+            key: value
+            for key, value in os.environ.items()
+            if key in {"PATH", "HOME", "LANG", "TMPDIR", "DB_POOL_SIZE"}
         }
         self.env.update(
             DATABASE_URL=self.db_url,
-            DB_POOL_SIZE=os.environ.get("DB_POOL_SIZE", "12"),
             REDIS_URL=self.redis_url,
             DATA_DIR=str(scratch / "data"),
             DJANGO_SETTINGS_MODULE="approvals.settings",
@@ -861,10 +862,10 @@ def main() -> None:
         asyncio.run(measure(stack, sizes, figures, args.quick, only))
     finally:
         stack.stop()
+    unmeasured = f"not run (--only {','.join(only)})" if set(only) != set(SCENARIOS) else "not measured"
     for key in KEYS:
         if figures.values[key] is None and key not in figures.reasons:
-            partial = set(only) != set(SCENARIOS)
-            figures.put(key, None, f"not run (--only {','.join(only)})" if partial else "not measured")
+            figures.put(key, None, unmeasured)
     result = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "revision": revision(),

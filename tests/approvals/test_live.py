@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from django.test import Client
 
 from approvals import live, services
 from approvals.asgi import application
-from approvals.consumers import SUMMARY_COALESCE_SECONDS
+from approvals.consumers import SUMMARY_COALESCE_SECONDS, Drawings
 from approvals.models import RequestType
 from approvals.settings import redis_channel_layers
 from tests.conftest import PASSWORD, make_request
@@ -212,14 +213,12 @@ def test_pages_left_idle_for_a_minute_on_redis_still_hear_the_next_push(
 
 
 def test_the_pages_of_one_person_share_one_drawing_of_a_change() -> None:
-    from approvals.consumers import Drawings
-
     calls: list[str] = []
 
     async def scenario() -> list[str]:
         drawings = Drawings()
 
-        def drawer(html: str):  # type: ignore[no-untyped-def]
+        def drawer(html: str) -> Callable[[], Awaitable[str]]:
             async def draw() -> str:
                 calls.append(html)
                 await asyncio.sleep(0.01)

@@ -205,7 +205,7 @@ async def record(only: set[str]) -> None:
 
     async def steady_timer_continued_as_new(
         env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]
-    ) -> None:  # noqa: E501
+    ) -> None:
         for n in range(12):
             comment = act(ActionKind.COMMENT, 11, f"Note {n}")
             await handle.execute_update(ApprovalWorkflow.submit_action, comment)
