@@ -53,13 +53,21 @@ def _unique_violation(exc: IntegrityError) -> bool:
     return getattr(exc.__cause__, "sqlstate", None) == UNIQUE_VIOLATION or "UNIQUE constraint" in str(exc)
 
 
+def _fresh(service: Callable[[], R]) -> R:
+    """Run a service with fresh database connections (a pooled one goes back after)."""
+    close_old_connections()
+    try:
+        return service()
+    finally:
+        close_old_connections()
+
+
 def _run(name: str, request_id: str, service: Callable[[], R]) -> R:
     """Run a service with fresh database connections; note a failed attempt, and clear the note
     when a later attempt succeeds."""
     attempt = activity.info().attempt
-    close_old_connections()
     try:
-        result = service()
+        result = _fresh(service)
     except Exception as exc:
         error = _classified(exc)
         retrying = not (isinstance(error, ApplicationError) and error.non_retryable)
@@ -73,15 +81,12 @@ def _run(name: str, request_id: str, service: Callable[[], R]) -> R:
         if attempt > 1:
             _noted(services.activity_failure_clear, request_id, name)
         return result
-    finally:
-        close_old_connections()
 
 
 def _noted(note: Callable[..., None], request_id: str, name: str, **details: object) -> None:
     """Note it if the database lets us: a database that is away is the failure itself."""
     try:
-        close_old_connections()
-        note(request_id=request_id, activity=name, **details)
+        _fresh(lambda: note(request_id=request_id, activity=name, **details))
     except DatabaseError as exc:
         logger.warning("Could not note how %s of %s went: %s", name, request_id, exc)
 
@@ -92,12 +97,35 @@ def resolve_approvers(assign: AssignInput) -> list[Assignee]:
 
 
 @activity.defn(name=PROJECT_STATE)
-async def project_state(projection: Projection) -> None:
-    """Project the state into the read model; once that has committed, tell the open pages."""
+async def project_state(projection: Projection) -> list[str]:
+    """Project the state into the read model; once that has committed, tell the open pages, then
+    send the emails that came along. Answers with the keys of the emails not sent: the workflow
+    sends those on their own, with retries and backoff."""
     change = await asyncio.to_thread(
         _run, PROJECT_STATE, projection.request_id, lambda: services.request_project(projection=projection)
     )
     await live.push(change)
+    return await _send_along(projection.notifications)
+
+
+async def _send_along(notifications: list[NotificationInput]) -> list[str]:
+    """Send these emails, one after another, until one fails: that one and the rest are left
+    (a mail server that is away is not tried again for each)."""
+    loop = asyncio.get_running_loop()
+
+    def heartbeat(detail: str) -> None:  # from the sending thread, to the activity's loop
+        loop.call_soon_threadsafe(activity.heartbeat, detail)
+
+    for index, notification in enumerate(notifications):
+        activity.heartbeat(f"sending {notification.idempotency_key}")
+        try:
+            await asyncio.to_thread(
+                _fresh, lambda n=notification: services.notification_send(notification=n, heartbeat=heartbeat)
+            )
+        except Exception as exc:
+            logger.warning("Email %s left to be sent on its own: %s", notification.idempotency_key, exc)
+            return [n.idempotency_key for n in notifications[index:]]
+    return []
 
 
 @activity.defn(name=SEND_NOTIFICATION)

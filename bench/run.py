@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -338,6 +339,7 @@ class Browser:
         self.http = httpx.AsyncClient(base_url=base, timeout=60)
         self.csrf = ""
         self.pending = 0
+        self.resent = 0
 
     async def log_in(self, username: str) -> Browser:
         await self.http.get("/accounts/login/")
@@ -355,12 +357,16 @@ class Browser:
         """Approve from the request's page, as htmx sends it; the round trip in ms. A pending
         answer (202: no answer from the workflow in time) is counted in `pending`."""
         url = f"/requests/{public_id}/"
+        form = {"kind": "approve", "action_id": str(uuid.uuid4()), "csrfmiddlewaretoken": self.csrf}
+        headers = {"HX-Request": "true", "HX-Current-URL": self.base + url}
         started = time.perf_counter()
-        answer = await self.http.post(
-            url + "act/",
-            data={"kind": "approve", "action_id": str(uuid.uuid4()), "csrfmiddlewaretoken": self.csrf},
-            headers={"HX-Request": "true", "HX-Current-URL": self.base + url},
-        )
+        try:
+            answer = await self.http.post(url + "act/", data=form, headers=headers)
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            # The server closed an idle kept-alive connection just as it was reused: sent again,
+            # as a browser does (the form's action id makes it count once).
+            self.resent += 1
+            answer = await self.http.post(url + "act/", data=form, headers=headers)
         elapsed = (time.perf_counter() - started) * 1000
         if answer.status_code == 202:
             self.pending += 1  # no answer from the workflow in time: told as pending
@@ -484,6 +490,7 @@ class Bench:
         f.put("decision_throughput_ratio", statistics.median(app_rate) / statistics.median(bare_rate))
         f.details["decisions_counted"] = {c: len(app[c]) for c in CONCURRENCY}
         f.details["decisions_answered_pending"] = sum(b.pending for b in self.reviewers.values())
+        f.details["decisions_sent_again_after_a_reset"] = sum(b.resent for b in self.reviewers.values())
         await self.decision_cpu(queues[0], bare_ids)
         self.cold_queue = queues[0]
 
@@ -505,12 +512,16 @@ class Bench:
         """CPU time per decision, summed over the processes that do the work: the web, the worker
         and Temporal for the app; the bare client (this process), its worker and Temporal bare."""
         n, stack = self.sizes.cpu_decisions, self.stack
-        app_pids = [stack.pid("web"), stack.pid("worker"), stack.pid("temporal")]
+        app_pids = {name: stack.pid(name) for name in ("web", "worker", "temporal")}
         ids = [queue.pop() for _ in range(n)]
-        before = sum(cpu_seconds(p) for p in app_pids)
+        before = {name: cpu_seconds(pid) for name, pid in app_pids.items()}
         await self._round({0: [lambda p=p: self.reviewers[0].decide(p) for p in ids]})
         await asyncio.sleep(1)  # what a decision sets off after its answer (the email) counts too
-        app_cpu = sum(cpu_seconds(p) for p in app_pids) - before
+        spent = {name: cpu_seconds(pid) - before[name] for name, pid in app_pids.items()}
+        app_cpu = sum(spent.values())
+        self.figures.details["decision_cpu_ms_by_process"] = {
+            name: round(seconds * 1000 / n, 2) for name, seconds in spent.items()
+        }
         bare_pids = [stack.pid("bare-worker"), stack.pid("temporal")]
         ids = [next(bare_ids) for _ in range(n)]
         before = sum(cpu_seconds(p) for p in bare_pids) + cpu_seconds(os.getpid())
@@ -811,9 +822,10 @@ async def measure(
         try:
             await step()
         except Exception as exc:  # one scenario failing leaves the others to measure
+            traceback.print_exc()
             for key in keys:
                 if figures.values[key] is None:
-                    figures.put(key, None, f"{step.__name__} failed: {exc}"[:300])
+                    figures.put(key, None, f"{step.__name__} failed: {exc!r}"[:300])
     for browser in bench.reviewers.values():
         await browser.close()
     if "inbox" not in only:
@@ -822,8 +834,9 @@ async def measure(
     try:
         bench.inbox()
     except Exception as exc:
+        traceback.print_exc()
         for key in ("inbox_p95_ms_100k", "inbox_ratio_100k_1k"):
-            figures.put(key, None, f"inbox failed: {exc}"[:300])
+            figures.put(key, None, f"inbox failed: {exc!r}"[:300])
 
 
 def main() -> None:
@@ -884,7 +897,10 @@ def main() -> None:
     kept = args.markdown.read_text() if args.markdown.exists() else ""
     history = kept[kept.index(HISTORY) :] if HISTORY in kept else HISTORY + "\n"
     args.markdown.write_text(markdown(result) + "\n" + history)
-    shutil.rmtree(scratch, ignore_errors=True)
+    if any("failed" in reason for reason in figures.reasons.values()):
+        print(f"A scenario failed: the processes' logs are kept in {scratch}", file=sys.stderr)
+    else:
+        shutil.rmtree(scratch, ignore_errors=True)
     print(markdown(result))
 
 

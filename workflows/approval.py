@@ -27,7 +27,14 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 
 with workflow.unsafe.imports_passed_through():
     from workflows import handlers, rules, timers
-    from workflows.review import Review, projection_part
+    from workflows.review import (
+        PATCH_HANDED_BACK,
+        PATCH_PROGRESS_EMAIL,
+        PATCH_SKIPPED_STAGES,
+        Review,
+        notifications_fit,
+        projection_part,
+    )
     from workflows.types import (
         NON_RETRYABLE_ERROR_TYPES,
         PROJECT_STATE,
@@ -72,6 +79,24 @@ BACKLOGGED = "The request is catching up with what was sent before; try again in
 DELEGATE_BY_UPDATE = "Delegation is taken as an update only, so that the delegate is looked up first."
 # The stage's timer is started again only when the time it waits for moves, not on every wake.
 PATCH_STEADY_TIMER = "steady-timer"
+# Fewer tasks: the emails a batch of events calls for go out from the projection's own activity
+# once it has committed (those it could not send go on their own, as before), so an action takes
+# one activity and two workflow tasks; the first stage's approvers come with the input, found by
+# the starter; and every patch before this one is taken without a marker of its own.
+PATCH_FEWER_TASKS = "fewer-tasks"
+# The patches before it: a run that has PATCH_FEWER_TASKS started on code that has all of these,
+# so it takes them without a marker (and a search attribute update) of their own each.
+EARLIER_PATCHES = frozenset(
+    {
+        PATCH_ANSWER_WHEN_PROJECTED,
+        PATCH_DELEGATE_LOOKED_UP,
+        PATCH_BOUNDED_PROJECTIONS,
+        PATCH_STEADY_TIMER,
+        PATCH_PROGRESS_EMAIL,
+        PATCH_HANDED_BACK,
+        PATCH_SKIPPED_STAGES,
+    }
+)
 
 
 @workflow.defn
@@ -86,15 +111,17 @@ class ApprovalWorkflow:
             policy=input.policy,
             content=input.content,
         )
-        self.review = Review(state, now=workflow.now, patched=workflow.patched)
+        # Decided once per run, in its first task: a run started before a patch keeps its ways.
+        self._fewer_tasks = workflow.patched(PATCH_FEWER_TASKS)
+        self.review = Review(state, now=workflow.now, patched=self._patched)
         # Every event up to this one is in the read model (those carried over are not yet).
         unsent = [entry.seq for entry in self.review.events]
         self._projected_seq = min(unsent) - 1 if unsent else state.seq
         self._projected_revision = 0  # whose content the read model has (0: send it anyway)
         self._answers_waiting = 0
         self._alarm = timers.Alarm()
-        # Decided once per run, in its first task: a run started before the patch keeps its ways.
-        self._steady_timer = workflow.patched(PATCH_STEADY_TIMER)
+        self._steady_timer = self._patched(PATCH_STEADY_TIMER)
+        self._first_assignees = input.first_assignees if self._fewer_tasks and not input.carried else None
 
     # --- Main loop ----------------------------------------------------------------------------
 
@@ -145,6 +172,10 @@ class ApprovalWorkflow:
             timers.fire_due(review)
         self._alarm.stop()
 
+    def _patched(self, name: str) -> bool:
+        """`workflow.patched`, but for a patch a run that has PATCH_FEWER_TASKS has anyway."""
+        return (self._fewer_tasks and name in EARLIER_PATCHES) or workflow.patched(name)
+
     def _needs_assignment(self) -> bool:
         state, stage = self.review.state, self.review.state.stage
         return (
@@ -163,7 +194,10 @@ class ApprovalWorkflow:
             return
         spec = review.spec
         if not stage.assigned:
-            assignees = await self._resolve(spec.user_ids, spec.group_ids, level=0)
+            if self._first_assignees is not None:  # the first stage, as the starter found it
+                assignees, self._first_assignees = self._first_assignees, None
+            else:
+                assignees = await self._resolve(spec.user_ids, spec.group_ids, level=0)
             if state.stage is not stage:
                 return  # withdrawn or restarted while resolving
             review.assign(assignees)
@@ -210,15 +244,35 @@ class ApprovalWorkflow:
                 # However many events piled up, each projection stays well below Temporal's
                 # payload limit: a batch too large goes in parts (the first carries the people).
                 part = events[: projection_part(events, PROJECTION_BUDGET)]
-                if len(part) < len(events) and not workflow.patched(PATCH_BOUNDED_PROJECTIONS):
+                if len(part) < len(events) and not self._patched(PATCH_BOUNDED_PROJECTIONS):
                     part = events
-                revision = review.state.revision
-                await workflow.execute_activity(
-                    PROJECT_STATE,
-                    review.projection(part, participants, with_content=self._projected_revision != revision),
-                    start_to_close_timeout=ACTIVITY_TIMEOUT,
-                    retry_policy=ACTIVITY_RETRY,
+                # The emails go along with the last part, when their text fits as well.
+                along = (
+                    notifications
+                    if self._fewer_tasks
+                    and len(part) == len(events)
+                    and notifications_fit(notifications, PROJECTION_BUDGET)
+                    else []
                 )
+                revision = review.state.revision
+                projection = review.projection(
+                    part,
+                    participants,
+                    with_content=self._projected_revision != revision,
+                    notifications=along,
+                )
+                unsent = await workflow.execute_activity(
+                    PROJECT_STATE,
+                    projection,
+                    # Sending emails takes longer, and shows it is alive after each recipient.
+                    start_to_close_timeout=EMAIL_TIMEOUT if along else ACTIVITY_TIMEOUT,
+                    heartbeat_timeout=EMAIL_HEARTBEAT if along else None,
+                    retry_policy=ACTIVITY_RETRY,
+                    result_type=list[str] if along else None,
+                )
+                if along:
+                    left = set(unsent or ())
+                    notifications = [n for n in along if n.idempotency_key in left]
                 self._projected_revision = revision
                 self._projected_seq = max(self._projected_seq, max(e.seq for e in part))
                 events, participants = events[len(part) :], []
@@ -255,7 +309,7 @@ class ApprovalWorkflow:
         # Let running handlers finish (projecting what an answer waits for). What they produced
         # is projected first (the next run carries only the emails not sent yet); older runs
         # carried the events too.
-        bounded = workflow.patched(PATCH_BOUNDED_PROJECTIONS)
+        bounded = self._patched(PATCH_BOUNDED_PROJECTIONS)
         while True:
             await workflow.wait_condition(lambda: workflow.all_handlers_finished() or self._answer_waits())
             if workflow.all_handlers_finished() and not (bounded and self.review.events):
@@ -297,9 +351,9 @@ class ApprovalWorkflow:
         if isinstance(action, Action) and action.kind == ActionKind.DELEGATE and not problem:
             # A delegate is looked up before it is taken (see submit_action), which a signal
             # cannot wait for: delegation comes as an update only.
-            if workflow.patched(PATCH_DELEGATE_LOOKED_UP):
+            if self._patched(PATCH_DELEGATE_LOOKED_UP):
                 problem = DELEGATE_BY_UPDATE
-        if not problem and self._backlogged() and workflow.patched(PATCH_BOUNDED_PROJECTIONS):
+        if not problem and self._backlogged() and self._patched(PATCH_BOUNDED_PROJECTIONS):
             problem = BACKLOGGED
         if problem or isinstance(action, str):
             who = (payload.get("kind"), payload.get("actor_id")) if isinstance(payload, dict) else ("?", "?")
@@ -316,11 +370,11 @@ class ApprovalWorkflow:
         if (
             action.kind == ActionKind.DELEGATE
             and not self.review.answered(action.action_id)
-            and workflow.patched(PATCH_DELEGATE_LOOKED_UP)
+            and self._patched(PATCH_DELEGATE_LOOKED_UP)
         ):
             action = await self._delegate_looked_up(action)
         result = handlers.apply(self.review, action)
-        if workflow.patched(PATCH_ANSWER_WHEN_PROJECTED):
+        if self._patched(PATCH_ANSWER_WHEN_PROJECTED):
             self._answers_waiting += 1
             try:
                 await workflow.wait_condition(lambda: self._projected_seq >= result.seq)

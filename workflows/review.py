@@ -293,10 +293,16 @@ class Review:
         self.notifications = notifications + self.notifications
 
     def projection(
-        self, events: list[TimelineEntry], participants: list[Assignee], *, with_content: bool = True
+        self,
+        events: list[TimelineEntry],
+        participants: list[Assignee],
+        *,
+        with_content: bool = True,
+        notifications: list[NotificationInput] | None = None,
     ) -> Projection:
         """The state after these events, for the read model; its content only `with_content`
-        (the read model keeps each revision's once it has it)."""
+        (the read model keeps each revision's once it has it), and the `notifications` to send
+        once it is projected."""
         state = self.state
         stage = state.stage
         done = len(state.closed_stages)
@@ -322,6 +328,7 @@ class Review:
             events=events,
             decided=state.decided,
             state=snapshot(state),
+            notifications=notifications or [],
         )
 
     def carried(self) -> RequestState:
@@ -356,13 +363,22 @@ def snapshot(state: RequestState) -> RequestState:
     )
 
 
+def json_size(*texts: str) -> int:
+    """The most bytes these texts can take as JSON: each UTF-16 unit a six-byte escape."""
+    return 6 * sum(len(text.encode("utf-16-le")) // 2 for text in texts)
+
+
 def projection_part(events: list[TimelineEntry], budget: int) -> int:
     """How many of the leading events one projection takes (always at least one): their text,
-    at its longest as JSON (each UTF-16 unit a six-byte escape), within `budget` bytes."""
+    at its longest as JSON, within `budget` bytes."""
     used = 0
     for taken, event in enumerate(events):
-        texts = (event.comment, event.detail, event.actor_name)
-        used += 6 * sum(len(text.encode("utf-16-le")) // 2 for text in texts)
+        used += json_size(event.comment, event.detail, event.actor_name)
         if used > budget and taken:
             return taken
     return len(events)
+
+
+def notifications_fit(notifications: list[NotificationInput], budget: int) -> bool:
+    """Whether these emails' text, at its longest as JSON, is within `budget` bytes."""
+    return sum(json_size(n.comment, n.actor_name) for n in notifications) <= budget

@@ -203,6 +203,8 @@ class ApprovalInput:
     history_limit: int = 2000
     # Set only by continue-as-new: the state to resume from.
     carried: RequestState | None = None
+    # Who the first stage asks, as the starter found them (None: the workflow asks the read model).
+    first_assignees: list[Assignee] | None = None
 
 
 # --- Who acts, and what happened ----------------------------------------------------------
@@ -372,6 +374,9 @@ class Projection:
     # The workflow's state as of `seq`, without its timeline and answers: the read model keeps it,
     # so that the web weighs an action (workflows.rules) on the same facts as the workflow.
     state: RequestState | None = None
+    # The emails these events call for, sent by the same activity once the projection has
+    # committed; it answers with the idempotency keys of those it could not send.
+    notifications: list[NotificationInput] = field(default_factory=list)
 
 
 @dataclass

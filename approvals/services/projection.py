@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Case, DateTimeField, Q, Value, When
 from django.utils import timezone
 from temporalio.converter import AdvancedJSONEncoder
 
@@ -129,25 +129,35 @@ def _state_json(state: RequestState) -> dict[str, object]:
 
 
 def _project(request: ApprovalRequest, projection: Projection) -> bool:
-    """Write what the read model lacks of the projection; whether anything was new."""
-    new = False
-    for event in projection.events:
-        _, created = RequestEvent.objects.get_or_create(
+    """Write what the read model lacks of the projection; whether anything was new.
+
+    The caller holds the request's row lock, which every projection of it takes: what is read
+    here is not written by another meanwhile, so each kind of row is read once and the missing
+    ones written in one statement."""
+    known = set(
+        RequestEvent.objects.filter(request=request, seq__in=[e.seq for e in projection.events]).values_list(
+            "seq", flat=True
+        )
+    )
+    events = [
+        RequestEvent(
             request=request,
             seq=event.seq,
-            defaults={
-                "kind": event.kind.value,
-                "actor_id": event.actor_id,
-                "actor_name": event.actor_name,
-                "comment": event.comment,
-                "detail": event.detail[:500],
-                "stage": event.stage,
-                "revision": event.revision,
-                "occurred_at": event.at,
-                "action_id": event.action_id,
-            },
+            kind=event.kind.value,
+            actor_id=event.actor_id,
+            actor_name=event.actor_name,
+            comment=event.comment,
+            detail=event.detail[:500],
+            stage=event.stage,
+            revision=event.revision,
+            occurred_at=event.at,
+            action_id=event.action_id,
         )
-        new = new or created
+        for event in {e.seq: e for e in projection.events}.values()
+        if event.seq not in known
+    ]
+    RequestEvent.objects.bulk_create(events)
+    new = bool(events)
     # The actions these events confirm are pending no more (see services.actions). Read once,
     # one query whether there are any or not (most requests have none); the newest projection
     # settles the rest below.
@@ -156,13 +166,18 @@ def _project(request: ApprovalRequest, projection: Projection) -> bool:
     if done := [p.pk for p in sent if p.action_id in confirmed]:
         PendingAction.objects.filter(pk__in=done).delete()
         sent = [p for p in sent if p.pk not in done]
-    for person in projection.new_participants:
-        _, created = Participant.objects.get_or_create(
-            request=request,
-            user_id=person.user_id,
-            defaults={"level": person.level, "acting_for_id": person.acting_for_id},
-        )
-        new = new or created
+    if projection.new_participants:
+        there = set(request.participants.values_list("user_id", flat=True))
+        first: dict[int, Assignee] = {}  # each person once, as first named
+        for person in projection.new_participants:
+            first.setdefault(person.user_id, person)
+        people = [
+            Participant(request=request, user_id=p.user_id, level=p.level, acting_for_id=p.acting_for_id)
+            for p in first.values()
+            if p.user_id not in there
+        ]
+        Participant.objects.bulk_create(people)
+        new = new or bool(people)
     content = projection.content
     if content is not None:
         amount = None if content.amount is None else Decimal(content.amount)
@@ -175,8 +190,11 @@ def _project(request: ApprovalRequest, projection: Projection) -> bool:
         return new  # a newer state is already recorded; events and people above were still kept
     request.version = projection.seq
     if projection.state is not None:
-        WorkflowSnapshot.objects.update_or_create(
-            request=request, defaults={"state": _state_json(projection.state)}
+        WorkflowSnapshot.objects.bulk_create(
+            [WorkflowSnapshot(request=request, state=_state_json(projection.state))],
+            update_conflicts=True,
+            unique_fields=["request"],
+            update_fields=["state"],
         )
     request.workflow_stopped = ""  # it projects: it runs
     request.status = projection.status.value
@@ -197,11 +215,14 @@ def _project(request: ApprovalRequest, projection: Projection) -> bool:
             request.decision_seconds = _seconds(request.created_at, projection.decided.at)
     request.save()
     _pending_settle(sent, projection=projection)
-    pending = {p.user_id: p for p in projection.pending}
-    request.participants.exclude(user_id__in=pending).filter(pending=True).update(
-        pending=False, deadline=None
+    # Who waits now, with the deadline; who waited and no longer does, without.
+    waiting = Q(user_id__in=[p.user_id for p in projection.pending])
+    request.participants.filter(waiting | Q(pending=True)).update(
+        pending=Case(When(waiting, then=Value(True)), default=Value(False)),
+        deadline=Case(When(waiting, then=Value(projection.deadline, output_field=DateTimeField())))
+        if projection.deadline
+        else None,
     )
-    request.participants.filter(user_id__in=pending).update(pending=True, deadline=projection.deadline)
     _stage_runs_project(request=request, projection=projection)
     _assignments_project(request=request, projection=projection)
     return True

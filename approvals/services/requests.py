@@ -18,7 +18,9 @@ from approvals.exceptions import InvalidInput, NotFound
 from approvals.models import ApprovalRequest, RequestEvent, RequestRevision, RequestType
 from approvals.selectors.requests import display_name
 from approvals.services.policies import policy_snapshot
+from approvals.services.projection import approvers_for
 from workflows import rules
+from workflows.policy import next_stage_index
 from workflows.types import ApprovalInput, Content, EventKind, Policy
 
 logger = logging.getLogger(__name__)
@@ -103,17 +105,30 @@ def _request_create(
     return request
 
 
-def approval_input_for(request: ApprovalRequest) -> ApprovalInput:
+def approval_input_for(request: ApprovalRequest, *, policy: Policy | None = None) -> ApprovalInput:
+    """What the request's workflow starts from: its policy (as submitted, or `policy`), its
+    content, and who its first stage asks, found now (the workflow need not ask the read model
+    in an activity of its own)."""
+    policy = policy or value_to_type(Policy, request.policy)
+    content = Content(
+        title=request.title,
+        details=request.details,
+        amount=None if request.amount is None else str(request.amount),
+    )
+    first = next_stage_index(policy, content, after=-1)
+    assignees = None
+    if first is not None:
+        spec = policy.stages[first]
+        assignees = approvers_for(
+            user_ids=spec.user_ids, group_ids=spec.group_ids, requester_id=request.requester_id
+        )
     return ApprovalInput(
         request_id=str(request.public_id),
         requester_id=request.requester_id,
         requester_name=display_name(request.requester),
-        policy=value_to_type(Policy, request.policy),
-        content=Content(
-            title=request.title,
-            details=request.details,
-            amount=None if request.amount is None else str(request.amount),
-        ),
+        policy=policy,
+        content=content,
+        first_assignees=assignees,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from email import message_from_bytes
 from typing import Any
@@ -11,11 +12,14 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session
 from django.contrib.auth.models import User
 from django.urls import reverse
+from temporalio.testing import ActivityEnvironment
 
+from approvals import activities
 from approvals.models import OutboundEmail, RequestType
 from approvals.services import notification_send
+from tests.approvals.test_projection import projection
 from tests.conftest import as_user, free_port, make_request
-from workflows.types import NotificationInput, NotificationKind
+from workflows.types import NotificationInput, NotificationKind, RequestStatus
 
 
 class Mailbox:
@@ -143,3 +147,32 @@ def test_a_plain_text_email_says_what_was_written_and_the_mailbox_shows_it_once_
     page = as_user(people["admin"]).get(reverse("mailbox")).content.decode()
     assert "“O&#x27;Brien&#x27;s &lt;desk&gt; &amp; chair”" in page
     assert "&amp;#x27;" not in page and "&amp;lt;" not in page
+
+
+def test_emails_that_come_with_a_projection_go_out_once_it_commits_or_are_handed_back(
+    settings: Any, smtp: Mailbox, people: dict[str, User], purchase: RequestType
+) -> None:
+    """The projection's activity sends the emails its events call for once the projection has
+    committed; with the mail server away, it answers with their keys, for the workflow to send
+    them on their own (with retries), and the projection stands."""
+    request = make_request(people, purchase, started=True)
+    public_id = str(request.public_id)
+    emails = [note(public_id, people[f"reviewer{n}"], f"along-{n}") for n in (1, 2)]
+    sent = projection(public_id, 7, RequestStatus.IN_REVIEW, [], notifications=emails)
+    beats: list[Any] = []
+    env = ActivityEnvironment()
+    env.on_heartbeat = beats.append
+
+    working_port, settings.EMAIL_PORT = settings.EMAIL_PORT, free_port()  # nothing listens there
+    assert asyncio.run(env.run(activities.project_state, sent)) == ["along-1", "along-2"]
+    request.refresh_from_db()
+    assert request.version == 7 and request.events.filter(seq=7).exists()
+    assert [e.status for e in OutboundEmail.objects.all()] == [OutboundEmail.Status.PENDING]
+    assert not smtp.messages
+
+    settings.EMAIL_PORT = working_port  # a retry, with the server back: each email once
+    assert asyncio.run(env.run(activities.project_state, sent)) == []
+    assert asyncio.run(env.run(activities.project_state, sent)) == []
+    assert sorted(m["To"] for m in smtp.messages) == ["reviewer1@example.com", "reviewer2@example.com"]
+    assert {e.status for e in OutboundEmail.objects.all()} == {OutboundEmail.Status.SENT}
+    assert beats  # alive between recipients

@@ -48,9 +48,7 @@ def start(
 ) -> WorkflowHandle[Any, Any]:
     """Start the request's workflow (`policy` replaces the request type's snapshot) and, with
     `wait`, return once its first stage has its approvers."""
-    workflow_input: ApprovalInput = approval_input_for(request)
-    if policy is not None:
-        workflow_input.policy = policy
+    workflow_input: ApprovalInput = approval_input_for(request, policy=policy)
     for name, value in overrides.items():
         setattr(workflow_input, name, value)
     handle = loop.run(

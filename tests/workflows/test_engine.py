@@ -1122,8 +1122,7 @@ def start_on_own_queue(
     workflow_policy: Policy,
     task_queue: str,
 ) -> WorkflowHandle[Any, Any]:
-    workflow_input = approval_input_for(request)
-    workflow_input.policy = workflow_policy
+    workflow_input = approval_input_for(request, policy=workflow_policy)
     return loop.run(
         env.client.start_workflow(
             ApprovalWorkflow.run, workflow_input, id=request.workflow_id, task_queue=task_queue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,9 @@ def test_released_histories_are_committed() -> None:
         # On the release whose stage timer is started again only when its time moves:
         "steady_timer",
         "steady_timer_continued_as_new",
+        # On the release that takes fewer tasks (one workflow task and one activity per action):
+        "fewer_tasks",
+        "fewer_tasks_continued_as_new",
     } <= names
     assert any(p.stem.endswith("-run2") for p in HISTORIES), "a history that continued as new"
 
@@ -56,6 +60,20 @@ def test_committed_history_replays_on_the_current_workflow(loop: LoopThread, pat
         Replayer(workflows=[ApprovalWorkflow]).replay_workflow(load(path), raise_on_replay_failure=False)
     )
     assert result.replay_failure is None, f"{path.name} no longer replays: {result.replay_failure}"
+
+
+def test_a_run_with_fewer_tasks_sends_each_email_with_its_projection() -> None:
+    """As recorded, and as the current code replays it: the first stage's approvers came with the
+    input (the two lookups are the second stage's and a delegate's), each email went out from its
+    projection's activity, and the one that activity handed back (the decision's, the recorder's
+    mail server being away for it) went on its own."""
+    history = load(HISTORIES[0].parent / "fewer_tasks-run1.json")
+    scheduled = Counter(
+        event.activity_task_scheduled_event_attributes.activity_type.name
+        for event in history.events
+        if event.HasField("activity_task_scheduled_event_attributes")
+    )
+    assert scheduled == {"project_state": 8, "resolve_approvers": 2, "send_notification": 1}
 
 
 class ProgressEmailWithoutPatch(Review):
