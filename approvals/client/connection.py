@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import os
 import threading
 from collections.abc import Awaitable, Callable
@@ -17,7 +18,10 @@ from typing import TypeVar
 
 from django.conf import settings
 from temporalio.client import Client
+from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
+
+from workflows import codec
 
 T = TypeVar("T")
 
@@ -31,6 +35,10 @@ DEV_SERVER_ARGS = [
 # And for a dev server that keeps its SQLite file (`manage.py up`, the benchmark): a write-ahead
 # log, synced at checkpoints, so that each workflow task commits without rewriting a journal.
 DEV_SERVER_FILE_ARGS = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
+
+
+# Temporal's default data converter, reading our messages with workflows.codec (the same JSON).
+DATA_CONVERTER = dataclasses.replace(DataConverter.default, payload_converter_class=codec.PayloadConverter)
 
 
 class TemporalError(Exception):
@@ -103,7 +111,10 @@ class _ClientThread:
         target = (settings.TEMPORAL_ADDRESS, settings.TEMPORAL_NAMESPACE)
         if self._client is None or self._client_target != target:
             self._client = await Client.connect(
-                target[0], namespace=target[1], connect_timeout=settings.TEMPORAL_RPC_TIMEOUT
+                target[0],
+                namespace=target[1],
+                connect_timeout=settings.TEMPORAL_RPC_TIMEOUT,
+                data_converter=DATA_CONVERTER,
             )
             self._client_target = target
         return self._client
@@ -149,4 +160,6 @@ def timeout() -> timedelta:
 
 async def connect() -> Client:
     """A client of its own, for code that already runs on an event loop (the worker)."""
-    return await Client.connect(settings.TEMPORAL_ADDRESS, namespace=settings.TEMPORAL_NAMESPACE)
+    return await Client.connect(
+        settings.TEMPORAL_ADDRESS, namespace=settings.TEMPORAL_NAMESPACE, data_converter=DATA_CONVERTER
+    )

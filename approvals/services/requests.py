@@ -11,7 +11,6 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from temporalio.converter import value_to_type
 
 from approvals import client as temporal
 from approvals.exceptions import InvalidInput, NotFound
@@ -19,7 +18,7 @@ from approvals.models import ApprovalRequest, RequestEvent, RequestRevision, Req
 from approvals.selectors.requests import display_name
 from approvals.services.policies import policy_snapshot
 from approvals.services.projection import approvers_for
-from workflows import rules
+from workflows import codec, rules
 from workflows.policy import next_stage_index
 from workflows.types import ApprovalInput, Content, EventKind, Policy
 
@@ -109,7 +108,7 @@ def approval_input_for(request: ApprovalRequest, *, policy: Policy | None = None
     """What the request's workflow starts from: its policy (as submitted, or `policy`), its
     content, and who its first stage asks, found now (the workflow need not ask the read model
     in an activity of its own)."""
-    policy = policy or value_to_type(Policy, request.policy)
+    policy = policy or codec.decode(Policy, request.policy)
     content = Content(
         title=request.title,
         details=request.details,
