@@ -16,6 +16,7 @@ urlpatterns = [
     path("requests/<uuid:public_id>/resubmit/", views.request_resubmit, name="request_resubmit"),
     path("inbox/", views.inbox, name="inbox"),
     path("inbox/bulk/", views.inbox_bulk, name="inbox_bulk"),
+    path("inbox/requesters/", views.inbox_requesters, name="inbox_requesters"),
     path("email/<str:token>/", views.email_action, name="email_action"),
     path("dashboard/", views.dashboard, name="dashboard"),
     path("dashboard/requests.csv", views.dashboard_export, name="dashboard_export"),

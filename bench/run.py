@@ -713,6 +713,8 @@ class Bench:
                     str(size),
                     "--runs",
                     str(self.sizes.inbox_runs),
+                    "--rounds",
+                    str(self.sizes.reps),
                     "--json",
                     str(out),
                     "--only",

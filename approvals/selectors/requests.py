@@ -171,7 +171,7 @@ def inbox_recent(*, user: User, limit: int = 20) -> list[Participant]:
     recently assigned first."""
     return list(
         Participant.objects.filter(user=user, pending=False)
-        .select_related("request__request_type", "request__requester", "request__decided_by", "acting_for")
+        .select_related("request__request_type", "request__requester", "acting_for")
         .order_by("-added_at", "-request_id")[:limit]
     )
 

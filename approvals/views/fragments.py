@@ -64,8 +64,9 @@ class InboxRow:
 
 
 def inbox_rows(*, user: User, places: list[Participant], recent: bool = False) -> list[InboxRow]:
-    """The rows of a list of the inbox; "Recently on your desk" (`recent`) offers nothing to do."""
-    sent = selectors.pending_actions(user=user, requests=[p.request for p in places])
+    """The rows of a list of the inbox; "Recently on your desk" (`recent`) offers nothing to do,
+    nor shows what is pending."""
+    sent = {} if recent else selectors.pending_actions(user=user, requests=[p.request for p in places])
     return [
         InboxRow(
             p.request,

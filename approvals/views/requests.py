@@ -127,7 +127,6 @@ def _inbox_context(request: HtmxHttpRequest, **extra: Any) -> dict[str, Any]:
         "page": page,
         "rows": fragments.inbox_rows(user=request.user, places=list(page)),
         "recent": fragments.inbox_rows(user=request.user, places=recent, recent=True),
-        "requesters": selectors.inbox_requesters(user=request.user),
         **extra,
     }
 
@@ -139,6 +138,14 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
     if request.htmx:
         template += "#inbox-list"
     return render(request, template, _inbox_context(request))
+
+
+@require_GET
+@login_required
+def inbox_requesters(request: HtmxHttpRequest) -> HttpResponse:
+    """The requester filter's suggestions: the people whose requests wait for this person."""
+    requesters = selectors.inbox_requesters(user=request.user)
+    return render(request, "approvals/inbox.html#requester-options", {"requesters": requesters})
 
 
 @require_POST

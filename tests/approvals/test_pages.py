@@ -99,6 +99,21 @@ def test_inbox_filters_search_and_sort(people: dict[str, User], purchase: Reques
     assert "data-live-insert" in pushed(trip, "state=done")
 
 
+def test_the_requester_filter_suggests_whose_requests_wait_once_it_is_used(
+    people: dict[str, User], purchase: RequestType
+) -> None:
+    """The suggestions are not on the page (a busy inbox would look for them on every load): the
+    field's first use asks for them, and they are whose requests wait for this person."""
+    make_request(people, purchase, started=True, title="Laptop")
+    page = as_user(people["reviewer1"]).get(reverse("inbox")).content.decode()
+    suggestions = reverse("inbox_requesters")
+    assert f'hx-get="{suggestions}" hx-trigger="focus from:#id_requester once"' in page
+    assert "<option" not in page.split('id="inbox-requesters"')[1].split("</datalist>")[0]
+    mine = as_user(people["reviewer1"]).get(suggestions, **HTMX).content.decode()
+    assert mine.strip() == '<option value="requester">'
+    assert "<option" not in as_user(people["outsider"]).get(suggestions, **HTMX).content.decode()
+
+
 def test_the_pager_keeps_the_filters(people: dict[str, User], purchase: RequestType) -> None:
     for _ in range(27):
         make_request(people, purchase, started=True)

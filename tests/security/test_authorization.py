@@ -167,6 +167,7 @@ def test_every_route_refuses_whoever_should_not_use_it_and_nothing_changes(
             ("post", email_path, {}),
             {"anonymous": "login", "outsider": "403", "requester": "403", "manager": "403", "admin": "403"},
         ),
+        (("get", reverse("inbox_requesters"), {}), {"anonymous": "login"}),
         (
             ("get", reverse("dashboard"), {}),
             {
