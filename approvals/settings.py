@@ -205,6 +205,10 @@ TEMPORAL_TASK_QUEUE = os.environ.get("TEMPORAL_TASK_QUEUE", INTERACTIVE_TASK_QUE
 TEMPORAL_WORKER_IN_WEB = env_bool("TEMPORAL_WORKER_IN_WEB", False)
 # How long a web request waits on Temporal before telling the user it will catch up later.
 TEMPORAL_RPC_TIMEOUT = timedelta(seconds=float(os.environ.get("TEMPORAL_RPC_TIMEOUT", "5")))
+# How long a workflow task waits for the worker that has the workflow cached before any worker
+# may take it (replaying its history). Temporal's 10 s meant that after a worker died, the first
+# action on each workflow it had cached waited 10 s, past TEMPORAL_RPC_TIMEOUT: told "pending".
+TEMPORAL_STICKY_TIMEOUT = timedelta(seconds=float(os.environ.get("TEMPORAL_STICKY_TIMEOUT", "3")))
 # How often the worker process retries starting workflows that could not be started on submit.
 OUTBOX_POLL_SECONDS = float(os.environ.get("OUTBOX_POLL_SECONDS", "5"))
 # How often the worker process asks Temporal for workflows that stopped for good (failed,

@@ -41,6 +41,7 @@ def build_worker(
         activities=activities,
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,
+        sticky_queue_schedule_to_start_timeout=settings.TEMPORAL_STICKY_TIMEOUT,
         # On shutdown, activities under way finish rather than stop halfway (they take seconds;
         # a cancelled one would be retried by the next worker anyway, but a finished one is done).
         graceful_shutdown_timeout=SHUTDOWN_GRACE,

@@ -343,6 +343,21 @@ def test_a_worker_killed_mid_decision_and_mid_email_loses_nothing_and_sends_each
     assert dict(sent) == {"assigned": 2, "decided": 1}
 
 
+def test_after_a_worker_dies_a_fresh_one_answers_the_next_action_in_time(app: App, mailbox: Mailbox) -> None:
+    """The dead worker had the workflow cached. Its next task waits for that worker no longer
+    than TEMPORAL_STICKY_TIMEOUT (3 s, where Temporal's default is 10 s) before the fresh worker
+    takes it: the person gets the workflow's answer within the web's 5 s, not "pending"."""
+    worker = app.worker()
+    public_id = app.shell(SUBMIT)
+    wait_until(lambda: len(mailbox.messages) == 2, timeout=60, what="the two review emails")
+    worker.kill()  # SIGKILL: its sticky queue is not given back
+    worker.wait(10)
+    app.worker()
+    time.sleep(3)  # the fresh worker polls
+    assert app.shell(APPROVE.format(public_id=public_id)) == "Stage “Team lead” is approved."
+    assert app.status(public_id) == "approved"
+
+
 def http_client() -> tuple[urllib.request.OpenerDirector, http.cookiejar.CookieJar]:
     """A client that keeps cookies and shows redirects instead of following them."""
 
