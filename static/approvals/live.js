@@ -3,14 +3,30 @@
 // working on (what they type or selected, the last answer they got) comes marked hx-preserve in
 // a push, so htmx keeps the element itself, with its text, selection and focus.
 (() => {
-  // A request that newly belongs in the inbox list this page shows has no row yet: add it on top.
-  document.addEventListener("htmx:oobErrorNoTarget", (event) => {
-    const row = event.detail.content;
-    const rows = document.querySelector("#inbox-rows[data-live-insert-here]");
-    if (!rows || !row || !row.matches || !row.matches("tr[data-live-insert]")) return;
-    document.getElementById("inbox-empty")?.remove();
-    rows.prepend(row);
-    htmx.process(row);
+  // A push carries every fragment that may show the change; a page shows some of them. Before
+  // htmx swaps a push, the fragments with nothing to replace here are taken out (htmx would log
+  // each as an error), and a request that newly belongs in the inbox list this page shows gets
+  // its row added on top.
+  htmx.defineExtension("live", {
+    transformResponse(text, xhr) {
+      if (xhr) return text; // an answer over HTTP: it targets what its request asked for
+      const push = document.createElement("template");
+      push.innerHTML = text;
+      for (const part of Array.from(push.content.children)) {
+        const oob = part.getAttribute("hx-swap-oob") || "true";
+        const at = oob.indexOf(":");
+        const target = at === -1 ? part.id && `#${CSS.escape(part.id)}` : oob.slice(at + 1);
+        if (target && document.querySelector(target)) continue;
+        part.remove();
+        const rows = document.querySelector("#inbox-rows[data-live-insert-here]");
+        if (rows && part.matches("tr[data-live-insert]")) {
+          document.getElementById("inbox-empty")?.remove();
+          rows.prepend(part);
+          htmx.process(part);
+        }
+      }
+      return push.innerHTML;
+    },
   });
 
   // "Recently on your desk" goes once its last request is back on the list above.

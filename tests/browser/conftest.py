@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,20 +104,69 @@ def browser() -> Iterator[Any]:
     del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
 
 
-CSP_VIOLATIONS: dict[Any, list[str]] = {}
+class Watch:
+    """What went wrong on one page, as its person would see it in the browser's console: console
+    errors (CSP violations among them), uncaught page errors, failed requests and 4xx/5xx answers.
+    Every browser test fails on any of them (`pytest_runtest_call` below) unless it said it
+    expects that status (`expect_status`)."""
+
+    def __init__(self, page: Any) -> None:
+        self.problems: list[str] = []
+        self.csp: list[str] = []
+        self.expected: set[int] = set()
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: self.problems.append(f"uncaught error: {error}"))
+        page.on("requestfailed", self._failed)
+        page.on("response", self._answered)
+
+    def _console(self, message: Any) -> None:
+        if "Content Security Policy" in message.text:
+            self.csp.append(message.text)
+        if message.type != "error":
+            return
+        # Chromium also logs each 4xx/5xx answer; an expected one is no problem.
+        if any(f"status of {status} " in message.text for status in self.expected):
+            return
+        self.problems.append(f"console error: {message.text}")
+
+    def _failed(self, request: Any) -> None:
+        # A request cut short because the page moved on is not a fault.
+        if request.failure != "net::ERR_ABORTED":
+            self.problems.append(f"request failed: {request.method} {request.url}: {request.failure}")
+
+    def _answered(self, response: Any) -> None:
+        if response.status >= 400 and response.status not in self.expected:
+            self.problems.append(f"answered {response.status}: {response.request.method} {response.url}")
+
+
+WATCHES: dict[Any, Watch] = {}
 
 
 def csp_violations(page: Any) -> list[str]:
     """What the browser refused on this page because of the Content-Security-Policy."""
-    return CSP_VIOLATIONS.get(page, [])
+    return WATCHES[page].csp
+
+
+def expect_status(page: Any, *statuses: int) -> None:
+    """This test expects answers with these statuses on this page (a refusal, a 404)."""
+    WATCHES[page].expected.update(statuses)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    """Fail a browser test on anything its pages logged as wrong (see Watch)."""
+    WATCHES.clear()
+    result = yield
+    problems = [problem for watch in WATCHES.values() for problem in watch.problems]
+    WATCHES.clear()
+    if problems:
+        pytest.fail("The browser saw problems:\n" + "\n".join(problems), pytrace=False)
+    return result
 
 
 def log_in(browser: Any, base_url: str, user: User, **context: Any) -> Any:
     page = browser.new_context(base_url=base_url, **context).new_page()
-    refused = CSP_VIOLATIONS.setdefault(page, [])
-    page.on(
-        "console", lambda message: "Content Security Policy" in message.text and refused.append(message.text)
-    )
+    WATCHES[page] = Watch(page)
     page.goto("/accounts/login/")
     page.get_by_label("Username").fill(user.username)
     page.get_by_label("Password").fill(PASSWORD)

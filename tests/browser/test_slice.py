@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 
 from approvals import services
 from approvals.models import ApprovalRequest, RequestStatus, RequestType
-from tests.browser.conftest import LiveServer, log_in, screenshot
+from tests.browser.conftest import LiveServer, expect_status, log_in, screenshot
 from tests.conftest import wait_until
 from workflows.types import ActionKind
 
@@ -31,6 +31,7 @@ def test_submit_then_approve_in_the_inbox_then_requester_sees_it_without_reload(
 
     requester.get_by_role("link", name="New request").first.click()
     # A bad submission shows the field's error and starts nothing.
+    expect_status(requester, 400)
     requester.get_by_role("button", name="Submit for approval").click()
     expect(requester.locator("#id_title-error")).to_have_text("This field is required.")
     assert ApprovalRequest.objects.count() == 0
@@ -91,6 +92,7 @@ def test_reviewer_is_told_why_a_rejection_without_comment_is_refused(
     reviewer = log_in(browser, live_app.url, people["reviewer2"])
     reviewer.goto(request.get_absolute_url())
     box = reviewer.locator(f"#actions-{request.public_id}")
+    expect_status(reviewer, 400)  # the refusal's answer
     box.get_by_role("button", name="Reject").click()
     expect(box.locator(f"#answer-{request.public_id}")).to_have_text(
         "A comment is required to reject or to request changes."
