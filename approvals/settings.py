@@ -83,6 +83,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "approvals.views.errors.NotFoundPage",
 ]
 
 ROOT_URLCONF = "approvals.urls"

@@ -6,12 +6,13 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.models import User
+from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Page, Paginator
 from django.forms import BaseForm
 from django.http import Http404, HttpRequest
 from django.http.response import HttpResponseBase
+from django.shortcuts import render
 from django_htmx.middleware import HtmxDetails
 
 from approvals import audit, selectors
@@ -54,14 +55,16 @@ def page_of(request: HttpRequest, queryset: Any) -> Page:
 
 
 def staff_only(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
-    """Django's staff_member_required (others are sent to log in as staff), logging the attempts
-    of people who are logged in but not staff."""
-    guarded = staff_member_required(view)
+    """For staff: others are sent to log in; a person logged in but not staff gets a page that
+    says so (403), and the attempt is put on record."""
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        if request.user.is_authenticated and not request.user.is_staff:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not request.user.is_staff:
             log_refused(request, "staff only")
-        return guarded(request, *args, **kwargs)
+            return render(request, "403.html", {"staff_only": True}, status=403)
+        return view(request, *args, **kwargs)
 
     return wrapper

@@ -266,12 +266,41 @@ def test_only_the_requester_approvers_and_staff_see_a_request(
 
 
 def test_mailbox_is_for_staff_only(client: Client, people: dict[str, User]) -> None:
+    assert client.get(reverse("mailbox"))["Location"] == "/accounts/login/?next=/mailbox/"
     login(client, people["reviewer1"])
-    assert client.get(reverse("mailbox")).status_code == 302
+    refused = client.get(reverse("mailbox"))
+    assert refused.status_code == 403
+    assert "This page is for staff, and reviewer1 is not staff." in refused.content.decode()
     login(client, people["admin"])
     response = client.get(reverse("mailbox"))
     assert response.status_code == 200
     assert "No email yet." in response.content.decode()
+
+
+def test_a_staff_page_sends_people_who_are_not_staff_to_a_page_that_says_so(
+    client: Client, people: dict[str, User]
+) -> None:
+    login(client, people["requester"])
+    for name in ("dashboard", "mailbox"):
+        page = client.get(reverse(name))
+        assert page.status_code == 403
+        text = page.content.decode()
+        assert "For staff only" in text and "requester is not staff" in text
+        assert 'name="password"' not in text  # not a login form for someone logged in
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_request_someone_may_not_see_is_our_not_found_page_with_debug_on_too(
+    client: Client, people: dict[str, User], purchase: RequestType, settings: Any, debug: bool
+) -> None:
+    settings.DEBUG = debug
+    request = make_request(people, purchase)
+    login(client, people["outsider"])
+    page = client.get(request.get_absolute_url())
+    assert page.status_code == 404
+    text = page.content.decode()
+    assert "<h1>Not found</h1>" in text
+    assert "URLconf" not in text and "request_act" not in text  # not Django's list of every route
 
 
 def test_submitting_the_same_form_twice_makes_one_request(
@@ -324,7 +353,7 @@ def test_the_staff_dashboard_counts_states_and_shows_what_is_late(
     make_request(people, purchase, started=True)
     make_request(people, purchase)  # not started yet
     login(client, people["reviewer1"])
-    assert client.get(reverse("dashboard")).status_code == 302
+    assert client.get(reverse("dashboard")).status_code == 403
     login(client, people["admin"])
     page = client.get(reverse("dashboard")).content.decode()
     assert 'data-testid="count-in_review">2<' in page

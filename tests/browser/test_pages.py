@@ -1,0 +1,43 @@
+"""Pages a person reaches by a wrong turn: each says where they are and what they may do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+
+from approvals.models import RequestType
+from tests.browser.conftest import LiveServer, expect_status, log_in, submit
+
+pytestmark = [pytest.mark.browser, pytest.mark.temporal_server]
+
+
+def test_staff_pages_tell_a_logged_in_person_who_is_not_staff_so(
+    browser: Any, live_app: LiveServer, people: dict[str, User]
+) -> None:
+    from playwright.sync_api import expect
+
+    requester = log_in(browser, live_app.url, people["requester"])
+    expect_status(requester, 403)
+    for path in ("/dashboard/", "/mailbox/"):
+        requester.goto(path)
+        expect(requester.get_by_role("heading", name="For staff only")).to_be_visible()
+        expect(requester.get_by_text("requester is not staff")).to_be_visible()
+        expect(requester.get_by_label("Password")).to_have_count(0)
+        expect(requester.get_by_role("navigation", name="Main")).to_contain_text("Inbox")
+
+
+def test_a_request_someone_may_not_see_is_a_plain_not_found_page(
+    browser: Any, live_app: LiveServer, people: dict[str, User], purchase: RequestType, settings: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    settings.DEBUG = True  # as `manage.py up` runs
+    request = submit(people, purchase, "Private matter")
+    outsider = log_in(browser, live_app.url, people["outsider"])
+    expect_status(outsider, 404)
+    outsider.goto(request.get_absolute_url())
+    expect(outsider.get_by_role("heading", name="Not found")).to_be_visible()
+    expect(outsider.get_by_text("Private matter")).to_have_count(0)
+    expect(outsider.get_by_text("URLconf")).to_have_count(0)
