@@ -439,6 +439,12 @@ class RequestEvent(models.Model):
         except ValueError:  # a kind this code does not know (yet)
             return self.kind
 
+    @property
+    def note(self) -> str:
+        """The detail as the timeline shows it after "<label> by <actor>": without a "by <actor>"
+        that only says again who acted (as a stage's approval recorded it)."""
+        return "" if self.actor_name and self.detail == f"by {self.actor_name}" else self.detail
+
 
 class PendingAction(models.Model):
     """An action sent to a request's workflow whose outcome is not known yet: no answer came in

@@ -90,7 +90,9 @@ def _deadline_passed(review: Review) -> None:
         stage.escalation_level += 1
         stage.deadline = max(stage.deadline, review.now()) + timedelta(seconds=level.after_seconds)
         return
-    detail = f"Deadline of stage “{stage.name}” passed after {stage.escalation_level} escalation level(s)"
+    levels = stage.escalation_level
+    after = f" after {levels} escalation level{'s' if levels > 1 else ''}" if levels else ""
+    detail = f"Deadline of stage “{stage.name}” passed{after}"
     by = Decided(by_id=None, by_name="policy", at=review.now(), comment=detail)
     if spec.on_exhausted == Exhausted.APPROVE:
         review.stage_approved(by, automatic=True)

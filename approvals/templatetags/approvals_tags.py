@@ -4,10 +4,12 @@ import uuid
 from datetime import timedelta
 
 from django import template
+from django.forms import BaseForm
 from django.template import Context
 from django.utils.safestring import mark_safe
 
 from approvals.charts import short_duration
+from approvals.views.common import form_errors
 from workflows import rules
 
 register = template.Library()
@@ -17,6 +19,12 @@ register = template.Library()
 def form_token() -> str:
     """A fresh id for one rendered form: submitting that form twice counts once."""
     return str(uuid.uuid4())
+
+
+@register.filter
+def errors_said(form: BaseForm) -> str:
+    """A form's errors as the views say them (views.common.form_errors)."""
+    return form_errors(form)
 
 
 @register.filter

@@ -42,8 +42,16 @@ def visible_request(request: HtmxHttpRequest, public_id: str) -> ApprovalRequest
 
 
 def form_errors(form: BaseForm) -> str:
-    """A form's errors as one sentence after another, to show where the form was sent from."""
-    return " ".join(str(e) for errors in form.errors.values() for e in errors)
+    """A form's errors as one sentence after another, to show where the form was sent from. A
+    field's follow its label ("From: Enter a valid date."), so that two alike say which is which,
+    unless they name it already ("A comment is required …")."""
+    parts = []
+    for name, errors in form.errors.items():
+        said = " ".join(str(e) for e in errors)
+        field = form.fields.get(name)
+        label = str(field.label or name) if field is not None else ""
+        parts.append(f"{label}: {said}" if label and label.lower() not in said.lower() else said)
+    return " ".join(parts)
 
 
 PAGE_SIZE = 25

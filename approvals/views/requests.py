@@ -76,7 +76,10 @@ def request_create(request: HtmxHttpRequest) -> HttpResponse:
                     "review will start as soon as it is back, without you doing anything.",
                 )
             else:
-                messages.success(request, "Your request is submitted and waiting for review.")
+                # True while it waits for review: the page drops it once a change says otherwise.
+                messages.success(
+                    request, "Your request is submitted and waiting for review.", extra_tags="while-in-review"
+                )
             return redirect(approval)
     status = 400 if form.is_bound else 200
     return render(request, "approvals/request_create.html", {"form": form}, status=status)

@@ -29,6 +29,20 @@
     },
   });
 
+  // A message shown once on arrival ("Your request is submitted and waiting for review.") may
+  // speak of the request as it stood then: it says in data-while-status while which statuses it
+  // holds, and goes once a change moves the request out of them.
+  function dropStaleMessages() {
+    const status = document.querySelector("[data-testid=live-status]")?.dataset.status;
+    if (!status) return;
+    for (const message of document.querySelectorAll("main > .messages [data-while-status]")) {
+      if (!message.dataset.whileStatus.split(" ").includes(status)) message.remove();
+    }
+    const list = document.querySelector("main > .messages");
+    if (list && !list.children.length) list.remove();
+  }
+  for (const name of ["htmx:wsAfterMessage", "htmx:afterSettle"]) document.addEventListener(name, dropStaleMessages);
+
   // "Recently on your desk" goes once its last request is back on the list above.
   document.addEventListener("htmx:oobAfterSwap", () => {
     const recent = document.getElementById("recent-rows");

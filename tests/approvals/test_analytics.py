@@ -321,7 +321,8 @@ def test_the_dashboard_shows_the_chosen_periods_figures_and_charts(
     "query, error",
     [
         ({"days": "12"}, "Select a valid choice."),
-        ({"since": "2026-13-01", "until": "2026-12-01"}, "Enter a valid date."),
+        ({"since": "2026-13-01", "until": "2026-12-01"}, "From: Enter a valid date."),
+        ({"since": "2026-13-01", "until": "2026-12-32"}, "From: Enter a valid date. To: Enter a valid date."),
         ({"since": "2026-05-01"}, "Give both dates of the period, or neither."),
         (
             {"since": "2026-05-02", "until": "2026-05-01"},

@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from approvals import services
 from approvals.exceptions import ActionRefused, InvalidInput
-from approvals.models import ApprovalRequest, RequestStatus, RequestType, StaffAction
+from approvals.models import ApprovalRequest, RequestEvent, RequestStatus, RequestType, StaffAction
 from tests.conftest import PASSWORD, make_request, project_action
 from tests.workflows.helpers import action
 from workflows import rules
@@ -301,6 +301,14 @@ def test_a_request_someone_may_not_see_is_our_not_found_page_with_debug_on_too(
     text = page.content.decode()
     assert "<h1>Not found</h1>" in text
     assert "URLconf" not in text and "request_act" not in text  # not Django's list of every route
+
+
+def test_the_timeline_says_who_acted_once() -> None:
+    stage_approved = RequestEvent(kind="stage_approved", actor_name="reviewer1", detail="by reviewer1")
+    assert stage_approved.note == ""
+    how = "automatically, as the policy allows"
+    assert RequestEvent(kind="stage_approved", actor_name="policy", detail=how).note == how
+    assert RequestEvent(kind="comment", actor_name="", detail="by reviewer1").note == "by reviewer1"
 
 
 def test_submitting_the_same_form_twice_makes_one_request(

@@ -41,3 +41,35 @@ def test_a_request_someone_may_not_see_is_a_plain_not_found_page(
     expect(outsider.get_by_role("heading", name="Not found")).to_be_visible()
     expect(outsider.get_by_text("Private matter")).to_have_count(0)
     expect(outsider.get_by_text("URLconf")).to_have_count(0)
+
+
+def test_after_a_decision_no_empty_card_is_left_and_the_submitted_banner_goes(
+    browser: Any, live_app: LiveServer, people: dict[str, User], purchase: RequestType
+) -> None:
+    from playwright.sync_api import expect
+
+    requester = log_in(browser, live_app.url, people["requester"])
+    requester.goto("/requests/new/")
+    requester.get_by_label("Request type").select_option(label="Purchase")
+    requester.get_by_label("Title").fill("Headset")
+    requester.get_by_role("button", name="Submit for approval").click()
+    banner = requester.get_by_text("submitted and waiting for review")
+    expect(banner).to_be_visible()
+    expect(requester.get_by_test_id("live-status")).to_have_text("In review", timeout=15_000)
+
+    reviewer = log_in(browser, live_app.url, people["reviewer1"])
+    reviewer.goto(requester.url)
+    actions = reviewer.locator("section[id^=actions-]")
+    actions.get_by_role("button", name="Approve").click()
+    expect(actions).to_contain_text("is approved.")
+    expect(reviewer.get_by_test_id("live-status")).to_have_text("Approved")
+    # Whatever the section keeps is inside a card with something in it, or there is no card.
+    reviewer.reload()
+    box = actions.bounding_box()
+    assert box is None or box["height"] < 2 or actions.inner_text().strip(), "an empty card"
+
+    # The requester's page, told live: the banner no longer says it waits for review.
+    expect(requester.get_by_test_id("live-status")).to_have_text("Approved", timeout=15_000)
+    expect(banner).to_have_count(0)
+    box = requester.locator("section[id^=actions-]").bounding_box()
+    assert box is None or box["height"] < 2, "an empty card on the requester's page"

@@ -479,7 +479,7 @@ def test_two_escalation_levels_then_the_request_expires_at_each_boundary(
     final = result(loop, handle)
     assert final.status == Status.EXPIRED
     assert final.decided.by_name == "policy"
-    assert final.decided.comment == "Deadline of stage “Review” passed after 2 escalation level(s)"
+    assert final.decided.comment == "Deadline of stage “Review” passed after 2 escalation levels"
     assert abs(final.decided.at - level2_deadline) < timedelta(seconds=1)
     assert kinds(final)[-1] == EventKind.EXPIRED
     request = refreshed(request)
