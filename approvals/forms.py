@@ -218,6 +218,14 @@ MAX_PERIOD_DAYS = 366
 FIRST_DAY = date(2000, 1, 1)  # before any request; a period's days lie from here to a year ahead
 
 
+# Dates are written as everywhere else in the app, 2026-12-03, whatever the browser's locale (a
+# date input would show the locale's, 12/03/2026 in the United States).
+ISO_DATE = forms.DateInput(
+    format="%Y-%m-%d",
+    attrs={"placeholder": "YYYY-MM-DD", "pattern": r"\d{4}-\d{2}-\d{2}", "inputmode": "numeric", "size": 10},
+)
+
+
 class PeriodForm(forms.Form):
     """The dashboard's period: one of the last N days, or from one date to another (inclusive).
 
@@ -231,8 +239,8 @@ class PeriodForm(forms.Form):
         initial=DEFAULT_PERIOD_DAYS,
         label="Period",
     )
-    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    since = forms.DateField(required=False, label="From", widget=ISO_DATE, input_formats=["%Y-%m-%d"])
+    until = forms.DateField(required=False, label="To", widget=ISO_DATE, input_formats=["%Y-%m-%d"])
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from urllib.parse import quote, urlencode
 
 from django.conf import settings
 from django.db.models import Q
@@ -59,9 +60,14 @@ class Trouble:
         return temporal_ui_url(workflow_id=self.request.workflow_id, run_id=self.run_id)
 
 
-def temporal_ui_url(*, workflow_id: str, run_id: str) -> str:
+def temporal_ui_url(*, workflow_id: str, run_id: str = "") -> str:
+    """A workflow run's history in Temporal's UI; without a run, the list of every run of the
+    workflow (a request's continues as new as it grows)."""
     ns = settings.TEMPORAL_NAMESPACE
-    return f"{settings.TEMPORAL_UI_URL}/namespaces/{ns}/workflows/{workflow_id}/{run_id}/history"
+    if run_id:
+        return f"{settings.TEMPORAL_UI_URL}/namespaces/{ns}/workflows/{workflow_id}/{run_id}/history"
+    query = urlencode({"query": f'WorkflowId="{workflow_id}"'}, quote_via=quote)
+    return f"{settings.TEMPORAL_UI_URL}/namespaces/{ns}/workflows?{query}"
 
 
 def workflows_in_trouble(*, limit: int = 20) -> tuple[list[Trouble], str]:

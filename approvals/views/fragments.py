@@ -20,6 +20,7 @@ from approvals import selectors
 from approvals.exceptions import NotFound
 from approvals.forms import ActionForm, InboxFilterForm, ResubmitForm
 from approvals.models import ApprovalRequest, Participant, PendingAction
+from approvals.services.trouble import temporal_ui_url
 from workflows import rules
 from workflows.types import ActionResult
 
@@ -43,6 +44,10 @@ def request_context(
         "result": result,
         "fresh": fresh,
         "user": user,
+        # Staff follow the request's workflow into Temporal's UI (every run of it).
+        "temporal_url": temporal_ui_url(workflow_id=request.workflow_id)
+        if user.is_staff and request.workflow_started_at
+        else "",
     }
 
 

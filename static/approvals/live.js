@@ -43,6 +43,23 @@
   }
   for (const name of ["htmx:wsAfterMessage", "htmx:afterSettle"]) document.addEventListener(name, dropStaleMessages);
 
+  // A button says it is at work from the click to the answer, and takes no second click meanwhile
+  // (an action sent twice would count once anyway: each form carries its action's id).
+  document.addEventListener("htmx:beforeRequest", (event) => {
+    const button = event.detail.requestConfig?.triggeringEvent?.submitter;
+    if (!button) return;
+    button.disabled = true;
+    button.setAttribute("aria-busy", "true");
+    event.detail.elt.addEventListener(
+      "htmx:afterRequest",
+      () => {
+        button.disabled = false;
+        button.removeAttribute("aria-busy");
+      },
+      { once: true },
+    );
+  });
+
   // "Recently on your desk" goes once its last request is back on the list above.
   document.addEventListener("htmx:oobAfterSwap", () => {
     const recent = document.getElementById("recent-rows");

@@ -311,6 +311,30 @@ def test_the_timeline_says_who_acted_once() -> None:
     assert RequestEvent(kind="comment", actor_name="", detail="by reviewer1").note == "by reviewer1"
 
 
+def test_staff_follow_a_request_into_temporals_ui_and_others_see_no_link(
+    client: Client, people: dict[str, User], purchase: RequestType
+) -> None:
+    request = make_request(people, purchase, started=True)
+    every_run = f"/namespaces/default/workflows?query=WorkflowId%3D%22{request.workflow_id}%22"
+    login(client, people["admin"])
+    assert every_run in client.get(request.get_absolute_url()).content.decode()
+    login(client, people["requester"])
+    assert "/namespaces/" not in client.get(request.get_absolute_url()).content.decode()
+
+
+def test_the_admin_has_the_apps_icon(client: Client, people: dict[str, User], purchase: RequestType) -> None:
+    login(client, people["admin"])
+    for url in ("/admin/", f"/admin/approvals/requesttype/{purchase.pk}/change/", "/admin/login/"):
+        assert 'rel="icon" href="/static/approvals/favicon.svg"' in client.get(url).content.decode(), url
+
+
+def test_the_dashboards_dates_are_written_year_first(client: Client, people: dict[str, User]) -> None:
+    login(client, people["admin"])
+    page = client.get(reverse("dashboard"), {"since": "2026-05-01", "until": "2026-05-31"}).content.decode()
+    assert 'value="2026-05-01"' in page and 'placeholder="YYYY-MM-DD"' in page
+    assert 'type="date"' not in page  # the browser's locale would write it 05/01/2026
+
+
 def test_submitting_the_same_form_twice_makes_one_request(
     client: Client, people: dict[str, User], purchase: RequestType, temporal_unreachable: str
 ) -> None:

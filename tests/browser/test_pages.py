@@ -73,3 +73,26 @@ def test_after_a_decision_no_empty_card_is_left_and_the_submitted_banner_goes(
     expect(banner).to_have_count(0)
     box = requester.locator("section[id^=actions-]").bounding_box()
     assert box is None or box["height"] < 2, "an empty card on the requester's page"
+
+
+def test_a_button_is_busy_from_the_click_to_the_answer(
+    browser: Any, live_app: LiveServer, people: dict[str, User], purchase: RequestType
+) -> None:
+    from playwright.sync_api import expect
+
+    request = submit(people, purchase, "Whiteboard")
+    reviewer = log_in(browser, live_app.url, people["reviewer1"])
+    reviewer.goto(request.get_absolute_url())
+    held: list[Any] = []
+    reviewer.route("**/act/", lambda route: held.append(route))  # held until the test lets it go
+    comment = reviewer.locator(f"#comment-form-{request.public_id}")
+    comment.get_by_label("Add a comment").fill("Which size?")
+    button = comment.get_by_role("button", name="Comment")
+    button.click()
+    expect(button).to_be_disabled()
+    expect(button).to_have_attribute("aria-busy", "true")
+    assert len(held) == 1
+    held[0].continue_()
+    expect(reviewer.locator(".timeline")).to_contain_text("Which size?")
+    expect(button).to_be_enabled()
+    expect(button).not_to_have_attribute("aria-busy", "true")
