@@ -66,6 +66,34 @@
     if (recent && !recent.querySelector("tr")) document.getElementById("recent")?.setAttribute("hidden", "");
   });
 
+  // While the socket is down the page says so; when it is back, the page catches up on what it
+  // missed: it draws again what it shows (data-catch-up, the same GET a reload would make; a
+  // request's page gets its request from the socket itself as it opens).
+  let lost = false;
+  let leaving = false;
+  window.addEventListener("pagehide", () => {
+    leaving = true;
+  });
+  const RECONNECTS = [1006, 1011, 1012, 1013]; // the closes htmx's ws extension reconnects after
+  document.addEventListener("htmx:wsClose", (event) => {
+    const note = document.getElementById("live-offline");
+    if (leaving || !note) return;
+    lost = true;
+    if (!RECONNECTS.includes(event.detail.event.code)) {
+      note.textContent = "Live updates have stopped on this page; reload it to see the latest.";
+    }
+    note.removeAttribute("hidden");
+  });
+  document.addEventListener("htmx:wsOpen", (event) => {
+    document.getElementById("live-offline")?.setAttribute("hidden", "");
+    if (!lost) return;
+    lost = false;
+    const shown = event.target.closest("[data-catch-up]")?.dataset.catchUp;
+    if (shown && document.querySelector(shown)) {
+      htmx.ajax("GET", window.location.href, { target: shown, select: shown, swap: "outerHTML" });
+    }
+  });
+
   // The inbox's filters change without a reload: the page tells its socket what it shows now
   // (and again after the socket reconnects), so that pushes add only the rows that belong.
   let socket = null;

@@ -49,6 +49,12 @@ class LiveServer:
     """The ASGI app under uvicorn in a thread of the test process, so it sees the test database."""
 
     def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.start()
+
+    def start(self) -> None:
+        """Serve on this server's port (again, after `stop`: as a restarted web process)."""
         from channels.layers import channel_layers
 
         from approvals.asgi import application
@@ -57,8 +63,6 @@ class LiveServer:
         # of its own (channels_redis receives on one loop per layer, and the last test's server
         # may still be closing its sockets on its loop).
         channel_layers.backends.clear()
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
             application,
             host="127.0.0.1",

@@ -9,6 +9,7 @@ from django.contrib.auth.models import User
 
 from approvals.models import RequestType
 from tests.browser.conftest import LiveServer, expect_status, log_in, submit
+from tests.conftest import make_request
 
 pytestmark = [pytest.mark.browser, pytest.mark.temporal_server]
 
@@ -96,3 +97,27 @@ def test_a_button_is_busy_from_the_click_to_the_answer(
     expect(reviewer.locator(".timeline")).to_contain_text("Which size?")
     expect(button).to_be_enabled()
     expect(button).not_to_have_attribute("aria-busy", "true")
+
+
+def test_a_page_says_when_it_is_offline_and_catches_up_when_back(
+    browser: Any, live_app: LiveServer, people: dict[str, User], purchase: RequestType
+) -> None:
+    from playwright.sync_api import expect
+
+    reviewer = log_in(browser, live_app.url, people["reviewer1"])
+    reviewer.goto("/inbox/")
+    expect(reviewer.get_by_text("Nothing to review.")).to_be_visible()
+    reviewer.evaluate("window.__noReload = true")
+    offline = reviewer.locator("#live-offline")
+    expect(offline).to_be_hidden()
+
+    # The web restarts (its sockets close with 1012); meanwhile a request reaches this reviewer.
+    live_app.stop()
+    expect(offline).to_be_visible()
+    expect(offline).to_contain_text("Offline: reconnecting")
+    missed = make_request(people, purchase, started=True, title="Sent while you were away")
+    live_app.start()
+
+    expect(offline).to_be_hidden(timeout=15_000)
+    expect(reviewer.locator(f"#request-{missed.public_id}")).to_contain_text("Sent while you were away")
+    assert reviewer.evaluate("window.__noReload") is True
