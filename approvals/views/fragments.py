@@ -96,7 +96,8 @@ def inbox_row_context(
     newly belongs there), and in "Recently on your desk" once it no longer waits for them."""
     chosen = filters.filters()
     on_first_page = filters.data.get("page") in (None, "", "1")
-    belongs = selectors.inbox_items(user=user, **chosen).filter(pk=place.pk).exists()
+    listed = selectors.inbox_items(user=user, **chosen)
+    belongs = listed.filter(pk=place.pk).exists()
     place.request = request
     return {
         "row": InboxRow(
@@ -106,6 +107,11 @@ def inbox_row_context(
             selectors.pending_actions(user=user, requests=[request]).get(request.pk, []),
         ),
         "insert": belongs and on_first_page,
+        # A row the list no longer holds stays where it is (nothing moves under the cursor), and
+        # says so; the list's count is drawn again.
+        "gone": not belongs,
+        "state": chosen["state"],
+        "count": listed.count(),
         "recent_shown": filters.is_default and chosen["state"] == "waiting",
         "result": result,
         "fresh": fresh,

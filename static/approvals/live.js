@@ -25,7 +25,11 @@
           htmx.process(part);
         }
       }
-      return push.innerHTML;
+      // Table rows first: htmx parses the push as a template, where a row after other elements
+      // would be dropped.
+      const parts = Array.from(push.content.children);
+      const rowsFirst = [...parts.filter((p) => p.tagName === "TR"), ...parts.filter((p) => p.tagName !== "TR")];
+      return rowsFirst.map((p) => p.outerHTML).join("");
     },
   });
 

@@ -335,6 +335,17 @@ def test_the_dashboards_dates_are_written_year_first(client: Client, people: dic
     assert 'type="date"' not in page  # the browser's locale would write it 05/01/2026
 
 
+def test_the_navigation_marks_the_page_the_person_is_on(client: Client, people: dict[str, User]) -> None:
+    login(client, people["admin"])
+    pages = [("home", "My requests"), ("inbox", "Inbox"), ("dashboard", "Dashboard"), ("mailbox", "Mailbox")]
+    for name, label in pages:
+        page = client.get(reverse(name)).content.decode()
+        nav = page[page.index('<nav aria-label="Main">') :]
+        nav = nav[: nav.index("</nav>")]
+        assert f'href="{reverse(name)}" aria-current="page">{label}</a>' in nav, name
+        assert nav.count('aria-current="page"') == 1, name
+
+
 def test_submitting_the_same_form_twice_makes_one_request(
     client: Client, people: dict[str, User], purchase: RequestType, temporal_unreachable: str
 ) -> None:
@@ -364,7 +375,7 @@ def test_lists_are_paginated_and_bad_page_numbers_are_harmless(
     login(client, people["reviewer1"])
     first = client.get(reverse("inbox")).content.decode()
     assert first.count('<tr id="request-') == 25
-    assert "Page 1 of 2" in first and 'Waiting for me <span class="muted">(30)</span>' in first
+    assert "Page 1 of 2" in first and 'data-testid="inbox-count">(30)</span>' in first
     assert client.get(reverse("inbox"), {"page": "2"}).content.decode().count('<tr id="request-') == 5
     assert client.get(reverse("inbox"), {"page": "999"}).content.decode().count('<tr id="request-') == 5
     assert client.get(reverse("inbox"), {"page": "x'; drop"}).status_code == 200

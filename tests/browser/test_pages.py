@@ -121,3 +121,32 @@ def test_a_page_says_when_it_is_offline_and_catches_up_when_back(
     expect(offline).to_be_hidden(timeout=15_000)
     expect(reviewer.locator(f"#request-{missed.public_id}")).to_contain_text("Sent while you were away")
     assert reviewer.evaluate("window.__noReload") is True
+
+
+def test_the_inbox_count_stays_right_and_a_decided_row_says_it_left_the_list(
+    browser: Any, live_app: LiveServer, people: dict[str, User], purchase: RequestType
+) -> None:
+    from playwright.sync_api import expect
+
+    from approvals import services
+    from workflows.types import ActionKind
+
+    mine, theirs = submit(people, purchase, "Projector"), submit(people, purchase, "Screen")
+    reviewer = log_in(browser, live_app.url, people["reviewer1"])
+    reviewer.goto("/inbox/")
+    count = reviewer.get_by_test_id("inbox-count")
+    expect(count).to_have_text("(2)")
+
+    # The reviewer's own decision: the row stays in place, says it left the list, and counts no more.
+    row = reviewer.locator(f"#request-{mine.public_id}")
+    row.get_by_role("button", name="Approve").click()
+    expect(row.get_by_test_id("gone")).to_have_text("No longer in “Waiting for me”")
+    expect(count).to_have_text("(1)")
+
+    # Someone else's decision reaches the page live, with the same effect.
+    theirs.refresh_from_db()
+    services.request_act(request=theirs, actor=people["reviewer2"], kind=ActionKind.APPROVE)
+    other = reviewer.locator(f"#request-{theirs.public_id}")
+    expect(other.get_by_test_id("gone")).to_be_visible(timeout=15_000)
+    expect(count).to_have_text("")
+    expect(reviewer.locator("tr[data-row]:not(.gone) button[value=approve]")).to_have_count(0)
