@@ -64,6 +64,13 @@
     );
   });
 
+  // A chart wider than a phone starts at its right end: today, not the start of the period.
+  function chartsAtToday() {
+    for (const chart of document.querySelectorAll(".chart")) chart.scrollLeft = chart.scrollWidth;
+  }
+  document.addEventListener("DOMContentLoaded", chartsAtToday);
+  document.addEventListener("htmx:afterSettle", chartsAtToday);
+
   // "Recently on your desk" goes once its last request is back on the list above.
   document.addEventListener("htmx:oobAfterSwap", () => {
     const recent = document.getElementById("recent-rows");

@@ -118,6 +118,7 @@ class Watch:
         self.problems: list[str] = []
         self.csp: list[str] = []
         self.expected: set[int] = set()
+        self.expected_console: list[str] = []
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.problems.append(f"uncaught error: {error}"))
         page.on("requestfailed", self._failed)
@@ -130,6 +131,8 @@ class Watch:
             return
         # Chromium also logs each 4xx/5xx answer; an expected one is no problem.
         if any(f"status of {status} " in message.text for status in self.expected):
+            return
+        if any(text in message.text for text in self.expected_console):
             return
         self.problems.append(f"console error: {message.text}")
 
@@ -154,6 +157,12 @@ def csp_violations(page: Any) -> list[str]:
 def expect_status(page: Any, *statuses: int) -> None:
     """This test expects answers with these statuses on this page (a refusal, a 404)."""
     WATCHES[page].expected.update(statuses)
+
+
+def expect_console_errors(page: Any, *texts: str) -> None:
+    """This test expects console errors with these texts on this page (the server it talks to
+    going away, say)."""
+    WATCHES[page].expected_console.extend(texts)
 
 
 @pytest.hookimpl(wrapper=True)

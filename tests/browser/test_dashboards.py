@@ -242,4 +242,10 @@ def test_pages_fit_a_phone_screen(
         overflow = page.evaluate("document.documentElement.scrollWidth") - phone["viewport"]["width"]
         assert overflow <= 0, f"{path} is {overflow}px wider than the phone"
         assert csp_violations(page) == [], path
+        # A chart wider than the phone starts at today, its right end.
+        left_unseen = (
+            "Math.max(0, ...[...document.querySelectorAll('.chart')]"
+            ".map(c => c.scrollWidth - c.clientWidth - c.scrollLeft))"
+        )
+        assert page.evaluate(left_unseen) <= 1, path
         screenshot(page, name)

@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from approvals.models import RequestType
-from tests.browser.conftest import LiveServer, expect_status, log_in, submit
+from tests.browser.conftest import LiveServer, expect_console_errors, expect_status, log_in, submit
 from tests.conftest import make_request
 
 pytestmark = [pytest.mark.browser, pytest.mark.temporal_server]
@@ -112,6 +112,8 @@ def test_a_page_says_when_it_is_offline_and_catches_up_when_back(
     expect(offline).to_be_hidden()
 
     # The web restarts (its sockets close with 1012); meanwhile a request reaches this reviewer.
+    # While it is away, the browser logs each failed attempt to reconnect, and htmx the error.
+    expect_console_errors(reviewer, "WebSocket connection to", "[object Event]")
     live_app.stop()
     expect(offline).to_be_visible()
     expect(offline).to_contain_text("Offline: reconnecting")
