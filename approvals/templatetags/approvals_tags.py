@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django import template
 from django.forms import BaseForm
 from django.template import Context
+from django.utils import timezone
 from django.utils.safestring import mark_safe
 
 from approvals.charts import short_duration
@@ -31,6 +32,27 @@ def errors_said(form: BaseForm) -> str:
 def duration(value: timedelta | None) -> str:
     """A duration in its two largest units: 3d 4h, 5h 20m, 12m."""
     return "—" if value is None else short_duration(value)
+
+
+def relative_due(when: datetime, now: datetime) -> str:
+    """A deadline as people say it: "in 3 h", "in 2 days", "2 days late", "5 min late"."""
+    seconds = (when - now).total_seconds()
+    late = seconds < 0
+    seconds = abs(seconds)
+    if seconds < 60:
+        return "late by a moment" if late else "in under a minute"
+    for size, one, many in ((86400, "day", "days"), (3600, "h", "h"), (60, "min", "min")):
+        if seconds >= size:
+            amount = int(seconds / size + 0.5)
+            unit = one if amount == 1 else many
+            return f"{amount} {unit} late" if late else f"in {amount} {unit}"
+    raise AssertionError("unreachable")
+
+
+@register.inclusion_tag("approvals/_due.html")
+def due(when: datetime) -> dict[str, object]:
+    """A deadline, relative ("in 3 h", "2 days late"), with the exact time on hover."""
+    return {"when": when, "relative": relative_due(when, timezone.now()), "late": when < timezone.now()}
 
 
 LIMITS = {"comment": rules.MAX_COMMENT, "title": rules.MAX_TITLE}

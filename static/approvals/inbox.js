@@ -1,9 +1,23 @@
-// The inbox's keyboard: j/k move between requests, x selects, a approves, r rejects (after a
-// comment), o opens, / searches, ? shows the help. Rows are replaced by htmx (an action's answer
+// The inbox's keyboard: j/k move between requests, x selects, a approves (a first press only
+// picks Approve, a second confirms, so no stray key decides), r rejects (after a comment), o
+// opens, / searches, ? shows the help. Rows are replaced by htmx (an action's answer
 // or a live push), so the current row is remembered by its id, not by the element.
 (() => {
   let currentId = null;
   let armed = null; // the comment box waiting for Enter to reject
+  let approving = null; // the Approve button a second `a` presses
+
+  function say(text) {
+    const out = document.getElementById("inbox-keys-said");
+    if (out) out.textContent = text;
+  }
+
+  function stopApproving() {
+    if (!approving) return;
+    approving.removeAttribute("data-armed");
+    approving = null;
+    say("");
+  }
 
   const rows = () => Array.from(document.querySelectorAll("#inbox-list tr[data-row]"));
   const current = () => (currentId && document.getElementById(currentId)) || null;
@@ -50,6 +64,13 @@
 
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (approving && event.key !== "a") {
+      stopApproving();
+      if (event.key === "Escape") {
+        event.preventDefault();
+        return;
+      }
+    }
     if (armed && event.target === armed) {
       if (event.key === "Escape") {
         const row = armed.closest("tr[data-row]");
@@ -83,9 +104,20 @@
         updateCount();
         break;
       }
-      case "a":
-        row?.querySelector('button[value="approve"]')?.click();
+      case "a": {
+        const button = row?.querySelector('button[value="approve"]');
+        if (!button) return;
+        if (approving === button && button.isConnected) {
+          stopApproving();
+          button.click();
+        } else {
+          stopApproving();
+          approving = button;
+          button.setAttribute("data-armed", "approve");
+          say(`Press a again to approve “${row.querySelector("a")?.textContent ?? ""}”, Esc to cancel.`);
+        }
         break;
+      }
       case "r": {
         const box = row?.querySelector("textarea[name=comment]");
         if (!box) return;

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import pytest
 from django.contrib.auth.models import Group, User
 from django.urls import reverse
 from django.utils import timezone
@@ -17,6 +18,7 @@ from approvals.models import (
     RequestType,
     Stage,
 )
+from approvals.templatetags.approvals_tags import relative_due
 from approvals.views import fragments
 from tests.conftest import as_user, make_request, project, project_action
 from tests.workflows.helpers import action
@@ -55,7 +57,9 @@ def test_inbox_filters_search_and_sort(people: dict[str, User], purchase: Reques
     page = reviewer.get(inbox).content.decode()
     assert rows(page.split("Recently on your desk")[0]) == 2
     assert page.index("Chair") < page.index("Laptop"), "soonest deadline first"
-    assert 'class="overdue"' in page and "overdue by" in page and "left" in page
+    assert 'class="overdue"' in page and ">2 h late</time>" in page and ">in 2 days</time>" in page
+    exact = timezone.localtime(now - timedelta(hours=2)).strftime("%Y-%m-%d %H:%M")
+    assert f'title="{exact} ' in page  # the exact time, on hover
     assert "Escalated to you" in page
 
     def titles(**query: str) -> list[str]:
@@ -289,3 +293,21 @@ def test_each_decision_shows_the_request_as_the_approver_saw_it(
         and "earlier version" not in approval.split("</summary>")[0]
     )
     assert 'data-testid="seen-1"' not in html and 'data-testid="seen-3"' not in html
+
+
+@pytest.mark.parametrize(
+    "seconds, said",
+    [
+        (30, "in under a minute"),
+        (90, "in 2 min"),
+        (3 * 3600 + 50, "in 3 h"),
+        (86400, "in 1 day"),
+        (5 * 86400 + 7200, "in 5 days"),
+        (-20, "late by a moment"),
+        (-300, "5 min late"),
+        (-2 * 86400, "2 days late"),
+    ],
+)
+def test_a_deadline_reads_as_people_say_it(seconds: int, said: str) -> None:
+    now = timezone.now()
+    assert relative_due(now + timedelta(seconds=seconds), now) == said

@@ -93,6 +93,15 @@ def test_keyboard_shortcuts_move_approve_and_reject(
     headset = reviewer.locator(f"#request-{first.public_id}")
     expect(headset).to_have_class("current")
     expect(headset).to_be_focused()
+    keyboard.press("a")  # picks Approve; nothing is decided yet
+    expect(reviewer.locator("#inbox-keys-said")).to_contain_text("Press a again to approve “Headset”")
+    expect(headset.get_by_role("button", name="Approve")).to_have_attribute("data-armed", "approve")
+    keyboard.press("Escape")  # lets it go
+    expect(reviewer.locator("#inbox-keys-said")).to_be_empty()
+    reviewer.wait_for_timeout(300)
+    expect(headset.locator(".badge")).to_have_text("In review")
+    assert status(first) == RequestStatus.IN_REVIEW
+    keyboard.press("a")
     keyboard.press("a")
     expect(headset.locator(".badge")).to_have_text("Approved")
     expect(headset).to_be_focused()  # focus stays on the same request after its row is replaced
