@@ -23,7 +23,8 @@ def test_the_watch_notes_console_errors_uncaught_errors_and_unexpected_answers(
     assert watch.problems == []
 
     page.evaluate("console.error('something broke')")
-    page.evaluate("setTimeout(() => { throw new Error('thrown late') })")
+    with page.expect_event("pageerror"):
+        page.evaluate("setTimeout(() => { throw new Error('thrown late') })")
     page.goto("/requests/00000000-0000-0000-0000-000000000000/")
     page.wait_for_timeout(200)
     assert any("something broke" in problem for problem in watch.problems)
