@@ -3,10 +3,54 @@
 // working on (what they type or selected, the last answer they got) comes marked hx-preserve in
 // a push, so htmx keeps the element itself, with its text, selection and focus.
 (() => {
+  // A request that newly belongs in the inbox list this page shows: on an empty list its row goes
+  // straight in; on a list the person may be reading, it waits behind a "1 new request" button
+  // on top, so that no row moves under their cursor, until they ask for it.
+  const arrived = new Map(); // row id -> the row, newest last
+  function showArrived() {
+    const button = document.getElementById("inbox-new");
+    if (!button) return;
+    const n = arrived.size;
+    button.textContent = `${n} new request${n === 1 ? "" : "s"}: show`;
+    button.hidden = n === 0;
+  }
+  function addRows(rows, row) {
+    document.getElementById("inbox-empty")?.remove();
+    rows.prepend(row);
+    htmx.process(row);
+  }
+  function arrive(row) {
+    const rows = document.querySelector("#inbox-rows[data-live-insert-here]");
+    if (!rows || !row.matches("tr[data-live-insert]")) {
+      arrived.delete(row.id); // it no longer belongs here
+    } else if (!rows.querySelector("tr[data-row]")) {
+      addRows(rows, row);
+    } else {
+      arrived.delete(row.id);
+      arrived.set(row.id, row);
+    }
+    showArrived();
+  }
+  document.addEventListener("click", (event) => {
+    if (!event.target.closest("#inbox-new")) return;
+    const rows = document.querySelector("#inbox-rows");
+    if (rows) for (const row of arrived.values()) addRows(rows, row);
+    arrived.clear();
+    showArrived();
+    rows?.querySelector("tr[data-row]")?.focus();
+  });
+  // A new drawing of the list (filters, a bulk answer, catching up) shows what it shows.
+  document.addEventListener("htmx:afterSettle", (event) => {
+    if (event.target.id === "inbox-list" || event.target.closest?.("#inbox-list")) {
+      for (const id of arrived.keys()) if (document.getElementById(id)) arrived.delete(id);
+      if (event.target.id === "inbox-list") arrived.clear();
+      showArrived();
+    }
+  });
+
   // A push carries every fragment that may show the change; a page shows some of them. Before
   // htmx swaps a push, the fragments with nothing to replace here are taken out (htmx would log
-  // each as an error), and a request that newly belongs in the inbox list this page shows gets
-  // its row added on top.
+  // each as an error); a row new to the inbox list arrives (above).
   htmx.defineExtension("live", {
     transformResponse(text, xhr) {
       if (xhr) return text; // an answer over HTTP: it targets what its request asked for
@@ -18,12 +62,7 @@
         const target = at === -1 ? part.id && `#${CSS.escape(part.id)}` : oob.slice(at + 1);
         if (target && document.querySelector(target)) continue;
         part.remove();
-        const rows = document.querySelector("#inbox-rows[data-live-insert-here]");
-        if (rows && part.matches("tr[data-live-insert]")) {
-          document.getElementById("inbox-empty")?.remove();
-          rows.prepend(part);
-          htmx.process(part);
-        }
+        if (part.matches("tr[data-row][id^=request-]")) arrive(part);
       }
       // Table rows first: htmx parses the push as a template, where a row after other elements
       // would be dropped.

@@ -152,3 +152,29 @@ def test_the_inbox_count_stays_right_and_a_decided_row_says_it_left_the_list(
     expect(other.get_by_test_id("gone")).to_be_visible(timeout=15_000)
     expect(count).to_have_text("")
     expect(reviewer.locator("tr[data-row]:not(.gone) button[value=approve]")).to_have_count(0)
+
+
+def test_new_requests_wait_behind_a_banner_instead_of_moving_the_rows_being_read(
+    browser: Any, live_app: LiveServer, people: dict[str, User], purchase: RequestType
+) -> None:
+    from playwright.sync_api import expect
+
+    reading = submit(people, purchase, "Desk")
+    reviewer = log_in(browser, live_app.url, people["reviewer1"])
+    reviewer.goto("/inbox/")
+    rows = reviewer.locator("#inbox-rows tr[data-row]")
+    expect(rows).to_have_count(1)
+    banner = reviewer.locator("#inbox-new")
+    expect(banner).to_be_hidden()
+
+    first, second = submit(people, purchase, "Lamp"), submit(people, purchase, "Rug")
+    expect(banner).to_have_text("2 new requests: show", timeout=15_000)
+    expect(rows).to_have_count(1)  # nothing moved under the reader
+    expect(rows.first).to_have_id(f"request-{reading.public_id}")
+    expect(reviewer.get_by_test_id("inbox-count")).to_have_text("(3)")
+
+    banner.click()
+    expect(banner).to_be_hidden()
+    expect(rows).to_have_count(3)
+    expect(rows.nth(0)).to_have_id(f"request-{second.public_id}")
+    expect(rows.nth(1)).to_have_id(f"request-{first.public_id}")
