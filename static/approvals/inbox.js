@@ -60,7 +60,11 @@
     const n = document.querySelectorAll("input[data-select]:checked").length;
     const out = document.querySelector("[data-selected-count]");
     if (out) out.textContent = n ? `(${n} selected)` : "";
+    // The bulk panel shows once something is selected (or it has something to say).
+    const bulk = document.getElementById("bulk-form");
+    if (bulk) bulk.classList.toggle("shown", n > 0 || bulk.querySelector("[role=alert]") !== null);
   }
+  updateCount();
 
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey) return;

@@ -3,6 +3,17 @@
 // working on (what they type or selected, the last answer they got) comes marked hx-preserve in
 // a push, so htmx keeps the element itself, with its text, selection and focus.
 (() => {
+  // On a phone the navigation is a menu behind a button (app.css): it opens and closes here.
+  document.documentElement.classList.add("js");
+  document.addEventListener("click", (event) => {
+    const toggle = event.target.closest(".menu-toggle");
+    if (!toggle) return;
+    const nav = document.getElementById(toggle.getAttribute("aria-controls"));
+    const open = !nav.classList.contains("open");
+    nav.classList.toggle("open", open);
+    toggle.setAttribute("aria-expanded", String(open));
+  });
+
   // A request that newly belongs in the inbox list this page shows: on an empty list its row goes
   // straight in; on a list the person may be reading, it waits behind a "1 new request" button
   // on top, so that no row moves under their cursor, until they ask for it.

@@ -59,8 +59,10 @@ def test_bulk_approve_from_the_inbox(
     reviewer.goto("/inbox/")
     expect(reviewer.locator("tr[data-row]")).to_have_count(3)
 
+    expect(reviewer.locator("#bulk-form")).to_be_hidden()  # nothing selected, nothing to do in bulk
     reviewer.get_by_label("Select every request on this page").check()
     expect(reviewer.get_by_text("(3 selected)")).to_be_visible()
+    expect(reviewer.locator("#bulk-form")).to_be_visible()
     reviewer.get_by_label("One comment for all").fill("All within budget")
     reviewer.get_by_role("button", name="Approve selected").click()
 

@@ -8,7 +8,14 @@ import pytest
 from django.contrib.auth.models import User
 
 from approvals.models import RequestType
-from tests.browser.conftest import LiveServer, expect_console_errors, expect_status, log_in, submit
+from tests.browser.conftest import (
+    LiveServer,
+    expect_console_errors,
+    expect_status,
+    log_in,
+    screenshot,
+    submit,
+)
 from tests.conftest import make_request
 
 pytestmark = [pytest.mark.browser, pytest.mark.temporal_server]
@@ -178,3 +185,35 @@ def test_new_requests_wait_behind_a_banner_instead_of_moving_the_rows_being_read
     expect(rows).to_have_count(3)
     expect(rows.nth(0)).to_have_id(f"request-{second.public_id}")
     expect(rows.nth(1)).to_have_id(f"request-{first.public_id}")
+
+
+def test_on_a_phone_the_navigation_is_a_menu_with_every_link_on_screen(
+    browser: Any, live_app: LiveServer, people: dict[str, User]
+) -> None:
+    from playwright.sync_api import expect
+
+    phone = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+    admin = log_in(browser, live_app.url, people["admin"], **phone)
+    admin.goto("/inbox/")
+    nav = admin.get_by_role("navigation", name="Main")
+    menu = admin.get_by_role("button", name="Menu")
+    expect(nav).to_be_hidden()
+    expect(menu).to_have_attribute("aria-expanded", "false")
+
+    menu.click()
+    expect(menu).to_have_attribute("aria-expanded", "true")
+    for name in ("My requests", "New request", "Inbox", "Dashboard", "Mailbox", "Admin"):
+        link = nav.get_by_role("link", name=name, exact=True)
+        expect(link).to_be_visible()
+        box = link.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, name
+    expect(nav.get_by_role("link", name="Inbox", exact=True)).to_have_attribute("aria-current", "page")
+    screenshot(admin, "phone-menu")
+    nav.get_by_role("link", name="Dashboard", exact=True).click()
+    expect(admin.get_by_role("heading", name="Dashboard", exact=True)).to_be_visible()
+    expect(nav).to_be_hidden()  # a new page starts with the menu closed
+
+    # On a desktop the navigation is always there, and there is no menu button.
+    desktop = log_in(browser, live_app.url, people["admin"])
+    expect(desktop.get_by_role("navigation", name="Main")).to_be_visible()
+    expect(desktop.get_by_role("button", name="Menu")).to_be_hidden()
