@@ -9,7 +9,7 @@ from django import forms
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from approvals.models import ApprovalRequest, RequestType
+from approvals.models import ApprovalRequest, OutboundEmail, RequestType
 from approvals.selectors.analytics import Period
 from approvals.selectors.requests import InboxSort, InboxState
 from workflows import rules
@@ -293,3 +293,12 @@ class EmailConfirmForm(forms.Form):
         data = super().clean() or {}
         _add_rule_errors(self, Action(self.action, 0, "", comment=data.get("comment", "")))
         return data
+
+
+class MailboxFilterForm(forms.Form):
+    """The mailbox's search: words in an email's address, subject, kind or text, and its status."""
+
+    q = forms.CharField(required=False, max_length=100, label="Search")
+    status = forms.ChoiceField(
+        required=False, label="Status", choices=[("", "Any status"), *OutboundEmail.Status.choices]
+    )

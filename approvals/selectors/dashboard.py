@@ -4,15 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from approvals.models import ApprovalRequest, OutboundEmail, Participant, RequestEvent, StaffAction
 from workflows.types import RequestStatus
 
 
-def mailbox(*, limit: int = 200) -> QuerySet[OutboundEmail]:
-    return OutboundEmail.objects.select_related("request").order_by("-created_at")[:limit]
+def mailbox(*, search: str = "", status: str = "") -> QuerySet[OutboundEmail]:
+    """Every email, newest first; `search` in its address, subject, kind or text, and `status`."""
+    emails = OutboundEmail.objects.order_by("-created_at", "-pk")
+    if search:
+        emails = emails.filter(
+            Q(to__icontains=search)
+            | Q(subject__icontains=search)
+            | Q(kind__icontains=search)
+            | Q(body_text__icontains=search)
+        )
+    if status:
+        emails = emails.filter(status=status)
+    return emails
 
 
 def dashboard_summary(*, limit: int = 10) -> dict[str, Any]:

@@ -15,9 +15,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from approvals import charts, selectors, services
 from approvals.exceptions import ApprovalError
-from approvals.forms import PeriodForm
+from approvals.forms import MailboxFilterForm, PeriodForm
 from approvals.selectors.analytics import Period
-from approvals.views.common import HtmxHttpRequest, form_errors, staff_only, visible_request
+from approvals.views.common import HtmxHttpRequest, form_errors, page_of, staff_only, visible_request
 
 
 def _figures(period: Period) -> dict[str, Any]:
@@ -137,4 +137,13 @@ def dashboard_retry(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
 @require_GET
 @staff_only
 def mailbox(request: HtmxHttpRequest) -> HttpResponse:
-    return render(request, "approvals/mailbox.html", {"emails": selectors.mailbox()})
+    """Every email sent or tried, a page at a time, searchable; its links work."""
+    form = MailboxFilterForm(request.GET)
+    chosen = form.cleaned_data if form.is_valid() else {}
+    emails = selectors.mailbox(search=(chosen.get("q") or "").strip(), status=chosen.get("status") or "")
+    context = {
+        "form": form,
+        "page": page_of(request, emails),
+        "filtered": bool(request.GET.get("q") or request.GET.get("status")),
+    }
+    return render(request, "approvals/mailbox.html", context)

@@ -13,7 +13,14 @@ from django.urls import reverse
 
 from approvals import services
 from approvals.exceptions import ActionRefused, InvalidInput
-from approvals.models import ApprovalRequest, RequestEvent, RequestStatus, RequestType, StaffAction
+from approvals.models import (
+    ApprovalRequest,
+    OutboundEmail,
+    RequestEvent,
+    RequestStatus,
+    RequestType,
+    StaffAction,
+)
 from tests.conftest import PASSWORD, make_request, project_action
 from tests.workflows.helpers import action
 from workflows import rules
@@ -344,6 +351,31 @@ def test_the_navigation_marks_the_page_the_person_is_on(client: Client, people: 
         nav = nav[: nav.index("</nav>")]
         assert f'href="{reverse(name)}" aria-current="page">{label}</a>' in nav, name
         assert nav.count('aria-current="page"') == 1, name
+
+
+def test_the_mailbox_pages_searches_and_links(client: Client, people: dict[str, User]) -> None:
+    link = "http://127.0.0.1:8000/email/act/" + "x" * 120 + "/"
+    for n in range(30):
+        OutboundEmail.objects.create(
+            idempotency_key=f"k{n}",
+            kind="assigned" if n % 2 else "decided",
+            to=f"person{n}@example.com",
+            subject=f"Subject {n}",
+            body_text=f"Hello {n}.\nApprove: {link}\n",
+            status=OutboundEmail.Status.SENT if n != 7 else OutboundEmail.Status.FAILED,
+        )
+    login(client, people["admin"])
+    first = client.get(reverse("mailbox")).content.decode()
+    assert first.count('<details class="mail card"') == 25 and "Page 1 of 2" in first and "30 emails" in first
+    assert "Subject 29" in first and "Subject 4<" not in first  # newest first
+    assert f'<a href="{link}"' in first  # links work
+    second = client.get(reverse("mailbox"), {"page": "2"}).content.decode()
+    assert second.count('<details class="mail card"') == 5
+    found = client.get(reverse("mailbox"), {"q": "person12@"}).content.decode()
+    assert found.count('<details class="mail card"') == 1 and "Subject 12" in found
+    failed = client.get(reverse("mailbox"), {"status": "failed"}).content.decode()
+    assert failed.count('<details class="mail card"') == 1 and "Subject 7" in failed
+    assert "No email matches." in client.get(reverse("mailbox"), {"q": "nobody"}).content.decode()
 
 
 def test_submitting_the_same_form_twice_makes_one_request(

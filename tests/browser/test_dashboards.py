@@ -244,10 +244,17 @@ def test_pages_fit_a_phone_screen(
         (people["reviewer1"], request.get_absolute_url(), "phone-request"),
         (people["requester"], "/", "phone-my-requests"),
         (people["admin"], "/dashboard/", "phone-dashboard"),
+        (people["admin"], "/mailbox/", "phone-mailbox"),
     ]:
         page = log_in(browser, live_app.url, user, **phone)
         page.goto(path)
         expect(page.locator("h1")).to_be_visible()
+        if path == "/mailbox/":  # an email opened, its one-click links within the screen
+            page.locator("details.mail summary").first.click()
+            link = page.locator("details.mail a[href*='/email/']").first
+            expect(link).to_be_visible()
+            box = link.bounding_box()
+            assert box is not None and box["x"] + box["width"] <= phone["viewport"]["width"]
         # On a phone the browser would widen its layout to fit a page too wide: measure against
         # the phone's own width, not the window's.
         overflow = page.evaluate("document.documentElement.scrollWidth") - phone["viewport"]["width"]
