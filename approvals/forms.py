@@ -38,7 +38,24 @@ def _not_negative(amount: Any) -> Any:
     return amount
 
 
-class RequestForm(forms.ModelForm):
+class PointsAtErrors(forms.BaseForm):
+    """A form that, once checked, marks its bad fields for assistive technology (aria-invalid,
+    described by their error) and puts the cursor in the first of them."""
+
+    def full_clean(self) -> None:
+        super().full_clean()
+        first = True
+        for name, field in self.fields.items():
+            if name not in self.errors or field.widget.is_hidden:
+                continue
+            described = f"{self[name].id_for_label}-error"
+            field.widget.attrs.update({"aria-invalid": "true", "aria-describedby": described})
+            if first:
+                field.widget.attrs["autofocus"] = True
+                first = False
+
+
+class RequestForm(PointsAtErrors, forms.ModelForm):
     submission_id = _form_token()
     request_type = forms.ModelChoiceField(
         queryset=RequestType.objects.filter(is_active=True), empty_label="Choose a type of request"

@@ -60,8 +60,20 @@ def test_invalid_form_shows_field_errors_and_starts_nothing(
     )
     assert response.status_code == 400
     body = response.content.decode()
-    assert body.count("This field is required.") == 1  # the title: blank after trimming
-    assert "The amount cannot be negative." in body
+    # The title (blank after trimming) and the amount, each said at the top and at its field.
+    assert body.count("This field is required.") == 2
+    assert "2 things to fix before this can be sent" in body
+    assert '<a href="#id_title">Title: This field is required.</a>' in body
+    assert '<a href="#id_amount">Amount: The amount cannot be negative.</a>' in body
+    # The first bad field takes the cursor; each says it is invalid and what is wrong.
+    title = body[body.index('name="title"') - 200 : body.index('name="title"') + 300]
+    assert (
+        "autofocus" in title
+        and 'aria-invalid="true"' in title
+        and 'aria-describedby="id_title-error"' in title
+    )
+    amount = body[body.index('name="amount"') - 200 : body.index('name="amount"') + 300]
+    assert "autofocus" not in amount and 'aria-describedby="id_amount-error"' in amount
     response = client.post(
         reverse("request_create"),
         {"submission_id": uuid.uuid4(), "request_type": "9999", "title": "x", "amount": "ten"},

@@ -217,3 +217,25 @@ def test_on_a_phone_the_navigation_is_a_menu_with_every_link_on_screen(
     desktop = log_in(browser, live_app.url, people["admin"])
     expect(desktop.get_by_role("navigation", name="Main")).to_be_visible()
     expect(desktop.get_by_role("button", name="Menu")).to_be_hidden()
+
+
+def test_the_inbox_filters_show_their_choices_whole_on_a_laptop(
+    browser: Any, live_app: LiveServer, people: dict[str, User]
+) -> None:
+    reviewer = log_in(browser, live_app.url, people["reviewer1"], viewport={"width": 1280, "height": 800})
+    reviewer.goto("/inbox/")
+    # Each select at least as wide as its longest choice needs (a hidden copy of the text, measured).
+    cut = reviewer.evaluate(
+        """() => [...document.querySelectorAll('#inbox-filters select')].filter(select => {
+            const probe = document.createElement('span');
+            probe.style.font = getComputedStyle(select).font;
+            probe.style.position = 'absolute';
+            probe.style.visibility = 'hidden';
+            document.body.append(probe);
+            const width = (option) => ((probe.textContent = option.text), probe.offsetWidth);
+            const widest = Math.max(...[...select.options].map(width));
+            probe.remove();
+            return select.clientWidth < widest + 24;
+        }).map(select => select.name)"""
+    )
+    assert cut == []

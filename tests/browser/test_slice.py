@@ -34,6 +34,9 @@ def test_submit_then_approve_in_the_inbox_then_requester_sees_it_without_reload(
     expect_status(requester, 400)
     requester.get_by_role("button", name="Submit for approval").click()
     expect(requester.locator("#id_title-error")).to_have_text("This field is required.")
+    expect(requester.get_by_role("alert")).to_contain_text("Title: This field is required.")
+    expect(requester.get_by_role("alert")).to_contain_text("Request type: This field is required.")
+    expect(requester.get_by_label("Request type")).to_be_focused()  # the first bad field takes the cursor
     assert ApprovalRequest.objects.count() == 0
 
     requester.get_by_label("Request type").select_option(label="Purchase")
