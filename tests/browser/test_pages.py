@@ -239,3 +239,44 @@ def test_the_inbox_filters_show_their_choices_whole_on_a_laptop(
         }).map(select => select.name)"""
     )
     assert cut == []
+
+
+def test_submit_review_and_decide_with_the_keyboard_alone(
+    browser: Any, live_app: LiveServer, people: dict[str, User], purchase: RequestType
+) -> None:
+    from playwright.sync_api import expect
+
+    from approvals.models import ApprovalRequest
+
+    def tab_to(page: Any, locator: Any, limit: int = 40) -> None:
+        """Press Tab until `locator` has the focus, as a keyboard user would."""
+        for _ in range(limit):
+            if locator.evaluate("element => element === document.activeElement"):
+                return
+            page.keyboard.press("Tab")
+        raise AssertionError(f"Tab never reached {locator}")
+
+    requester = log_in(browser, live_app.url, people["requester"])
+    keys = requester.keyboard
+    tab_to(requester, requester.get_by_role("link", name="New request").first)
+    keys.press("Enter")
+    tab_to(requester, requester.get_by_label("Request type"))
+    keys.press("ArrowDown")  # the first type: Purchase
+    tab_to(requester, requester.get_by_label("Title"))
+    keys.type("Keyboard tray")
+    tab_to(requester, requester.get_by_role("button", name="Submit for approval"))
+    keys.press("Enter")
+    expect(requester.get_by_test_id("live-status")).to_have_text("In review", timeout=15_000)
+    request = ApprovalRequest.objects.get(title="Keyboard tray")
+
+    reviewer = log_in(browser, live_app.url, people["reviewer1"])
+    tab_to(reviewer, reviewer.get_by_role("link", name="Inbox"))
+    reviewer.keyboard.press("Enter")
+    row = reviewer.locator(f"#request-{request.public_id}")
+    expect(row).to_be_visible()
+    reviewer.keyboard.press("j")
+    expect(row).to_be_focused()
+    reviewer.keyboard.press("a")
+    reviewer.keyboard.press("a")
+    expect(row.locator(".badge")).to_have_text("Approved")
+    expect(requester.get_by_test_id("live-status")).to_have_text("Approved", timeout=15_000)
