@@ -205,8 +205,9 @@ def test_pages_left_idle_for_a_minute_on_redis_still_hear_the_next_push(
             assert await communicator.receive_nothing(timeout=0.1), "nothing was pushed yet"
         ids = (people["reviewer1"].pk, people["reviewer2"].pk, people["requester"].pk)
         push_from_another_process(f"live.Change({public_id!r}, {ids!r})")
-        for communicator in sockets:
-            assert f'-{public_id}">' in await communicator.receive_from(timeout=10)  # its row
+        for communicator, (_, view) in zip(sockets, pages, strict=True):
+            row = f'<tr id="{"mine" if view == "mine" else "request"}-{public_id}"'  # its row
+            assert row in await communicator.receive_from(timeout=10)
             await communicator.disconnect()
 
     async_to_sync(scenario)()

@@ -359,7 +359,7 @@ def test_the_navigation_marks_the_page_the_person_is_on(client: Client, people: 
     pages = [("home", "My requests"), ("inbox", "Inbox"), ("dashboard", "Dashboard"), ("mailbox", "Mailbox")]
     for name, label in pages:
         page = client.get(reverse(name)).content.decode()
-        nav = page[page.index('<nav aria-label="Main">') :]
+        nav = page[page.index('<nav aria-label="Main"') :]
         nav = nav[: nav.index("</nav>")]
         assert f'href="{reverse(name)}" aria-current="page">{label}</a>' in nav, name
         assert nav.count('aria-current="page"') == 1, name
