@@ -390,6 +390,15 @@ def test_the_mailbox_pages_searches_and_links(client: Client, people: dict[str, 
     assert "No email matches." in client.get(reverse("mailbox"), {"q": "nobody"}).content.decode()
 
 
+def test_the_request_page_gives_the_deadline_exactly_and_as_people_say_it(
+    client: Client, people: dict[str, User], purchase: RequestType
+) -> None:
+    request = make_request(people, purchase, started=True)  # the purchase stage takes 3 days
+    login(client, people["reviewer1"])
+    page = client.get(request.get_absolute_url()).content.decode()
+    assert "Deadline: <time" in page and ">in 3 days</time>" in page
+
+
 def test_submitting_the_same_form_twice_makes_one_request(
     client: Client, people: dict[str, User], purchase: RequestType, temporal_unreachable: str
 ) -> None:
