@@ -52,7 +52,8 @@ def relative_due(when: datetime, now: datetime) -> str:
 @register.inclusion_tag("approvals/_due.html")
 def due(when: datetime) -> dict[str, object]:
     """A deadline, relative ("in 3 h", "2 days late"), with the exact time on hover."""
-    return {"when": when, "relative": relative_due(when, timezone.now()), "late": when < timezone.now()}
+    now = timezone.now()
+    return {"when": when, "relative": relative_due(when, now), "late": when < now}
 
 
 LIMITS = {"comment": rules.MAX_COMMENT, "title": rules.MAX_TITLE}

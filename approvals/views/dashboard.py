@@ -140,10 +140,7 @@ def mailbox(request: HtmxHttpRequest) -> HttpResponse:
     """Every email sent or tried, a page at a time, searchable; its links work."""
     form = MailboxFilterForm(request.GET)
     chosen = form.cleaned_data if form.is_valid() else {}
-    emails = selectors.mailbox(search=(chosen.get("q") or "").strip(), status=chosen.get("status") or "")
-    context = {
-        "form": form,
-        "page": page_of(request, emails),
-        "filtered": bool(request.GET.get("q") or request.GET.get("status")),
-    }
+    search, status = (chosen.get("q") or "").strip(), chosen.get("status") or ""
+    emails = selectors.mailbox(search=search, status=status)
+    context = {"form": form, "page": page_of(request, emails), "filtered": bool(search or status)}
     return render(request, "approvals/mailbox.html", context)
