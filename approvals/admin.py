@@ -62,7 +62,7 @@ class StageInline(admin.StackedInline):
 
 @admin.register(RequestType)
 class RequestTypeAdmin(admin.ModelAdmin):
-    list_display = ["name", "is_active", "allow_auto_approve", "distinct_approvers"]
+    list_display = ["name", "is_active", "allow_auto_approve", "distinct_approvers", "undo_seconds"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [StageInline]
 

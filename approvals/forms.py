@@ -101,6 +101,7 @@ class ActionForm(forms.Form):
     comment = _comment_field()
     delegate = forms.ModelChoiceField(queryset=User.objects.filter(is_active=True), required=False)
     extend_by = forms.TypedChoiceField(choices=EXTENSIONS, coerce=int, required=False)
+    target = forms.CharField(required=False, max_length=rules.MAX_ACTION_ID)  # the decision to undo
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -115,6 +116,7 @@ class ActionForm(forms.Form):
                     comment=data.get("comment", ""),
                     delegate_id=delegate.pk if delegate else None,
                     extend_seconds=data.get("extend_by") or 0,
+                    target_id=data.get("target", ""),
                 ),
             )
         return data
@@ -204,9 +206,14 @@ class BulkActionForm(forms.Form):
 
     bulk_id = _form_token()
     kind = forms.ChoiceField(
-        choices=[(ActionKind.APPROVE.value, "Approve"), (ActionKind.REJECT.value, "Reject")]
+        choices=[
+            (ActionKind.APPROVE.value, "Approve"),
+            (ActionKind.REJECT.value, "Reject"),
+            (ActionKind.UNDO.value, "Undo"),
+        ]
     )
     comment = forms.CharField(required=False, max_length=rules.MAX_COMMENT)
+    undo_of = forms.UUIDField(required=False)  # for an undo: the bulk id of the decision undone
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -224,8 +231,11 @@ class BulkActionForm(forms.Form):
         if len(ids) > BULK_LIMIT:
             raise forms.ValidationError(f"Select at most {BULK_LIMIT} requests at a time.")
         data["ids"] = ids
+        if data.get("kind") == ActionKind.UNDO and not data.get("undo_of"):
+            raise forms.ValidationError("Say which bulk decision to undo.")
         if "kind" in data:
-            _add_rule_errors(self, Action(ActionKind(data["kind"]), 0, "", comment=data.get("comment", "")))
+            kind, target = ActionKind(data["kind"]), str(data.get("undo_of") or "")
+            _add_rule_errors(self, Action(kind, 0, "", comment=data.get("comment", ""), target_id=target))
         return data
 
 

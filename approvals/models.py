@@ -6,11 +6,12 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from workflows.rules import MAX_DETAILS, MAX_TITLE, NOUNS
+from workflows.rules import MAX_DETAILS, MAX_TITLE, MAX_UNDO_SECONDS, NOUNS
 from workflows.types import (
     FINAL_STATUSES,
     ActionKind,
@@ -43,6 +44,15 @@ class RequestType(models.Model):
         help_text=(
             "Separation of duties: nobody approves two stages of one request, nor takes a later "
             "stage by delegation after approving an earlier one."
+        ),
+    )
+    undo_seconds = models.PositiveIntegerField(
+        "Undo period (seconds)",
+        default=10,
+        validators=[MaxValueValidator(MAX_UNDO_SECONDS)],
+        help_text=(
+            "A decision takes effect this many seconds after it is made, and its maker can undo it "
+            "until then; nothing is emailed and no next stage starts meanwhile. 0 turns undo off."
         ),
     )
     is_active = models.BooleanField(default=True)

@@ -14,6 +14,9 @@ urlpatterns = [
     path("requests/<uuid:public_id>/", views.request_detail, name="request_detail"),
     path("requests/<uuid:public_id>/act/", views.request_act, name="request_act"),
     path("requests/<uuid:public_id>/resubmit/", views.request_resubmit, name="request_resubmit"),
+    path(
+        "requests/<uuid:public_id>/decisions/<str:action_id>/", views.decision_status, name="decision_status"
+    ),
     path("inbox/", views.inbox, name="inbox"),
     path("inbox/bulk/", views.inbox_bulk, name="inbox_bulk"),
     path("inbox/requesters/", views.inbox_requesters, name="inbox_requesters"),

@@ -280,9 +280,12 @@ for name in ["requester"] + [f"requester{i:02}" for i in range(8)] + [f"reviewer
     user = User.objects.create_user(name, email=f"{name}@example.com", password=%(password)r)
     made[name] = user.pk
 # One type per reviewer: each request asks one person, so that concurrent reviewers decide on
-# requests of their own, as the bare twin's clients update workflows of their own.
+# requests of their own, as the bare twin's clients update workflows of their own. Decisions take
+# effect at once (no undo period), as the bare twin's updates do.
 for i in range(32):
-    kind = RequestType.objects.create(name=f"Bench {i:02}", slug=f"bench-{i:02}", distinct_approvers=False)
+    kind = RequestType.objects.create(
+        name=f"Bench {i:02}", slug=f"bench-{i:02}", distinct_approvers=False, undo_seconds=0
+    )
     stage = Stage.objects.create(request_type=kind, name="Review", deadline=timedelta(days=2))
     stage.approver_users.set([User.objects.get(username=f"reviewer{i:02}")])
 print(json.dumps(made))

@@ -236,8 +236,9 @@ def people(transactional_db: None) -> dict[str, User]:
 
 @pytest.fixture
 def purchase(people: dict[str, User]) -> RequestType:
-    """One stage: either reviewer approves within 3 days; then the manager for a day; then it expires."""
-    request_type = RequestType.objects.create(name="Purchase", slug="purchase")
+    """One stage: either reviewer approves within 3 days; then the manager for a day; then it expires.
+    Decisions take effect at once (the undo tests give the type an undo period of its own)."""
+    request_type = RequestType.objects.create(name="Purchase", slug="purchase", undo_seconds=0)
     stage = Stage.objects.create(request_type=request_type, name="Review", deadline=timedelta(days=3))
     stage.approver_users.set([people["reviewer1"], people["reviewer2"]])
     level = EscalationLevel.objects.create(stage=stage, order=1, after=timedelta(days=1))

@@ -141,6 +141,7 @@ class ApprovalWorkflow:
             if not review.state.status.is_final:
                 by = Decided(None, "Temporal", workflow.now(), "The workflow was cancelled in Temporal")
                 review.finish(RequestStatus.CANCELLED, by, EventKind.CANCELLED)
+                handlers.settle_held(review)
         # The last effects, once every handler under way has finished (an answer waiting for
         # its projection needs one more).
         while True:

@@ -7,12 +7,15 @@ without checking again. It returns the answer's message.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import timedelta
 
-from workflows.review import PATCH_HANDED_BACK, Review
-from workflows.rules import when
+from workflows import rules
+from workflows.review import PATCH_HANDED_BACK, PATCH_UNDO, Review
+from workflows.rules import NOUNS, at_second, when
 from workflows.types import (
+    HELD_KINDS,
     Action,
     ActionKind,
     ActionResult,
@@ -20,6 +23,7 @@ from workflows.types import (
     Content,
     Decided,
     EventKind,
+    Held,
     NotificationKind,
     RequestStatus,
     TimelineEntry,
@@ -33,17 +37,111 @@ def apply(review: Review, action: Action) -> ActionResult:
     """Apply the action (once: a repeat gets the first answer again) and answer it."""
     if (earlier := review.answered(action.action_id)) is not None:
         return earlier
-    before = len(review.events)
-    message = HANDLERS[action.kind](review, action)
-    for entry in review.events[before:]:
-        entry.action_id = action.action_id  # how the read model knows the action took effect
-    review.changed = True
+    held = _holds(review, action)
+    message = _applied(review, action, _hold if held else HANDLERS[action.kind])
+    settle_held(review)
     state = review.state
     result = ActionResult(
-        status=state.status, message=message, stage=state.stage.name if state.stage else "", seq=state.seq
+        status=state.status,
+        message=message,
+        stage=state.stage.name if state.stage else "",
+        seq=state.seq,
+        undo_until=state.held[-1].until if held else None,
     )
     review.remember(action.action_id, result)
     return result
+
+
+def _applied(review: Review, action: Action, handler: Handler) -> str:
+    before = len(review.events)
+    message = handler(review, action)
+    for entry in review.events[before:]:
+        entry.action_id = action.action_id  # how the read model knows the action took effect
+    review.changed = True
+    return message
+
+
+# --- Undo: a decision held for the request type's undo period ---------------------------------
+
+
+def _holds(review: Review, action: Action) -> bool:
+    """Whether this decision waits out an undo period before it takes effect."""
+    return action.kind in HELD_KINDS and review.state.policy.undo_seconds > 0 and review.patched(PATCH_UNDO)
+
+
+def _hold(review: Review, action: Action) -> str:
+    """Hold the decision: nothing it does happens (no vote, no email, no next stage) until its
+    period ends, when `take_effect` applies it, unless its maker undoes it first."""
+    state, stage = review.state, review.state.stage
+    assert stage is not None
+    now = review.now()
+    held = Held(action, now, now + timedelta(seconds=state.policy.undo_seconds), stage.version)
+    state.held.append(held)
+    # The comment goes with this event into the read model; the timeline shows it once the
+    # decision takes effect.
+    detail = f"{NOUNS[action.kind].capitalize()}, taking effect at {at_second(held.until)} unless undone"
+    _record(review, EventKind.HELD, action, detail=detail)
+    return rules.held_words(held)
+
+
+def _undo(review: Review, action: Action) -> str:
+    state = review.state
+    held = next(h for h in state.held if h.action.action_id == action.target_id)
+    state.held.remove(held)
+    noun = NOUNS[held.action.kind]
+    review.record(
+        EventKind.UNDONE, actor_id=action.actor_id, actor_name=action.actor_name, detail=noun.capitalize()
+    )
+    # Sent again, the undone decision is not answered as held any more.
+    review.remember(held.action.action_id, ActionResult(state.status, f"Your {noun} was undone."))
+    return f"Your {noun} is undone: it never took effect, and nobody was emailed about it."
+
+
+def take_effect(review: Review) -> None:
+    """Apply the held decisions whose undo period has ended, in the order they were made, each
+    weighed again by the rules; then let go of those that can no longer apply."""
+    state = review.state
+    now = review.now()
+    while due := [h for h in state.held if h.until <= now]:
+        held = due[0]
+        state.held.remove(held)
+        if why := _moot(review, held):
+            _lapse(review, held, why)
+        else:
+            _applied(review, held.action, HANDLERS[held.action.kind])
+    settle_held(review)
+
+
+def settle_held(review: Review) -> None:
+    """Let go of the held decisions that can no longer take effect (the request ended, changes
+    were requested, their stage closed): each says why in the timeline, at once."""
+    state = review.state
+    for held in list(state.held):
+        if why := _moot(review, held):
+            state.held.remove(held)
+            _lapse(review, held, why)
+
+
+def _moot(review: Review, held: Held) -> str | None:
+    state = review.state
+    if state.status.is_final:
+        return rules.closed(state)
+    if state.stage is None or state.stage.version != held.stage_version:
+        return "the stage it was made on has closed or started again."
+    others = dataclasses.replace(state, held=[h for h in state.held if h is not held])
+    return rules.problem(others, held.action)
+
+
+def _lapse(review: Review, held: Held, why: str) -> None:
+    action = held.action
+    event = review.record(
+        EventKind.LAPSED,
+        actor_id=action.actor_id,
+        actor_name=action.actor_name,
+        detail=f"{NOUNS[action.kind].capitalize()}, made at {at_second(held.made_at)}: {why}",
+    )
+    event.action_id = action.action_id  # the decision it lets go of
+    review.changed = True
 
 
 def _by(review: Review, action: Action) -> Decided:
@@ -154,4 +252,5 @@ HANDLERS: dict[ActionKind, Handler] = {
     ActionKind.WITHDRAW: _withdraw,
     ActionKind.RESUBMIT: _resubmit,
     ActionKind.CANCEL: _cancel,
+    ActionKind.UNDO: _undo,
 }

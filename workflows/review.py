@@ -24,7 +24,6 @@ from workflows.types import (
     EventKind,
     NotificationInput,
     NotificationKind,
-    Policy,
     Projection,
     RequestState,
     RequestStatus,
@@ -45,6 +44,8 @@ ANSWERS_KEPT = 200
 PATCH_PROGRESS_EMAIL = "notify-requester-on-next-stage"
 PATCH_HANDED_BACK = "handed-back-acts-for-nobody"
 PATCH_SKIPPED_STAGES = "record-skipped-stages"
+# Decisions wait out the request type's undo period (Policy.undo_seconds) before they take effect.
+PATCH_UNDO = "undo-grace"
 
 # Who hears of a request's end, and by which email.
 END_NOTIFICATIONS = {
@@ -351,7 +352,9 @@ def snapshot(state: RequestState) -> RequestState:
     return dataclasses.replace(
         state,
         decided=decided,
-        policy=Policy(state.policy.request_type, [], state.policy.distinct_approvers),
+        # (A held decision's comment is in the timeline, with the event that held it.)
+        held=[dataclasses.replace(h, action=dataclasses.replace(h.action, comment="")) for h in state.held],
+        policy=dataclasses.replace(state.policy, stages=[]),
         content=Content(""),
         timeline=[],
         timeline_dropped=0,

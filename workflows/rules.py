@@ -20,13 +20,17 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
-from workflows.types import Action, ActionKind, Content, RequestState, RequestStatus
+from workflows.types import HELD_KINDS, Action, ActionKind, Content, Held, RequestState, RequestStatus
 
 MAX_COMMENT = 4000
 MAX_TITLE = 200
 MAX_DETAILS = 10_000
 MAX_NAME = 150  # a person's name as an action carries it (the read model keeps as many)
 MAX_ACTION_ID = 100  # printable ASCII: the web sends UUIDs
+MAX_UNDO_SECONDS = 300  # a request type's undo period at most
+# Decisions held on one request at once, at most (each may carry a long comment: what the
+# workflow holds stays bounded).
+MAX_HELD = 20
 MIN_EXTENSION = timedelta(minutes=1)
 MAX_EXTENSION = timedelta(days=30)
 
@@ -51,6 +55,7 @@ NOUNS = {
     ActionKind.WITHDRAW: "withdrawal",
     ActionKind.RESUBMIT: "resubmission",
     ActionKind.CANCEL: "cancellation",
+    ActionKind.UNDO: "undo",
 }
 COMMENT_REQUIRED = {
     ActionKind.REJECT: "A comment is required to reject or to request changes.",
@@ -92,6 +97,21 @@ def when(at: datetime) -> str:
     return at.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def at_second(at: datetime) -> str:
+    """A moment a few seconds away, as an undo period's end is told: to the second, in UTC."""
+    return at.strftime("%H:%M:%S UTC")
+
+
+def held_by(state: RequestState, actor_id: int) -> Held | None:
+    """This person's decision waiting out its undo period on the request, if any."""
+    return next((h for h in state.held if h.action.actor_id == actor_id), None)
+
+
+def held_words(held: Held) -> str:
+    """A held decision as its maker is told of it: "Your approval takes effect at …"."""
+    return f"Your {NOUNS[held.action.kind]} takes effect at {at_second(held.until)} unless you undo it."
+
+
 def closed(state: RequestState) -> str:
     """What anyone trying to act on a request that has ended is told."""
     decided = state.decided
@@ -123,12 +143,36 @@ def refusal(
         return Refusal(Why.INVALID, bad)
     if bad := _too_long(action):
         return Refusal(Why.INVALID, bad)
+    if action.kind == ActionKind.UNDO:
+        return _undo_refusal(state, action)
+    if action.kind in HELD_KINDS and state.policy.undo_seconds and len(state.held) >= MAX_HELD:
+        return Refusal(
+            Why.NOT_NOW, "Many decisions on this request are about to take effect; try again in a minute."
+        )
     if refused := standing(
         state, action.kind, action.actor_id, as_staff=action.as_staff, started=started, stopped=stopped
     ):
         return refused
     if bad := _missing(action) or _bad_delegate(state, action):
         return Refusal(Why.INVALID, bad)
+    return None
+
+
+TOO_LATE_TO_UNDO = (
+    "Too late to undo: the decision has taken effect (or was undone already, or the request "
+    "moved on without it)."
+)
+
+
+def _undo_refusal(state: RequestState, action: Action) -> Refusal | None:
+    """Only a held decision can be undone, and only by the person who made it."""
+    if bad := _missing(action):
+        return Refusal(Why.INVALID, bad)
+    held = next((h for h in state.held if h.action.action_id == action.target_id), None)
+    if held is None:
+        return Refusal(Why.NOT_NOW, TOO_LATE_TO_UNDO)
+    if held.action.actor_id != action.actor_id:
+        return Refusal(Why.FORBIDDEN, "Only the person who made a decision can undo it.")
     return None
 
 
@@ -142,6 +186,8 @@ def input_problems(action: Action) -> dict[str, str]:
         problems["comment"] = COMMENT_REQUIRED[action.kind]
     if action.kind == ActionKind.DELEGATE and action.delegate_id is None:
         problems["delegate"] = "Choose someone to delegate to."
+    if action.kind == ActionKind.UNDO and not action.target_id:
+        problems["target"] = "Say which decision to undo."
     if action.kind == ActionKind.EXTEND and not _extension_ok(action.extend_seconds):
         problems["extend_by"] = _extension_range()
     if action.kind == ActionKind.RESUBMIT:
@@ -223,6 +269,8 @@ def _approver_now(state: RequestState, actor_id: int) -> Refusal | None:
     stage = state.stage
     if stage is None or not stage.assigned:
         return Refusal(Why.NOT_NOW, "Approvers are being assigned; try again in a moment.")
+    if held := held_by(state, actor_id):
+        return Refusal(Why.NOT_NOW, f"{held_words(held)} To decide otherwise, undo it first.")
     voted = next((v for v in stage.approvals if v.user_id == actor_id), None)
     if voted:
         return Refusal(Why.NOT_NOW, f"You already approved stage “{stage.name}” at {when(voted.at)}.")
@@ -345,6 +393,7 @@ def parse_action(payload: object) -> Action | str:
         extend_seconds=raw.get("extend_seconds", 0),
         content=content,
         as_staff=raw.get("as_staff", False),
+        target_id=raw.get("target_id", ""),
     )
     return malformed(action) or action
 
@@ -364,8 +413,10 @@ def malformed(action: object) -> str | None:
         return "The action names no valid person."
     if action.delegate_id is not None and not _is_int(action.delegate_id):
         return "The action names no valid person to delegate to."
-    texts = (action.actor_name, action.comment, action.action_id, action.delegate_name)
-    if not all(isinstance(text, str) for text in texts) or not _plain_id(action.action_id):
+    texts = (action.actor_name, action.comment, action.action_id, action.delegate_name, action.target_id)
+    if not all(isinstance(text, str) for text in texts) or not all(
+        _plain_id(text) for text in (action.action_id, action.target_id)
+    ):
         return "The action is not well formed."
     if max(len(action.actor_name), len(action.delegate_name)) > MAX_NAME:
         return "The action is not well formed (a name that long is no person's)."

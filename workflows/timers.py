@@ -13,17 +13,22 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 
+from workflows import handlers
 from workflows.review import Review
 from workflows.types import Decided, EventKind, Exhausted, NotificationKind, RequestState, RequestStatus
 
 
 def next_wake(state: RequestState) -> datetime | None:
-    """When the next timer of the current stage is due; None when nothing runs on time (no
-    stage, or changes requested: nothing happens until the requester acts)."""
+    """When the next timer is due: a held decision's undo period ending, or one of the current
+    stage's; None when nothing runs on time (no stage, or changes requested: nothing happens
+    until the requester acts). The deadline waits while a decision is held: one made before it
+    counts, however late its undo period ends."""
+    held = [h.until for h in state.held]
     stage = state.stage
     if state.status != RequestStatus.IN_REVIEW or stage is None:
-        return None
-    return min([stage.deadline] + ([stage.next_reminder_at] if stage.next_reminder_at else []))
+        return min(held, default=None)
+    deadline = [] if held else [stage.deadline]
+    return min(held + deadline + ([stage.next_reminder_at] if stage.next_reminder_at else []))
 
 
 async def sleep_until(wake_at: datetime | None, woken: Callable[[], bool]) -> None:
@@ -63,20 +68,24 @@ class Alarm:
 
 
 def fire_due(review: Review) -> None:
-    """Fire whatever is due: a reminder, then the deadline (an escalation, or the outcome)."""
+    """Fire whatever is due: held decisions whose undo period ended, a reminder, then the
+    deadline (an escalation, or the outcome) unless a decision is still held."""
+    if review.state.held:
+        handlers.take_effect(review)
     state, stage = review.state, review.state.stage
     if state.status != RequestStatus.IN_REVIEW or stage is None or not stage.assigned:
         return
     now = review.now()
     spec = review.spec
     if stage.next_reminder_at and now >= stage.next_reminder_at and spec.reminder_seconds:
-        if now < stage.deadline and (waiting := state.pending()):
+        deciding = {h.action.actor_id for h in state.held}
+        if now < stage.deadline and (waiting := [a for a in state.pending() if a.user_id not in deciding]):
             event = review.record(EventKind.REMINDED, detail=", ".join(a.name for a in waiting))
             review.notify(NotificationKind.REMINDER, [a.user_id for a in waiting], event)
         interval = timedelta(seconds=spec.reminder_seconds)
         while stage.next_reminder_at <= now:  # one reminder after an outage, not a burst
             stage.next_reminder_at += interval
-    if now >= stage.deadline:
+    if now >= stage.deadline and not state.held:
         _deadline_passed(review)
 
 

@@ -103,6 +103,11 @@ class ActionKind(StrEnum):
     WITHDRAW = "withdraw"
     RESUBMIT = "resubmit"
     CANCEL = "cancel"  # staff only
+    UNDO = "undo"  # takes back the actor's own decision while it is held (`target_id`)
+
+
+# Decisions that wait out the request type's undo period before they take effect.
+HELD_KINDS = frozenset({ActionKind.APPROVE, ActionKind.REJECT, ActionKind.REQUEST_CHANGES})
 
 
 class EventKind(StrEnum):
@@ -123,10 +128,23 @@ class EventKind(StrEnum):
     WITHDRAWN = "withdrawn"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
+    # A decision made and held for its undo period; then undone by its maker, or lapsed (the
+    # request moved so that it no longer applies); once the period ends it takes effect as its
+    # own kind (APPROVAL, REJECTED, CHANGES_REQUESTED).
+    HELD = "held"
+    UNDONE = "undone"
+    LAPSED = "lapsed"
 
     @property
     def label(self) -> str:
-        return self.value.replace("_", " ").capitalize()
+        return EVENT_LABELS.get(self) or self.value.replace("_", " ").capitalize()
+
+
+EVENT_LABELS = {
+    EventKind.HELD: "Decision made, open to undo",
+    EventKind.UNDONE: "Decision undone",
+    EventKind.LAPSED: "Decision did not take effect",
+}
 
 
 class NotificationKind(StrEnum):
@@ -183,6 +201,9 @@ class Policy:
     # Separation of duties: nobody approves two stages of one request (nor takes a later stage
     # by delegation after approving an earlier one).
     distinct_approvers: bool = False
+    # A decision takes effect this long after it is made, and its maker may undo it meanwhile
+    # (0: at once, as for every request submitted before undo existed).
+    undo_seconds: int = 0
 
 
 @dataclass
@@ -277,6 +298,16 @@ class Decided:
 
 
 @dataclass
+class Held:
+    """A decision waiting out its undo period: it takes effect at `until` unless undone first."""
+
+    action: Action
+    made_at: datetime
+    until: datetime
+    stage_version: int
+
+
+@dataclass
 class RequestState:
     """Everything the workflow knows; the query returns it and continue-as-new carries it."""
 
@@ -304,6 +335,8 @@ class RequestState:
     unsent_events: list[TimelineEntry] = field(default_factory=list)
     unsent_participants: list[Assignee] = field(default_factory=list)
     unsent_notifications: list[NotificationInput] = field(default_factory=list)
+    # Decisions made and not yet in effect, oldest first: at most one per person.
+    held: list[Held] = field(default_factory=list)
 
     def pending(self) -> list[Assignee]:
         """Who still has to act in the current stage."""
@@ -330,6 +363,7 @@ class Action:
     extend_seconds: int = 0
     content: Content | None = None  # for RESUBMIT
     as_staff: bool = False  # the web sets it for staff, who alone may cancel
+    target_id: str = ""  # for UNDO: the action id of the held decision it takes back
 
 
 @dataclass
@@ -338,6 +372,7 @@ class ActionResult:
     message: str
     stage: str = ""
     seq: int = 0  # the last event the action recorded: the answer waits until it is projected
+    undo_until: datetime | None = None  # a held decision: it takes effect then, unless undone
 
 
 # --- Activity inputs ----------------------------------------------------------------------

@@ -11,10 +11,13 @@ from approvals.selectors.analytics import (
 )
 from approvals.selectors.dashboard import dashboard_summary, mailbox, staff_actions_recent
 from approvals.selectors.requests import (
+    Decision,
     InboxSort,
     InboxState,
+    decision_status,
     delegate_choices,
     display_name,
+    held_comment,
     inbox_items,
     inbox_recent,
     inbox_requesters,
@@ -37,6 +40,9 @@ __all__ = [
     "slowest_responders",
     "throughput",
     "dashboard_summary",
+    "Decision",
+    "decision_status",
+    "held_comment",
     "InboxSort",
     "InboxState",
     "delegate_choices",

@@ -24,7 +24,7 @@ from approvals.models import (
     RequestType,
 )
 from workflows import codec, rules
-from workflows.types import Content, EventKind, Policy, RequestState
+from workflows.types import Content, EventKind, Held, Policy, RequestState
 
 
 def _with_related(qs: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest]:
@@ -277,6 +277,44 @@ def pending_actions(*, user: User, requests: Iterable[ApprovalRequest]) -> dict[
     for sent in PendingAction.objects.filter(actor=user, request__in=list(requests)):
         found.setdefault(sent.request_id, []).append(sent)
     return found
+
+
+class Decision(StrEnum):
+    """Where one decision stands, as the read model knows it."""
+
+    SENT = "sent"  # sent, not picked up by the workflow yet
+    HELD = "held"  # in its undo period
+    DONE = "done"  # taken effect
+    LAPSED = "lapsed"  # the request moved on before it could take effect
+    UNDONE = "undone"
+    UNKNOWN = "unknown"  # not seen at all (Temporal never had it, or it was refused)
+
+
+def decision_status(
+    *, request: ApprovalRequest, action_id: str, state: RequestState | None = None
+) -> tuple[Decision, Held | None]:
+    """Where this decision stands, and its hold while it is held."""
+    state = state or request_state(request=request)
+    held = next((h for h in state.held if h.action.action_id == action_id), None)
+    if held is not None:
+        return Decision.HELD, held
+    if PendingAction.objects.filter(request=request, action_id=action_id).exists():
+        return Decision.SENT, None
+    kinds = set(
+        RequestEvent.objects.filter(request=request, action_id=action_id).values_list("kind", flat=True)
+    )
+    if kinds - {EventKind.HELD, EventKind.LAPSED}:
+        return Decision.DONE, None
+    if EventKind.LAPSED in kinds:
+        return Decision.LAPSED, None
+    # Held once, and neither in effect nor let go (a projection brings both at once): undone.
+    return (Decision.UNDONE if kinds else Decision.UNKNOWN), None
+
+
+def held_comment(*, request: ApprovalRequest, action_id: str) -> str:
+    """The comment a held decision was made with: the event that held it keeps it."""
+    events = RequestEvent.objects.filter(request=request, action_id=action_id, kind=EventKind.HELD)
+    return events.values_list("comment", flat=True).first() or ""
 
 
 def delegate_choices(*, state: RequestState) -> QuerySet[User]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.contrib.auth.models import User
@@ -66,6 +66,7 @@ def request_act(
     title: str = "",
     details: str = "",
     amount: Decimal | None = None,
+    target_id: str = "",
     via: PendingAction.Via = PendingAction.Via.PAGE,
 ) -> ActionResult:
     """Apply one person's action through the workflow and return its truthful answer, which
@@ -84,6 +85,7 @@ def request_act(
         delegate=delegate,
         extend_by=extend_by,
         content=content,
+        target_id=target_id,
     )
     try:
         return temporal.send_update(request.public_id, action)
@@ -165,16 +167,24 @@ class BulkOutcome:
     message: str
     url: str = ""
     pending: bool = False  # not known yet whether it was recorded
+    undo_until: datetime | None = None  # held for its undo period until then
 
 
 def requests_act_bulk(
-    *, actor: User, public_ids: list[uuid.UUID], kind: ActionKind, comment: str, bulk_id: uuid.UUID
+    *,
+    actor: User,
+    public_ids: list[uuid.UUID],
+    kind: ActionKind,
+    comment: str,
+    bulk_id: uuid.UUID,
+    undo_of: uuid.UUID | None = None,
 ) -> list[BulkOutcome]:
     """Take one decision on many requests, each through its own workflow's validated update.
 
     Every request gets its own answer: one refusal (already decided, not yours, Temporal away)
     never stops the others. Each action id derives from the bulk id, so submitting the same bulk
-    form again counts once per request.
+    form again counts once per request; an undo of a bulk decision (`undo_of`: its bulk id)
+    names each request's decision the same way.
     """
     # Requests this person may not see are "not there", exactly like ids that match nothing.
     found = {r.public_id: r for r in requests_visible(user=actor, public_ids=public_ids)}
@@ -192,6 +202,7 @@ def requests_act_bulk(
                 kind=kind,
                 comment=comment,
                 action_id=uuid.uuid5(bulk_id, str(public_id)),
+                target_id=str(uuid.uuid5(undo_of, str(public_id))) if undo_of else "",
             )
         except ApprovalError as exc:
             if isinstance(exc, NotAllowed):
@@ -200,7 +211,7 @@ def requests_act_bulk(
     for public_id, answer in temporal.send_updates(actions, BULK_CONCURRENCY).items():
         request = found[public_id]
         if isinstance(answer, ActionResult):
-            outcomes[public_id] = _outcome(request, True, answer.message)
+            outcomes[public_id] = _outcome(request, True, answer.message, undo_until=answer.undo_until)
         else:
             told = _told(request, actions[public_id], answer)
             unknown = isinstance(answer, temporal.Unanswered) and not answer.accepted
@@ -211,8 +222,16 @@ def requests_act_bulk(
     return [outcomes[pid] for pid in public_ids]
 
 
-def _outcome(request: ApprovalRequest, ok: bool, message: str, pending: bool = False) -> BulkOutcome:
-    return BulkOutcome(request.public_id, request.title, ok, message, request.get_absolute_url(), pending)
+def _outcome(
+    request: ApprovalRequest,
+    ok: bool,
+    message: str,
+    pending: bool = False,
+    undo_until: datetime | None = None,
+) -> BulkOutcome:
+    return BulkOutcome(
+        request.public_id, request.title, ok, message, request.get_absolute_url(), pending, undo_until
+    )
 
 
 def _checked_action(
@@ -225,6 +244,7 @@ def _checked_action(
     delegate: User | None = None,
     extend_by: timedelta | None = None,
     content: Content | None = None,
+    target_id: str = "",
 ) -> Action:
     """The action, once the workflow's rules, over the state it last projected, allow it (or
     leave it to the workflow)."""
@@ -241,6 +261,7 @@ def _checked_action(
         extend_seconds=int(extend_by.total_seconds()) if extend_by else 0,
         content=content,
         as_staff=actor.is_staff,
+        target_id=target_id,
     )
     started = request.workflow_started_at is not None
     refused = rules.refusal(

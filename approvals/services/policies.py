@@ -58,5 +58,8 @@ def policy_snapshot(*, request_type: RequestType) -> Policy:
     if not stages:
         raise InvalidInput(f"“{request_type}” has no approval stages yet; ask an admin to set up its policy.")
     return Policy(
-        request_type=request_type.name, stages=stages, distinct_approvers=request_type.distinct_approvers
+        request_type=request_type.name,
+        stages=stages,
+        distinct_approvers=request_type.distinct_approvers,
+        undo_seconds=request_type.undo_seconds,
     )

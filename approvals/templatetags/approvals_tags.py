@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime, timedelta
 
@@ -12,6 +13,7 @@ from django.utils.safestring import mark_safe
 from approvals.charts import short_duration
 from approvals.views.common import form_errors
 from workflows import rules
+from workflows.types import ActionKind, Held
 
 register = template.Library()
 
@@ -54,6 +56,28 @@ def due(when: datetime) -> dict[str, object]:
     """A deadline, relative ("in 3 h", "2 days late"), with the exact time on hover."""
     now = timezone.now()
     return {"when": when, "relative": relative_due(when, now), "late": when < now}
+
+
+@register.inclusion_tag("approvals/_countdown.html")
+def countdown(when: datetime) -> dict[str, object]:
+    """A moment seconds away (a held decision taking effect): "in 8 s", which live.js counts
+    down, with the exact time beside it."""
+    seconds = max(0, int((when - timezone.now()).total_seconds() + 0.5))
+    return {"when": when, "seconds": seconds}
+
+
+@register.simple_tag
+def undo_fields(held: Held) -> str:
+    """The fields of an Undo of this held decision, as JSON (htmx's hx-vals)."""
+    return json.dumps(
+        {"kind": ActionKind.UNDO.value, "target": held.action.action_id, "action_id": form_token()}
+    )
+
+
+@register.filter
+def noun(kind: str) -> str:
+    """An action's kind as a sentence names it: "approval", "request for changes"."""
+    return rules.NOUNS[ActionKind(kind)]
 
 
 LIMITS = {"comment": rules.MAX_COMMENT, "title": rules.MAX_TITLE}

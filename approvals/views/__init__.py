@@ -9,6 +9,7 @@ from approvals.views.dashboard import (
     mailbox,
 )
 from approvals.views.requests import (
+    decision_status,
     email_action,
     home,
     inbox,
@@ -38,4 +39,5 @@ __all__ = [
     "request_detail",
     "request_preview",
     "request_resubmit",
+    "decision_status",
 ]

@@ -22,20 +22,32 @@ from approvals.forms import ActionForm, InboxFilterForm, ResubmitForm
 from approvals.models import ApprovalRequest, Participant, PendingAction
 from approvals.services.trouble import temporal_ui_url
 from workflows import rules
-from workflows.types import ActionResult
+from workflows.types import ActionResult, Held
 
 
 def request_context(
-    *, user: User, request: ApprovalRequest, result: ActionResult | None = None, fresh: str = ""
+    *,
+    user: User,
+    request: ApprovalRequest,
+    result: ActionResult | None = None,
+    fresh: str = "",
+    refill: str = "",
 ) -> dict[str, Any]:
     """A request's page: its heading and content, what this person may do, its status and timeline.
-    With `result`: the answer to the person's own action, from the form whose id is `fresh`."""
+    With `result`: the answer to the person's own action, from the form whose id is `fresh`;
+    `refill`: the comment of a decision they just undid, back in the decision's form."""
     state = selectors.request_state(request=request)
+    held = {h.action.actor_id: h for h in state.held}
     return {
         "r": request,
         "st": state,
         "may": selectors.request_abilities(user=user, request=request, state=state),
-        "waiting": state.pending() if request.status == "in_review" else [],
+        # Who the stage waits for, each with the decision they made that is not in effect yet.
+        "waiting": [(a, held.get(a.user_id)) for a in state.pending()]
+        if request.status == "in_review"
+        else [],
+        "mine_held": held.get(user.pk),
+        "refill": refill,
         "events": selectors.request_timeline(request=request),
         "action_form": ActionForm(),
         "delegates": selectors.delegate_choices(state=state),
@@ -52,10 +64,33 @@ def request_context(
 
 
 def request_html(
-    *, user: User, request: ApprovalRequest, result: ActionResult | None = None, fresh: str = ""
+    *,
+    user: User,
+    request: ApprovalRequest,
+    result: ActionResult | None = None,
+    fresh: str = "",
+    refill: str = "",
 ) -> str:
-    context = request_context(user=user, request=request, result=result, fresh=fresh)
+    context = request_context(user=user, request=request, result=result, fresh=fresh, refill=refill)
     return render_to_string("approvals/request_detail.html#changed", context).strip()
+
+
+def toast_html(*, user: User, request: ApprovalRequest, result: ActionResult) -> str:
+    """For the answer to a decision held for its undo period: a toast that offers Undo until it
+    takes effect ("" for any other answer)."""
+    held = rules.held_by(selectors.request_state(request=request), user.pk)
+    if result.undo_until is None or held is None:
+        return ""
+    return render_to_string("approvals/_toast.html", {"r": request, "h": held}).strip()
+
+
+def decision_context(*, user: User, request: ApprovalRequest, action_id: str) -> dict[str, Any]:
+    """Where one of this person's decisions stands (the confirmation page of an email link)."""
+    status, held = selectors.decision_status(request=request, action_id=action_id)
+    context: dict[str, Any] = {"r": request, "status": status, "h": held, "action_id": action_id}
+    if held is not None:
+        context["noun"] = rules.NOUNS[held.action.kind]
+    return context
 
 
 @dataclass
@@ -66,21 +101,34 @@ class InboxRow:
     mine: Participant
     may: rules.Abilities
     sent: list[PendingAction]  # their actions on it not confirmed yet
+    held: Held | None = None  # their decision on it in its undo period
 
 
 def inbox_rows(*, user: User, places: list[Participant], recent: bool = False) -> list[InboxRow]:
     """The rows of a list of the inbox; "Recently on your desk" (`recent`) offers nothing to do,
     nor shows what is pending."""
     sent = {} if recent else selectors.pending_actions(user=user, requests=[p.request for p in places])
-    return [
-        InboxRow(
-            p.request,
-            p,
-            rules.Abilities() if recent else selectors.request_abilities(user=user, request=p.request),
-            sent.get(p.request_id, []),
-        )
-        for p in places
-    ]
+    return [_row(user, p.request, p, sent.get(p.request_id, []), recent=recent) for p in places]
+
+
+def _row(
+    user: User,
+    request: ApprovalRequest,
+    place: Participant,
+    sent: list[PendingAction],
+    *,
+    recent: bool = False,
+) -> InboxRow:
+    if recent:
+        return InboxRow(request, place, rules.Abilities(), sent)
+    state = selectors.request_state(request=request)
+    return InboxRow(
+        request,
+        place,
+        selectors.request_abilities(user=user, request=request, state=state),
+        sent,
+        rules.held_by(state, user.pk),
+    )
 
 
 def inbox_row_context(
@@ -91,20 +139,20 @@ def inbox_row_context(
     filters: InboxFilterForm,
     result: ActionResult | None = None,
     fresh: str = "",
+    refill: str = "",
+    answer: bool = False,
 ) -> dict[str, Any]:
     """A request's rows in a reviewer's inbox: in the list the filters show (added on top when it
-    newly belongs there), and in "Recently on your desk" once it no longer waits for them."""
+    newly belongs there), and in "Recently on your desk" once it no longer waits for them (but in
+    an `answer` over HTTP, which leaves that to the push)."""
     chosen = filters.filters()
     on_first_page = filters.data.get("page") in (None, "", "1")
     listed = selectors.inbox_items(user=user, **chosen)
     belongs = listed.filter(pk=place.pk).exists()
     place.request = request
     return {
-        "row": InboxRow(
-            request,
-            place,
-            selectors.request_abilities(user=user, request=request),
-            selectors.pending_actions(user=user, requests=[request]).get(request.pk, []),
+        "row": _row(
+            user, request, place, selectors.pending_actions(user=user, requests=[request]).get(request.pk, [])
         ),
         "insert": belongs and on_first_page,
         # A row the list no longer holds stays where it is (nothing moves under the cursor), and
@@ -114,7 +162,9 @@ def inbox_row_context(
         "count": listed.count(),
         "recent_shown": filters.is_default and chosen["state"] == "waiting",
         "result": result,
+        "answer": answer,
         "fresh": fresh,
+        "refill": refill,
     }
 
 
@@ -125,12 +175,21 @@ def inbox_html(
     filters: InboxFilterForm,
     result: ActionResult | None = None,
     fresh: str = "",
+    refill: str = "",
+    answer: bool = False,
 ) -> str:
     place = request.participants.filter(user=user).select_related("acting_for").first()
     if place is None or user.pk == request.requester_id:
         return ""
     context = inbox_row_context(
-        user=user, request=request, place=place, filters=filters, result=result, fresh=fresh
+        user=user,
+        request=request,
+        place=place,
+        filters=filters,
+        result=result,
+        fresh=fresh,
+        refill=refill,
+        answer=answer,
     )
     return render_to_string("approvals/inbox.html#changed", context).strip()
 

@@ -171,10 +171,14 @@ def inbox_bulk(request: HtmxHttpRequest) -> HttpResponse:
         kind=ActionKind(data["kind"]),
         comment=data["comment"],
         bulk_id=data["bulk_id"],
+        undo_of=data.get("undo_of"),
     )
     done, pending = sum(o.ok for o in outcomes), sum(o.pending for o in outcomes)
     context = _inbox_context(
         request,
+        bulk_kind=data["kind"],
+        bulk_id=data["bulk_id"],
+        bulk_held=[o for o in outcomes if o.undo_until],
         bulk_results=outcomes,
         bulk_done=done,
         bulk_pending=pending,
@@ -193,13 +197,19 @@ def _refused(request: HtmxHttpRequest, approval: ApprovalRequest, error: str, st
 
 
 def _acted(
-    request: HtmxHttpRequest, approval: ApprovalRequest, result: ActionResult | None, pending: str = ""
+    request: HtmxHttpRequest,
+    approval: ApprovalRequest,
+    result: ActionResult | None,
+    pending: str = "",
+    refill: str = "",
 ) -> HttpResponse:
     """The answer: what changed, drawn as a live push draws it (the update answers once the read
-    model shows the action), with the workflow's own words in the answer's place.
+    model shows the action), with the workflow's own words in the answer's place; a decision
+    held for its undo period adds a toast that offers Undo.
 
     With no answer in time (`pending` says so, 202), the same, with the action shown as pending
-    until the read model confirms it, and the form as it was sent: sent again, it counts once."""
+    until the read model confirms it, and the form as it was sent: sent again, it counts once.
+    `refill`: the comment of the decision just undone, back in its form."""
     if not request.htmx:
         if result:
             messages.success(request, result.message)
@@ -212,10 +222,20 @@ def _acted(
     if page.path == reverse("inbox"):
         filters = InboxFilterForm(QueryDict(page.query))
         html = fragments.inbox_html(
-            user=request.user, request=approval, filters=filters, result=result, fresh=fresh
+            user=request.user,
+            request=approval,
+            filters=filters,
+            result=result,
+            fresh=fresh,
+            refill=refill,
+            answer=True,
         )
     else:
-        html = fragments.request_html(user=request.user, request=approval, result=result, fresh=fresh)
+        html = fragments.request_html(
+            user=request.user, request=approval, result=result, fresh=fresh, refill=refill
+        )
+    if result:
+        html += fragments.toast_html(user=request.user, request=approval, result=result)
     return HttpResponse(html, status=202 if pending else 200)
 
 
@@ -230,6 +250,9 @@ def _act(
         return _refused(request, approval, form_errors(form), 400)
     data = form.cleaned_data
     kind = action.pop("kind", None) or ActionKind(data["kind"])
+    # An undone decision's comment goes back into its form (its held event keeps it).
+    target = data.get("target", "")
+    refill = selectors.held_comment(request=approval, action_id=target) if kind == ActionKind.UNDO else ""
     try:
         result = services.request_act(
             request=approval,
@@ -248,7 +271,7 @@ def _act(
         return _acted(request, approval, None, pending=str(exc))
     except ApprovalError as exc:
         return _refused(request, approval, str(exc), 409)
-    return _acted(request, approval, result)
+    return _acted(request, approval, result, refill=refill)
 
 
 @require_POST
@@ -261,6 +284,7 @@ def request_act(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
         form,
         delegate=lambda data: data.get("delegate"),
         extend_by=lambda data: form.extension,
+        target_id=lambda data: data.get("target", ""),
     )
 
 
@@ -307,5 +331,20 @@ def email_action(request: HtmxHttpRequest, token: str) -> HttpResponse:
             return render(request, template, {"refused": str(exc)}, status=exc.status)
         except ApprovalError as exc:
             return render(request, template, {**context, "error": str(exc), "comment": comment}, status=400)
-        return render(request, template, {**context, "done": True, "delivered": delivered})
+        link_id = str(link.link_id)  # the decision's action id
+        decision = fragments.decision_context(user=request.user, request=link.request, action_id=link_id)
+        return render(request, template, {**context, "done": True, "delivered": delivered, **decision})
     return render(request, template, context)
+
+
+@require_GET
+@login_required
+def decision_status(request: HtmxHttpRequest, public_id: str, action_id: str) -> HttpResponse:
+    """Where one of this person's decisions on the request stands (sent, held with Undo, in
+    effect, undone or let go): the confirmation page of an email link asks until it settles."""
+    approval = visible_request(request, public_id)
+    context = fragments.decision_context(user=request.user, request=approval, action_id=action_id)
+    context["delivered"] = request.GET.get("delivered") == "1"  # as the page first said
+    if context["h"] is not None and context["h"].action.actor_id != request.user.pk:
+        context.update(status=selectors.Decision.UNKNOWN, h=None)  # someone else's: nothing to say
+    return render(request, "approvals/email_action.html#decision", context)

@@ -182,4 +182,35 @@
     if (document.activeElement === document.body || document.activeElement === null) answer.focus();
   }
   for (const name of ["htmx:afterSettle", "htmx:oobAfterSwap"]) document.addEventListener(name, focusAnswer);
+
+  // A decision held for its undo period says how long it has left ("in 8 s"); a toast goes once
+  // the period is over (the push of what the decision did follows), when dismissed, or once its
+  // Undo has its answer. `u` presses the newest Undo on the page.
+  function countDown() {
+    const now = Date.now();
+    for (const out of document.querySelectorAll("[data-countdown]")) {
+      const left = Math.round((Date.parse(out.getAttribute("datetime")) - now) / 1000);
+      const text = left > 0 ? `in ${left} s` : "now";
+      if (out.textContent !== text) out.textContent = text;
+    }
+    for (const toast of document.querySelectorAll(".toast[data-until]")) {
+      if (Date.parse(toast.dataset.until) + 1000 < now) toast.remove();
+    }
+  }
+  setInterval(countDown, 1000);
+  document.addEventListener("click", (event) => {
+    event.target.closest(".toast [data-dismiss]")?.closest(".toast").remove();
+  });
+  document.addEventListener("htmx:afterRequest", (event) => {
+    event.detail.elt.closest?.(".toast")?.remove();
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "u" || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.target.closest("input, textarea, select, [contenteditable]")) return;
+    const undo =
+      document.querySelector("#toasts [data-undo]") || document.querySelector("[data-testid=held] [data-undo]");
+    if (!undo) return;
+    event.preventDefault();
+    undo.click();
+  });
 })();

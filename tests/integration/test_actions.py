@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth.models import User
@@ -348,3 +349,73 @@ def test_a_decision_racing_the_deadline_has_one_outcome_and_the_late_one_is_told
     assert list(outcome_emails.values_list("kind", "to")) == [
         ("decided" if request.status == "approved" else "expired", "requester@example.com")
     ]
+
+
+def test_a_bulk_decision_is_held_and_undone_at_once_and_each_row_offers_its_own_undo(
+    use_dev_server: TemporalClient, people: dict[str, User], purchase: RequestType
+) -> None:
+    purchase.undo_seconds = 60
+    purchase.save()
+    first = submitted(people, purchase, title="Desk", amount=300)
+    second = submitted(people, purchase, title="Chair", amount=100)
+    bulk_id = uuid.uuid4()
+    reviewer = as_user(people["reviewer1"])
+    ids = [first.public_id, second.public_id]
+    data = {"kind": "approve", "bulk_id": bulk_id, "comment": "Fine", "ids": ids}
+
+    html = reviewer.post(reverse("inbox_bulk"), data, **HTMX).content.decode()
+
+    assert "2 of 2 done" in html and "2 decisions take effect" in html and "Undo all 2" in html
+    assert html.count('data-testid="held"') == 2  # each row: its own Undo
+    assert status_of(first) == status_of(second) == "in_review"
+    # Nobody else may undo them, and a bulk undo without its decision's id is refused.
+    other = as_user(people["reviewer2"]).post(
+        reverse("inbox_bulk"),
+        {"kind": "undo", "bulk_id": uuid.uuid4(), "undo_of": bulk_id, "ids": ids},
+        **HTMX,
+    )
+    assert (
+        other.content.decode().count("not an approver") + other.content.decode().count("Only the person") == 2
+    )
+    refused = reviewer.post(
+        reverse("inbox_bulk"), {"kind": "undo", "bulk_id": uuid.uuid4(), "ids": ids}, **HTMX
+    )
+    assert refused.status_code == 400 and "Say which bulk decision to undo." in refused.content.decode()
+
+    undo = {"kind": "undo", "bulk_id": uuid.uuid4(), "undo_of": bulk_id, "ids": ids}
+    html = reviewer.post(reverse("inbox_bulk"), undo, **HTMX).content.decode()
+
+    assert "2 of 2 done" in html and html.count("Your approval is undone") == 2
+    for request in (first, second):
+        assert list(request.events.values_list("kind", flat=True))[-2:] == ["held", "undone"]
+        assert status_of(request) == "in_review"
+    assert not OutboundEmail.objects.filter(kind="decided").exists()
+
+
+def test_an_email_link_decision_says_where_it_stands_until_it_settles(
+    use_dev_server: TemporalClient, people: dict[str, User], purchase: RequestType
+) -> None:
+    purchase.undo_seconds = 60
+    purchase.save()
+    request = submitted(people, purchase)
+    link = services.email_link_make(user=people["reviewer1"], request=request, action=ActionKind.APPROVE)
+    reviewer = as_user(people["reviewer1"])
+
+    page = reviewer.post(urlsplit(link).path, {"comment": "ok"}).content.decode()
+    assert 'data-testid="decision-status"' in page
+    wait_until(lambda: request.events.filter(kind="held").exists(), what="the decision held")
+    action_id = request.events.get(kind="held").action_id
+    status = reverse("decision_status", args=[request.public_id, action_id])
+
+    held = reviewer.get(status).content.decode()
+    assert 'data-status="held"' in held and "takes effect" in held and "Undo" in held
+    # Someone else who may see the request learns nothing of another's decision.
+    assert 'data-status="unknown"' in as_user(people["reviewer2"]).get(status).content.decode()
+    assert as_user(people["outsider"]).get(status).status_code == 404
+
+    undone = reviewer.post(
+        reverse("request_act", args=[request.public_id]),
+        {"kind": "undo", "target": action_id, "action_id": uuid.uuid4()},
+    )
+    assert undone.status_code == 302
+    assert 'data-status="undone"' in reviewer.get(status).content.decode()

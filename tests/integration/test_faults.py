@@ -244,9 +244,16 @@ def app(
     instance = App(env, db_url, tmp_path)
     instance.manage("migrate", "--noinput")
     instance.manage("seed_demo")
+    # Decisions take effect at once here, but where a test gives the type an undo period.
+    instance.shell(UNDO_PERIOD.format(seconds=0))
     yield instance
     instance.stop_all()
 
+
+UNDO_PERIOD = """
+from approvals.models import RequestType
+print(RequestType.objects.filter(name="Purchase").update(undo_seconds={seconds}))
+"""
 
 SUBMIT = """
 import json
@@ -341,6 +348,40 @@ def test_a_worker_killed_mid_decision_and_mid_email_loses_nothing_and_sends_each
     assert ("approved", "reviewer1") in events
     sent = app.query("SELECT kind, count(*) FROM approvals_outboundemail WHERE status = 'sent' GROUP BY kind")
     assert dict(sent) == {"assigned": 2, "decided": 1}
+
+
+def test_a_worker_killed_during_a_decisions_undo_period_loses_nothing_and_it_takes_effect_once(
+    app: App, mailbox: Mailbox
+) -> None:
+    """The undo period is a durable timer: it runs out while no worker runs, and the next worker
+    applies the decision once, with one email."""
+    app.shell(UNDO_PERIOD.format(seconds=6))
+    worker = app.worker()
+    public_id = app.shell(SUBMIT)
+    wait_until(lambda: len(mailbox.messages) == 2, timeout=60, what="the two review emails")
+    answer = app.shell(APPROVE.format(public_id=public_id))
+    assert answer.startswith("Your approval takes effect at ") and answer.endswith(" unless you undo it.")
+    worker.kill()  # SIGKILL, inside the undo period
+    worker.wait(10)
+
+    time.sleep(8)  # the period runs out with no worker
+    assert app.status(public_id) == "in_review"
+    assert len(mailbox.messages) == 2
+    app.worker()
+    wait_until(lambda: app.status(public_id) == "approved", timeout=60, interval=0.5, what="the decision")
+    wait_until(lambda: len(mailbox.messages) == 3, timeout=30, interval=0.5, what="the decision email")
+    time.sleep(2)  # anything sent twice would arrive now
+    assert mailbox.subjects("requester@example.com") == ["Your request “Standing desk” was approved"]
+    kinds = [
+        kind
+        for (kind,) in app.query(
+            "SELECT e.kind FROM approvals_requestevent e JOIN approvals_approvalrequest r "
+            "ON r.id = e.request_id WHERE r.public_id = %s ORDER BY e.seq",
+            public_id,
+        )
+    ]
+    assert kinds[:5] == ["submitted", "stage_started", "held", "approval", "stage_approved"]
+    assert kinds.count("approval") == 1 and kinds[-1] == "approved"
 
 
 def test_after_a_worker_dies_a_fresh_one_answers_the_next_action_in_time(app: App, mailbox: Mailbox) -> None:

@@ -50,11 +50,12 @@ from workflows.types import (
 HISTORIES = Path(__file__).resolve().parent / "histories"
 
 
-def _policy(*, distinct: bool = False) -> Policy:
+def _policy(*, distinct: bool = False, undo_seconds: int = 0) -> Policy:
     """Two stages; with `distinct`, separation of duties, and user 11 named at both."""
     return Policy(
         request_type="Purchase",
         distinct_approvers=distinct,
+        undo_seconds=undo_seconds,
         stages=[
             StageSpec(
                 name="Team lead",
@@ -235,7 +236,43 @@ async def record(only: set[str]) -> None:
         for approver in (11, 12):
             await handle.execute_update(ApprovalWorkflow.submit_action, act(ActionKind.APPROVE, approver))
 
-    policies = {"distinct_approvers": _policy(distinct=True)}
+    # Recorded on the release whose decisions wait out an undo period (10 s) before they take
+    # effect: one undone, one by signal, one let go when the request is withdrawn; and held
+    # decisions carried over by continue-as-new.
+    async def undo(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]) -> None:
+        first = act(ActionKind.APPROVE, 11, "ok")
+        await handle.execute_update(ApprovalWorkflow.submit_action, first)
+        await handle.execute_update(
+            ApprovalWorkflow.submit_action, act(ActionKind.UNDO, 11, target_id=first.action_id)
+        )
+        await handle.execute_update(
+            ApprovalWorkflow.submit_action, act(ActionKind.APPROVE, 11, "ok after all")
+        )
+        await handle.signal(ApprovalWorkflow.act, act(ActionKind.APPROVE, 12))
+        await env.sleep(timedelta(seconds=15))
+        await settle(env, handle)
+        await handle.execute_update(
+            ApprovalWorkflow.submit_action, act(ActionKind.REQUEST_CHANGES, 21, "Which model?")
+        )
+        await handle.execute_update(ApprovalWorkflow.submit_action, act(ActionKind.WITHDRAW, 10))
+
+    async def undo_continued_as_new(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]) -> None:
+        await handle.execute_update(ApprovalWorkflow.submit_action, act(ActionKind.APPROVE, 11))
+        for n in range(12):
+            comment = act(ActionKind.COMMENT, 13, f"Note {n}")
+            await handle.execute_update(ApprovalWorkflow.submit_action, comment)
+        await env.sleep(timedelta(seconds=15))
+        await handle.execute_update(ApprovalWorkflow.submit_action, act(ActionKind.APPROVE, 12))
+        await env.sleep(timedelta(seconds=15))
+        await settle(env, handle)
+        await handle.execute_update(ApprovalWorkflow.submit_action, act(ActionKind.APPROVE, 21))
+        await env.sleep(timedelta(seconds=15))
+
+    policies = {
+        "distinct_approvers": _policy(distinct=True),
+        "undo": _policy(undo_seconds=10),
+        "undo_continued_as_new": _policy(undo_seconds=10),
+    }
     # Who the first stage asks, found by the starter (as the web does from this release on).
     team = [Assignee(user_id=i, name=f"user{i}", level=0) for i in (11, 12, 13)]
     first_assignees = {"fewer_tasks": team, "fewer_tasks_continued_as_new": team}
@@ -253,6 +290,8 @@ async def record(only: set[str]) -> None:
         "steady_timer_continued_as_new": (steady_timer_continued_as_new, "200", 40),
         "fewer_tasks": (steady_timer, "1500", 2000),
         "fewer_tasks_continued_as_new": (fewer_tasks_continued_as_new, "200", 30),
+        "undo": (undo, "1500", 2000),
+        "undo_continued_as_new": (undo_continued_as_new, "1500", 30),
     }
     HISTORIES.mkdir(exist_ok=True)
     env = await WorkflowEnvironment.start_time_skipping(

@@ -15,7 +15,7 @@ import hypothesis
 import pytest
 from hypothesis import strategies as st
 
-from workflows import handlers, rules
+from workflows import handlers, rules, timers
 from workflows.review import PATCH_SKIPPED_STAGES, Review
 from workflows.types import (
     Action,
@@ -313,6 +313,76 @@ def test_an_extension_moves_the_deadline_from_now_at_the_earliest() -> None:
     clock.at = T0 + timedelta(days=3)  # past the deadline already
     answer = handlers.apply(review, act(ActionKind.EXTEND, FIRST, extend_seconds=3600))
     assert answer.message == "The deadline is now 2026-12-04 10:00 UTC."
+
+
+def test_a_held_decision_waits_for_its_period_and_the_deadline_waits_for_it() -> None:
+    review = under_review()
+    review.state.policy.undo_seconds = 10
+    clock = review.now
+    assert isinstance(clock, Clock)
+    approve = act(ActionKind.APPROVE, FIRST, "ok")
+    answer = handlers.apply(review, approve)
+    assert answer.undo_until == T0 + timedelta(seconds=10)
+    assert answer.message == "Your approval takes effect at 09:00:10 UTC unless you undo it."
+    # Until then: no vote, no email; the same person may not decide again; the next wake is its end.
+    state = review.state
+    assert state.stage is not None and state.stage.approvals == []
+    assert [n.kind for n in review.notifications] == [NotificationKind.ASSIGNED]
+    assert rules.problem(state, act(ActionKind.REJECT, FIRST, "no")) == (
+        "Your approval takes effect at 09:00:10 UTC unless you undo it. To decide otherwise, undo it first."
+    )
+    assert rules.abilities(state, FIRST).decide is False and rules.abilities(state, SECOND).decide is True
+    assert timers.next_wake(state) == T0 + timedelta(seconds=10)
+    # Past the deadline, the decision still counts: the deadline waits for it.
+    state.stage.deadline = T0 + timedelta(seconds=5)
+    assert timers.next_wake(state) == T0 + timedelta(seconds=10)
+    clock.at = T0 + timedelta(seconds=10)
+    timers.fire_due(review)
+    # The decision first (a stage of "all" still waits for SECOND), then the deadline.
+    assert state.held == [] and [v.user_id for v in state.stage.approvals] == [FIRST]
+    approval, expired = review.events[-2:]
+    assert (approval.kind, approval.action_id, approval.comment) == (
+        EventKind.APPROVAL,
+        approve.action_id,
+        "ok",
+    )
+    assert expired.kind == EventKind.EXPIRED
+
+
+def test_an_undo_names_a_held_decision_of_ones_own() -> None:
+    review = under_review()
+    review.state.policy.undo_seconds = 10
+    handlers.apply(review, act(ActionKind.APPROVE, FIRST))
+    target = review.state.held[0].action.action_id
+    assert rules.problem(review.state, act(ActionKind.UNDO, FIRST)) == "Say which decision to undo."
+    assert rules.input_problems(act(ActionKind.UNDO, FIRST)) == {"target": "Say which decision to undo."}
+    assert rules.refusal(review.state, act(ActionKind.UNDO, SECOND, target_id=target)) == rules.Refusal(
+        rules.Why.FORBIDDEN, "Only the person who made a decision can undo it."
+    )
+    assert rules.parse_action({"kind": "undo", "actor_id": FIRST, "target_id": 7}) == (
+        "The action is not well formed."
+    )
+    assert rules.problem(review.state, act(ActionKind.UNDO, FIRST, target_id=target)) is None
+    handlers.apply(review, act(ActionKind.UNDO, FIRST, target_id=target))
+    assert review.state.held == [] and review.events[-1].kind == EventKind.UNDONE
+    assert (
+        rules.problem(review.state, act(ActionKind.UNDO, FIRST, target_id=target)) == rules.TOO_LATE_TO_UNDO
+    )
+
+
+def test_decisions_held_at_once_are_bounded() -> None:
+    review = under_review()
+    review.state.policy.undo_seconds = 10
+    people = [Assignee(100 + i, f"p{i}") for i in range(rules.MAX_HELD + 1)]
+    assert review.state.stage is not None
+    review.state.stage.assignees = people
+    review.state.participant_ids = [p.user_id for p in people]
+    for person in people[:-1]:
+        handlers.apply(review, act(ActionKind.APPROVE, person.user_id))
+    assert len(review.state.held) == rules.MAX_HELD
+    assert rules.problem(review.state, act(ActionKind.APPROVE, people[-1].user_id)) == (
+        "Many decisions on this request are about to take effect; try again in a minute."
+    )
 
 
 def test_the_workflow_side_imports_nothing_of_django_the_app_or_channels() -> None:
