@@ -115,4 +115,4 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     async def _send_summary_soon(self) -> None:
         await asyncio.sleep(SUMMARY_COALESCE_SECONDS)
-        await self.send(text_data=await database_sync_to_async(fragments.dashboard_html)())
+        await self.send(text_data=await database_sync_to_async(fragments.dashboard_html)(user=self.user))

@@ -205,8 +205,15 @@ VIEWS = ("inbox", "mine", "request", "dashboard")
 
 
 def pushed_html(*, user: User, public_id: str, view: str, shown_id: str = "", filters: str = "") -> str:
-    """What the page `view` needs after the request changed ("" when it shows nothing of it, or
-    the person may not see it); `filters`: the inbox's query string, as the page last showed it."""
+    """What the page `view` needs after the request changed (nothing of the request when it shows
+    nothing of it, or the person may not see it), and this person's waiting count; `filters`: the
+    inbox's query string, as the page last showed it."""
+    return _shown_html(user=user, public_id=public_id, view=view, shown_id=shown_id, filters=filters) + (
+        waiting_html(user=user)
+    )
+
+
+def _shown_html(*, user: User, public_id: str, view: str, shown_id: str, filters: str) -> str:
     if view == "request" and shown_id != public_id:
         return ""
     try:
@@ -222,6 +229,15 @@ def pushed_html(*, user: User, public_id: str, view: str, shown_id: str = "", fi
     return ""
 
 
-def dashboard_html() -> str:
-    """The staff dashboard's live summary (the consumer checked that its user is staff)."""
-    return render_to_string("approvals/dashboard.html#summary", selectors.dashboard_summary()).strip()
+def waiting_html(*, user: User) -> str:
+    """How many requests wait for this person, as the navigation and their home page show it,
+    out of band: every push brings it, so that no count goes stale."""
+    count = selectors.reviewer_pending_count(user=user)
+    return render_to_string("approvals/_waiting.html", {"waiting_count": count, "oob": True}).strip()
+
+
+def dashboard_html(*, user: User) -> str:
+    """The staff dashboard's live summary (the consumer checked that its user is staff), with
+    this person's waiting count."""
+    summary = render_to_string("approvals/dashboard.html#summary", selectors.dashboard_summary()).strip()
+    return summary + waiting_html(user=user)

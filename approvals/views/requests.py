@@ -44,7 +44,6 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
             "page": page_of(request, selectors.request_list_for_requester(user=request.user, state=state)),
             "state": state,
             "states": [("", "All"), ("open", "Open"), ("closed", "Closed")],
-            "pending_count": selectors.reviewer_pending_count(user=request.user),
         },
     )
 

@@ -1,4 +1,5 @@
-// The inbox's keyboard: j/k move between requests, x selects, a approves (a first press only
+// The inbox's keyboard: j/k move between requests (the current row is open: its decision
+// controls show), x selects, a approves (a first press only
 // picks Approve, a second confirms, so no stray key decides), r rejects (after a comment), o
 // opens, / searches, ? shows the help. Rows are replaced by htmx (an action's answer
 // or a live push), so the current row is remembered by its id, not by the element.
@@ -157,6 +158,8 @@
     }
     const row = event.target.closest("tr[data-row]");
     if (row) mark(row, false);
+    // "Decide" opens the row: its comment box takes the focus.
+    if (row && event.target.closest("[data-open-row]")) row.querySelector("form.decide textarea")?.focus();
   });
 
   document.addEventListener("change", (event) => {

@@ -126,6 +126,11 @@ def test_each_page_hears_what_it_shows_and_only_people_who_may_see_it_hear(
             and 'data-testid="count-in_review">1<' in summary
         )
         assert await dashboard.receive_nothing(timeout=SUMMARY_COALESCE_SECONDS + 0.5)
+        # A page about another request hears only its person's waiting count (the navigation's),
+        # as it opened and after the change.
+        for _ in range(2):
+            count = await other_page.receive_from(timeout=5)
+            assert count.startswith('<span id="nav-waiting"') and public_id not in count
         assert await other_page.receive_nothing(timeout=0.3)
         assert await outsider.receive_nothing(timeout=0.3)
         for communicator in (inbox, mine, page, other_page, outsider, staff, dashboard):

@@ -188,6 +188,11 @@ def log_in(browser: Any, base_url: str, user: User, **context: Any) -> Any:
     return page
 
 
+def open_row(row: Any) -> None:
+    """Open an inbox row, as a person clicks "Decide": its decision controls show."""
+    row.get_by_role("button", name="Decide").click()
+
+
 def submit(
     people: dict[str, User], request_type: RequestType, title: str, amount: int = 100
 ) -> ApprovalRequest:

@@ -44,7 +44,7 @@ def test_an_escalation_after_a_short_deadline_appears_live_in_the_managers_inbox
     row = manager.locator(f"#request-{request.public_id}")
     expect(row).to_contain_text("Server room door", timeout=20_000)
     expect(row).to_contain_text("Escalated to you")
-    expect(row.get_by_role("button", name="Approve")).to_be_visible()
+    expect(row.get_by_role("button", name="Decide")).to_be_visible()
     assert manager.evaluate("window.__noReload") is True
     screenshot(manager, "inbox-escalated")
 

@@ -18,7 +18,7 @@ from temporalio.client import Client as TemporalClient
 from approvals import services
 from approvals.exceptions import ActionRefused
 from approvals.models import ApprovalRequest, RequestStatus, RequestType, Stage
-from tests.browser.conftest import LiveServer, log_in, screenshot, submit
+from tests.browser.conftest import LiveServer, log_in, open_row, screenshot, submit
 from tests.conftest import LoopThread, wait_until
 from workflows.types import ActionKind
 
@@ -97,7 +97,7 @@ def test_a_resubmitted_request_comes_back_to_the_reviewers_open_inbox(
 
     row = reviewer.locator(f"#inbox-rows #request-{request.public_id}")
     expect(row).to_contain_text("Ergonomic mouse, left-handed", timeout=15_000)
-    expect(row.get_by_role("button", name="Approve")).to_be_visible()
+    expect(row.get_by_role("button", name="Decide")).to_be_visible()
     expect(reviewer.get_by_text("Nothing to review.")).to_have_count(0)
     expect(reviewer.locator(f"#recent-{request.public_id}")).to_have_count(0)
     expect(
@@ -154,7 +154,8 @@ def test_typing_in_an_inbox_row_survives_every_push_and_keeps_the_focus(
     row = reviewer.locator(f"#request-{request.public_id}")
     reviewer.locator(f"#select-{other.public_id}").check()
     box = row.get_by_label("Comment", exact=False)
-    box.click()
+    open_row(row)  # the comment box takes the focus
+    expect(box).to_be_focused()
     reviewer.keyboard.type("Fine, but check the ")
     reviewer.evaluate(
         "window.__pushes = 0; document.addEventListener('htmx:wsAfterMessage', () => window.__pushes++)"

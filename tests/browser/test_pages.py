@@ -13,6 +13,7 @@ from tests.browser.conftest import (
     expect_console_errors,
     expect_status,
     log_in,
+    open_row,
     screenshot,
     submit,
 )
@@ -132,7 +133,7 @@ def test_a_page_says_when_it_is_offline_and_catches_up_when_back(
     assert reviewer.evaluate("window.__noReload") is True
 
 
-def test_the_inbox_count_stays_right_and_a_decided_row_says_it_left_the_list(
+def test_the_counts_stay_right_and_a_decided_row_says_it_left_the_list(
     browser: Any, live_app: LiveServer, people: dict[str, User], purchase: RequestType
 ) -> None:
     from playwright.sync_api import expect
@@ -145,12 +146,21 @@ def test_the_inbox_count_stays_right_and_a_decided_row_says_it_left_the_list(
     reviewer.goto("/inbox/")
     count = reviewer.get_by_test_id("inbox-count")
     expect(count).to_have_text("(2)")
+    # The navigation's count too, on every page: the home page's shows it twice.
+    nav = reviewer.get_by_test_id("nav-waiting")
+    expect(nav).to_have_text("(2 waiting)")
+    home = log_in(browser, live_app.url, people["reviewer1"])
+    expect(home.get_by_test_id("nav-waiting")).to_have_text("(2 waiting)")
+    expect(home.locator("#home-waiting")).to_have_text("2 requests waiting for your review")
 
     # The reviewer's own decision: the row stays in place, says it left the list, and counts no more.
     row = reviewer.locator(f"#request-{mine.public_id}")
+    open_row(row)
     row.get_by_role("button", name="Approve").click()
     expect(row.get_by_test_id("gone")).to_have_text("No longer in “Waiting for me”")
     expect(count).to_have_text("(1)")
+    expect(nav).to_have_text("(1 waiting)")
+    expect(home.locator("#home-waiting")).to_have_text("1 request waiting for your review")
 
     # Someone else's decision reaches the page live, with the same effect.
     theirs.refresh_from_db()
@@ -158,7 +168,13 @@ def test_the_inbox_count_stays_right_and_a_decided_row_says_it_left_the_list(
     other = reviewer.locator(f"#request-{theirs.public_id}")
     expect(other.get_by_test_id("gone")).to_be_visible(timeout=15_000)
     expect(count).to_have_text("")
+    expect(nav).to_have_text("")
+    expect(home.locator("#home-waiting")).to_be_hidden()
     expect(reviewer.locator("tr[data-row]:not(.gone) button[value=approve]")).to_have_count(0)
+    # A new request counts at once, on a page about something else.
+    home.goto(mine.get_absolute_url())
+    submit(people, purchase, "Cable tray")
+    expect(home.get_by_test_id("nav-waiting")).to_have_text("(1 waiting)", timeout=15_000)
 
 
 def test_new_requests_wait_behind_a_banner_instead_of_moving_the_rows_being_read(

@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 
 from approvals import services
 from approvals.models import ApprovalRequest, RequestStatus, RequestType
-from tests.browser.conftest import LiveServer, expect_status, log_in, screenshot
+from tests.browser.conftest import LiveServer, expect_status, log_in, open_row, screenshot
 from tests.conftest import wait_until
 from workflows.types import ActionKind
 
@@ -60,10 +60,12 @@ def test_submit_then_approve_in_the_inbox_then_requester_sees_it_without_reload(
     # The new request appears in the reviewer's open inbox, live.
     row = reviewer.locator(f"#request-{request.public_id}")
     expect(row).to_contain_text("Ergonomic keyboard", timeout=15_000)
-    expect(row.get_by_role("button", name="Approve")).to_be_visible()
+    expect(row.get_by_role("button", name="Decide")).to_be_visible()
+    expect(row.get_by_role("button", name="Approve")).to_be_hidden()  # compact until opened
     assert reviewer.evaluate("window.__noReload") is True
     screenshot(reviewer, "inbox")
 
+    open_row(row)
     row.get_by_label("Comment", exact=False).fill("Good for your wrists")
     row.get_by_role("button", name="Approve").click()
     # The answer to the POST says "Stage “Review” is approved."; the live push that may follow

@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 
 from approvals import services
 from approvals.models import RequestType
-from tests.browser.conftest import LiveServer, log_in, screenshot, submit
+from tests.browser.conftest import LiveServer, log_in, open_row, screenshot, submit
 from tests.browser.test_accessible import serious_violations
 from workflows.types import ActionKind
 
@@ -38,6 +38,7 @@ def test_a_decision_is_undone_from_its_toast_and_else_takes_effect_when_its_peri
     reviewer = log_in(browser, live_app.url, people["reviewer1"])
     reviewer.goto("/inbox/")
     row = reviewer.locator(f"#request-{request.public_id}")
+    open_row(row)
     row.get_by_label("Comment").fill("Looks fine")
     row.get_by_role("button", name="Approve").click()
 
@@ -78,7 +79,8 @@ def test_the_u_key_undoes_and_an_email_links_confirmation_page_offers_undo_too(
     reviewer.keyboard.press("j")
     reviewer.keyboard.press("a")
     reviewer.keyboard.press("a")
-    expect(reviewer.get_by_test_id("toast")).to_be_visible()
+    # The toast is in, and htmx has taken it up (it does once the swap settles, 20 ms later).
+    expect(reviewer.locator(".toast:not(.htmx-added)")).to_be_visible()
     reviewer.keyboard.press("u")
     expect(row).to_contain_text("Your approval is undone")
     expect(row.get_by_role("button", name="Approve")).to_be_visible()
