@@ -29,6 +29,7 @@ from approvals.selectors.requests import (
     request_state,
     request_timeline,
     reviewer_pending_count,
+    reviewers,
 )
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "staff_actions_recent",
     "request_timeline",
     "reviewer_pending_count",
+    "reviewers",
     "request_state",
     "display_name",
 ]

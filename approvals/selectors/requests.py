@@ -18,10 +18,13 @@ from approvals.exceptions import NotFound
 from approvals.models import (
     OPEN_STATUSES,
     ApprovalRequest,
+    Delegation,
+    EscalationLevel,
     Participant,
     PendingAction,
     RequestEvent,
     RequestType,
+    Stage,
 )
 from workflows import codec, rules
 from workflows.types import Content, EventKind, Held, Policy, RequestState
@@ -317,11 +320,28 @@ def held_comment(*, request: ApprovalRequest, action_id: str) -> str:
     return events.values_list("comment", flat=True).first() or ""
 
 
+def reviewers() -> QuerySet[User]:
+    """Who reviews requests here: the active people an active request type's policy may ask (its
+    stages' and escalation levels' users and groups), and those standing in for someone out of
+    office. A stage is delegated only to one of them: an account that only runs the system
+    (staff, say) or someone who never reviews is not offered, and is refused."""
+    stages = Stage.objects.filter(request_type__is_active=True)
+    levels = EscalationLevel.objects.filter(stage__request_type__is_active=True)
+    asked = (
+        Q(pk__in=stages.values("approver_users"))
+        | Q(groups__in=stages.values("approver_groups"))
+        | Q(pk__in=levels.values("users"))
+        | Q(groups__in=levels.values("groups"))
+        | Q(pk__in=Delegation.objects.values("delegate"))
+    )
+    return User.objects.filter(is_active=True).filter(asked).distinct()
+
+
 def delegate_choices(*, state: RequestState) -> QuerySet[User]:
-    """Whom the current stage may be delegated to, by the workflow's rules: active people, never
+    """Whom the current stage may be delegated to: reviewers, and by the workflow's rules never
     the requester, nor those already on the stage, nor (where the policy asks for distinct
     approvers) anyone who approved an earlier stage."""
-    return User.objects.filter(is_active=True).exclude(pk__in=rules.not_delegable(state)).order_by("username")
+    return reviewers().exclude(pk__in=rules.not_delegable(state)).order_by("username")
 
 
 def request_abilities(

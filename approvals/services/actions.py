@@ -28,7 +28,7 @@ from approvals.exceptions import (
     WorkflowUnavailable,
 )
 from approvals.models import ApprovalRequest, PendingAction, RequestEvent
-from approvals.selectors.requests import display_name, request_state, requests_visible
+from approvals.selectors.requests import display_name, request_state, requests_visible, reviewers
 from approvals.services.trouble import request_stopped_note
 from workflows import rules
 from workflows.types import Action, ActionKind, ActionResult, Content
@@ -273,6 +273,16 @@ def _checked_action(
         refused.why != rules.Why.NOT_NOW or not request.is_open or not started or request.workflow_stopped
     ):
         raise REFUSALS[refused.why](refused.message)
+    # Who may take a stage: a fact of the read model, not of the workflow's rules.
+    if (
+        kind == ActionKind.DELEGATE
+        and delegate is not None
+        and not reviewers().filter(pk=delegate.pk).exists()
+    ):
+        raise InvalidInput(
+            f"{display_name(delegate)} does not review requests here (no policy asks them), so a stage "
+            "cannot be delegated to them."
+        )
     return action
 
 

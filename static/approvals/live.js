@@ -3,10 +3,11 @@
 // working on (what they type or selected, the last answer they got) comes marked hx-preserve in
 // a push, so htmx keeps the element itself, with its text, selection and focus.
 (() => {
-  // On a phone the navigation is a menu behind a button (app.css): it opens and closes here.
+  // On a phone the navigation is a menu behind a button, and the inbox's filters but search are
+  // behind another (app.css): they open and close here.
   document.documentElement.classList.add("js");
   document.addEventListener("click", (event) => {
-    const toggle = event.target.closest(".menu-toggle");
+    const toggle = event.target.closest(".menu-toggle, .filters-toggle");
     if (!toggle) return;
     const nav = document.getElementById(toggle.getAttribute("aria-controls"));
     const open = !nav.classList.contains("open");

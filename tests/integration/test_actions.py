@@ -150,21 +150,30 @@ def test_delegate_then_the_delegate_decides(
     assert refused.status_code == 400
     assert "cannot approve their own request" in refused.content.decode()
 
+    # Only someone who reviews requests here (a policy asks them) may take a stage.
+    for nobody in ("outsider", "admin"):
+        refused = post(people["reviewer1"], request, "delegate", delegate=people[nobody].pk)
+        assert refused.status_code == 400
+        assert f"{nobody} does not review requests here" in refused.content.decode()
+    page = as_user(people["reviewer1"]).get(request.get_absolute_url()).content.decode()
+    options = page.split('name="delegate"')[1].split("</select>")[0]
+    assert ">manager<" in options and ">outsider<" not in options and ">admin<" not in options
+
     response = post(
-        people["reviewer1"], request, "delegate", delegate=people["outsider"].pk, comment="On leave"
+        people["reviewer1"], request, "delegate", delegate=people["manager"].pk, comment="On leave"
     )
     assert response.status_code == 200
-    assert "outsider now acts in your place." in response.content.decode()
+    assert "manager now acts in your place." in response.content.decode()
     wait_until(
-        lambda: request.participants.filter(user=people["outsider"], pending=True).exists(), what="delegate"
+        lambda: request.participants.filter(user=people["manager"], pending=True).exists(), what="delegate"
     )
     assert not request.participants.get(user=people["reviewer1"]).pending
-    inbox = as_user(people["outsider"]).get(reverse("inbox")).content.decode()
+    inbox = as_user(people["manager"]).get(reverse("inbox")).content.decode()
     assert f'id="request-{request.public_id}"' in inbox and "Approve" in inbox
 
-    assert post(people["outsider"], request, "approve", comment="Approved for reviewer1").status_code == 200
+    assert post(people["manager"], request, "approve", comment="Approved for reviewer1").status_code == 200
     wait_until(lambda: status_of(request) == "approved", what="approved")
-    assert request.events.filter(kind="delegated", actor_name="reviewer1", detail="to outsider").exists()
+    assert request.events.filter(kind="delegated", actor_name="reviewer1", detail="to manager").exists()
 
 
 def test_need_more_time_moves_the_deadline_with_an_audit_entry(
