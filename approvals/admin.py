@@ -1,15 +1,19 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
 from approvals.models import (
     ApprovalRequest,
     Assignment,
+    CostCentre,
     Delegation,
     EscalationLevel,
+    LedgerEntry,
     OutboundEmail,
     Participant,
     PendingAction,
@@ -20,6 +24,8 @@ from approvals.models import (
     Stage,
     StageRun,
 )
+from approvals.selectors.budgets import balance
+from approvals.services.budgets import budget_allocate
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -187,3 +193,66 @@ class PendingActionAdmin(ReadOnlyAdmin):
     list_display = ["sent_at", "actor", "kind", "via", "request", "action_id"]
     list_filter = ["kind", "via"]
     search_fields = ["request__title", "request__public_id", "actor__username", "action_id"]
+
+
+@admin.register(CostCentre)
+class CostCentreAdmin(admin.ModelAdmin):
+    list_display = ["code", "name", "is_active"]
+    search_fields = ["code", "name"]
+    prepopulated_fields = {"code": ["name"]}
+
+
+class AllocationForm(forms.ModelForm):
+    """An allocation, the one movement made by hand: a positive amount gives the cost centre more
+    budget, a negative one takes back what is still available (services.budget_allocate)."""
+
+    amount = forms.DecimalField(max_digits=14, decimal_places=2, help_text="Negative: take budget back.")
+
+    class Meta:
+        model = LedgerEntry
+        fields = ["cost_centre", "amount", "memo"]
+
+    def clean_amount(self) -> Decimal:
+        amount: Decimal = self.cleaned_data["amount"]
+        if amount == 0:
+            raise forms.ValidationError("Allocate an amount other than zero.")
+        return amount
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        centre, amount = data.get("cost_centre"), data.get("amount")
+        if centre is not None and amount is not None and amount < 0:
+            available = balance(cost_centre=centre, account=LedgerEntry.Account.AVAILABLE)
+            if available < -amount:
+                self.add_error(
+                    "amount", f"Only {available} of {centre.code}'s budget is available to take back."
+                )
+        return data
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(admin.ModelAdmin):
+    """The ledger, to read; the only movement added here is an allocation (the rest come from
+    purchases), and none is ever changed or deleted."""
+
+    form = AllocationForm
+    list_display = ["created_at", "cost_centre", "credit", "debit", "amount", "memo", "request", "by"]
+    list_filter = ["cost_centre", "debit", "credit"]
+    search_fields = ["key", "memo", "request__title"]
+    date_hierarchy = "created_at"
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        # Through the service, which checks again under the cost centre's lock.
+        entry = budget_allocate(
+            cost_centre=form.cleaned_data["cost_centre"],
+            amount=form.cleaned_data["amount"],
+            by=request.user if request.user.is_authenticated else None,
+            memo=form.cleaned_data["memo"],
+        )
+        obj.pk = entry.pk

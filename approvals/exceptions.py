@@ -30,3 +30,7 @@ class WorkflowUnavailable(ApprovalError):
 class ActionPending(ApprovalError):
     """The action was sent and its answer is not in yet (maps to 202): recorded but not yet
     confirmed, or not known yet whether it will be. Never told as a failure."""
+
+
+class InsufficientBudget(ApprovalError):
+    """A cost centre's available budget is short of what a purchase needs: retrying cannot help."""

@@ -584,3 +584,55 @@ class ActivityFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.activity} of {self.request}: attempt {self.attempt}"
+
+
+class CostCentre(models.Model):
+    """Where a purchase's money comes from: its budget is the balance of its ledger."""
+
+    code = models.SlugField(max_length=30, unique=True)
+    name = models.CharField(max_length=100)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return f"{self.code} · {self.name}"
+
+
+class LedgerEntry(models.Model):
+    """One movement of money between two accounts of a cost centre's budget, double-entry in one
+    row: `amount` leaves `credit` and arrives in `debit`, so every account's balance is what came
+    in less what went out, and the accounts together always sum to nothing. Never edited nor
+    deleted: a movement is undone by another in the other direction. `key` makes each movement
+    happen once, however often it is asked for (a request and its step, say)."""
+
+    class Account(models.TextChoices):
+        FUNDING = "funding", "Funding"  # outside the budget: where allocations come from
+        AVAILABLE = "available", "Available"
+        RESERVED = "reserved", "Reserved"  # held for an approved purchase
+
+    cost_centre = models.ForeignKey(CostCentre, on_delete=models.PROTECT, related_name="entries")
+    key = models.CharField(max_length=200, unique=True)
+    debit = models.CharField(max_length=20, choices=Account.choices)
+    credit = models.CharField(max_length=20, choices=Account.choices)
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    request = models.ForeignKey(
+        ApprovalRequest, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_entries"
+    )
+    memo = models.CharField(max_length=200, blank=True)
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["cost_centre", "created_at", "pk"]
+        verbose_name_plural = "ledger entries"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="ledger_amount_positive"),
+            models.CheckConstraint(condition=~models.Q(debit=models.F("credit")), name="ledger_two_accounts"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cost_centre.code}: {self.amount} {self.credit} → {self.debit}"

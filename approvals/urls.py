@@ -27,6 +27,7 @@ urlpatterns = [
     path("dashboard/requests/<uuid:public_id>/cancel/", views.dashboard_cancel, name="dashboard_cancel"),
     path("dashboard/requests/<uuid:public_id>/retry/", views.dashboard_retry, name="dashboard_retry"),
     path("mailbox/", views.mailbox, name="mailbox"),
+    path("budgets/", views.budgets, name="budgets"),
     path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     # The admin's own login would bypass the failed-login limit: it uses ours.

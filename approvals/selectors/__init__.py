@@ -9,6 +9,7 @@ from approvals.selectors.analytics import (
     slowest_responders,
     throughput,
 )
+from approvals.selectors.budgets import Budget, budgets, ledger
 from approvals.selectors.dashboard import dashboard_summary, mailbox, staff_actions_recent
 from approvals.selectors.requests import (
     Decision,
@@ -33,6 +34,9 @@ from approvals.selectors.requests import (
 )
 
 __all__ = [
+    "Budget",
+    "budgets",
+    "ledger",
     "EXPORT_COLUMNS",
     "approver_load",
     "decision_times_by_stage",

@@ -6,6 +6,7 @@ from approvals.services.actions import (
     request_signal,
     requests_act_bulk,
 )
+from approvals.services.budgets import budget_allocate, budget_release, budget_reserve
 from approvals.services.email_links import (
     LinkRefused,
     email_link_check,
@@ -33,6 +34,9 @@ from approvals.services.trouble import (
 )
 
 __all__ = [
+    "budget_allocate",
+    "budget_release",
+    "budget_reserve",
     "BulkOutcome",
     "LinkRefused",
     "StagePreview",

@@ -1,6 +1,7 @@
 """Views: validate, call a service or selector, render."""
 
 from approvals.views.dashboard import (
+    budgets,
     dashboard,
     dashboard_cancel,
     dashboard_export,
@@ -23,6 +24,7 @@ from approvals.views.requests import (
 )
 
 __all__ = [
+    "budgets",
     "dashboard",
     "dashboard_cancel",
     "dashboard_export",

@@ -144,3 +144,20 @@ def mailbox(request: HtmxHttpRequest) -> HttpResponse:
     emails = selectors.mailbox(search=search, status=status)
     context = {"form": form, "page": page_of(request, emails), "filtered": bool(search or status)}
     return render(request, "approvals/mailbox.html", context)
+
+
+@require_GET
+@staff_only
+def budgets(request: HtmxHttpRequest) -> HttpResponse:
+    """Each cost centre's budget (allocated, reserved, available), and one centre's ledger."""
+    all_budgets = selectors.budgets()
+    code = request.GET.get("centre", "")
+    shown = next((b for b in all_budgets if b.centre.code == code), None)
+    if shown is None and all_budgets:
+        shown = all_budgets[0]
+    context = {
+        "budgets": all_budgets,
+        "shown": shown,
+        "page": page_of(request, selectors.ledger(cost_centre=shown.centre)) if shown else None,
+    }
+    return render(request, "approvals/budgets.html", context)

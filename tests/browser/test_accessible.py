@@ -40,7 +40,7 @@ def test_the_main_pages_have_no_serious_accessibility_violation(
     pages = {
         "reviewer1": ["/inbox/", request.get_absolute_url()],
         "requester": ["/", "/requests/new/", request.get_absolute_url()],
-        "admin": ["/dashboard/", "/mailbox/"],
+        "admin": ["/dashboard/", "/mailbox/", "/budgets/"],
     }
     problems = []
     for who, paths in pages.items():

@@ -9,7 +9,8 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils.text import slugify
 
-from approvals.models import EscalationLevel, RequestType, Stage
+from approvals.models import CostCentre, EscalationLevel, RequestType, Stage
+from approvals.services.budgets import budget_allocate
 from workflows.types import Operator, Rule
 
 # Demo accounts for the embedded default; `up` prints them. Never run this in production.
@@ -87,6 +88,12 @@ class Command(BaseCommand):
                 )
             ],
         )
+        # Cost centres with a budget each (once: a fixed key makes the allocation happen once).
+        for code, name, amount in (("it", "IT", "25000.00"), ("ops", "Operations", "10000.00")):
+            centre, _ = CostCentre.objects.get_or_create(code=code, defaults={"name": name})
+            budget_allocate(
+                cost_centre=centre, amount=Decimal(amount), memo="Demo budget", key=f"demo:{code}:budget"
+            )
         if options["verbosity"] > 0:
             self.stdout.write("Demo data ready.")
 
