@@ -17,6 +17,7 @@ from approvals.models import (
     OutboundEmail,
     Participant,
     PendingAction,
+    PurchaseOrder,
     RequestEvent,
     RequestRevision,
     RequestType,
@@ -256,3 +257,9 @@ class LedgerEntryAdmin(admin.ModelAdmin):
             memo=form.cleaned_data["memo"],
         )
         obj.pk = entry.pk
+
+
+@admin.register(PurchaseOrder)
+class PurchaseOrderAdmin(ReadOnlyAdmin):
+    list_display = ["number", "request", "amount", "external", "created_at", "cancelled_at"]
+    search_fields = ["number", "key", "request__title"]

@@ -34,3 +34,11 @@ class ActionPending(ApprovalError):
 
 class InsufficientBudget(ApprovalError):
     """A cost centre's available budget is short of what a purchase needs: retrying cannot help."""
+
+
+class OrderRefused(ApprovalError):
+    """The purchase-order endpoint refused the order as it is (a 4xx): retrying cannot help."""
+
+
+class OrderEndpointUnavailable(ApprovalError):
+    """The purchase-order endpoint did not answer, or failed (5xx, 408, 429): try again later."""

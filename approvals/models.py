@@ -636,3 +636,23 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.cost_centre.code}: {self.amount} {self.credit} → {self.debit}"
+
+
+class PurchaseOrder(models.Model):
+    """The order a purchase request's fulfilment places: at the endpoint PURCHASE_ORDER_URL names
+    (`number` is its own), or, without one, here. One per key (the request and its step), so that
+    placing it again (a retried activity) never places a second; cancelled, never deleted."""
+
+    key = models.CharField(max_length=200, unique=True)
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.PROTECT, related_name="purchase_orders")
+    number = models.CharField(max_length=100)
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    external = models.BooleanField(default=False, help_text="Placed at PURCHASE_ORDER_URL.")
+    created_at = models.DateTimeField(default=timezone.now)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.number} for {self.request}"

@@ -197,6 +197,11 @@ EMAIL_BACKEND = os.environ.get(
     else "django.core.mail.backends.smtp.EmailBackend",
 )
 
+# Purchase orders: POSTed to this endpoint (with an Idempotency-Key) when set; otherwise, the
+# embedded default, recorded in the app's own table.
+PURCHASE_ORDER_URL = os.environ.get("PURCHASE_ORDER_URL", "").rstrip("/")
+PURCHASE_ORDER_TIMEOUT = float(os.environ.get("PURCHASE_ORDER_TIMEOUT", "10"))
+
 # Temporal.
 TEMPORAL_ADDRESS = os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233")
 TEMPORAL_NAMESPACE = os.environ.get("TEMPORAL_NAMESPACE", "default")
