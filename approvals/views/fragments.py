@@ -78,8 +78,10 @@ def request_html(
 def toast_html(*, user: User, request: ApprovalRequest, result: ActionResult) -> str:
     """For the answer to a decision held for its undo period: a toast that offers Undo until it
     takes effect ("" for any other answer)."""
+    if result.undo_until is None:
+        return ""
     held = rules.held_by(selectors.request_state(request=request), user.pk)
-    if result.undo_until is None or held is None:
+    if held is None:  # in effect already, or undone, by the time the read model was read
         return ""
     return render_to_string("approvals/_toast.html", {"r": request, "h": held}).strip()
 

@@ -175,7 +175,6 @@ def inbox_bulk(request: HtmxHttpRequest) -> HttpResponse:
     done, pending = sum(o.ok for o in outcomes), sum(o.pending for o in outcomes)
     context = _inbox_context(
         request,
-        bulk_kind=data["kind"],
         bulk_id=data["bulk_id"],
         bulk_held=[o for o in outcomes if o.undo_until],
         bulk_results=outcomes,

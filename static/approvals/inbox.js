@@ -1,7 +1,7 @@
 // The inbox's keyboard: j/k move between requests (the current row is open: its decision
-// controls show), x selects, a approves (a first press only
-// picks Approve, a second confirms, so no stray key decides), r rejects (after a comment), o
-// opens, / searches, ? shows the help. Rows are replaced by htmx (an action's answer
+// controls show), x selects, a approves (a first press only picks Approve, a second confirms, so
+// no stray key decides), r rejects (after a comment), o opens, / searches, ? shows the help (u,
+// undo, is live.js's, for every page). Rows are replaced by htmx (an action's answer
 // or a live push), so the current row is remembered by its id, not by the element.
 (() => {
   let currentId = null;

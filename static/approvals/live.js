@@ -184,18 +184,20 @@
   }
   for (const name of ["htmx:afterSettle", "htmx:oobAfterSwap"]) document.addEventListener(name, focusAnswer);
 
-  // A decision held for its undo period says how long it has left ("in 8 s"); a toast goes once
-  // the period is over (the push of what the decision did follows), when dismissed, or once its
-  // Undo has its answer. `u` presses the newest Undo on the page.
+  // A decision held for its undo period says how long it has left ("in 8 s"), counted from what
+  // the server said when it drew it (the browser's clock may be off); a toast goes once the period
+  // is over (the push of what the decision did follows), when dismissed, or once its Undo has its
+  // answer. `u` presses the newest Undo on the page.
+  function secondsLeft(out) {
+    if (!out.dataset.end) out.dataset.end = String(performance.now() + Number(out.dataset.seconds) * 1000);
+    return Math.round((Number(out.dataset.end) - performance.now()) / 1000);
+  }
   function countDown() {
-    const now = Date.now();
     for (const out of document.querySelectorAll("[data-countdown]")) {
-      const left = Math.round((Date.parse(out.getAttribute("datetime")) - now) / 1000);
+      const left = secondsLeft(out);
       const text = left > 0 ? `in ${left} s` : "now";
       if (out.textContent !== text) out.textContent = text;
-    }
-    for (const toast of document.querySelectorAll(".toast[data-until]")) {
-      if (Date.parse(toast.dataset.until) + 1000 < now) toast.remove();
+      if (left < -1) out.closest(".toast")?.remove();
     }
   }
   setInterval(countDown, 1000);
@@ -208,8 +210,7 @@
   document.addEventListener("keydown", (event) => {
     if (event.key !== "u" || event.ctrlKey || event.metaKey || event.altKey) return;
     if (event.target.closest("input, textarea, select, [contenteditable]")) return;
-    const undo =
-      document.querySelector("#toasts [data-undo]") || document.querySelector("[data-testid=held] [data-undo]");
+    const undo = document.querySelector("#toasts [data-undo]") || document.querySelector(".held [data-undo]");
     if (!undo) return;
     event.preventDefault();
     undo.click();
