@@ -207,27 +207,34 @@ class AllocationForm(forms.ModelForm):
     """An allocation, the one movement made by hand: a positive amount gives the cost centre more
     budget, a negative one takes back what is still available (services.budget_allocate)."""
 
-    amount = forms.DecimalField(max_digits=14, decimal_places=2, help_text="Negative: take budget back.")
+    # Not the model's `amount` (always positive, from one account to another): a signed sum.
+    allocation = forms.DecimalField(
+        label="Amount", max_digits=14, decimal_places=2, help_text="Negative: take budget back."
+    )
 
     class Meta:
         model = LedgerEntry
-        fields = ["cost_centre", "amount", "memo"]
+        # The amount is the form's own (signed): the service makes the movement from it.
+        fields = ["cost_centre", "memo"]
 
-    def clean_amount(self) -> Decimal:
-        amount: Decimal = self.cleaned_data["amount"]
+    def _post_clean(self) -> None:
+        """No instance to check: the service makes the movement from the cleaned data, and checks
+        it (the model's own checks speak of the positive amount and the two accounts)."""
+
+    def clean_allocation(self) -> Decimal:
+        amount: Decimal = self.cleaned_data["allocation"]
         if amount == 0:
             raise forms.ValidationError("Allocate an amount other than zero.")
         return amount
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        centre, amount = data.get("cost_centre"), data.get("amount")
+        centre, amount = data.get("cost_centre"), data.get("allocation")
         if centre is not None and amount is not None and amount < 0:
             available = balance(cost_centre=centre, account=LedgerEntry.Account.AVAILABLE)
             if available < -amount:
-                self.add_error(
-                    "amount", f"Only {available} of {centre.code}'s budget is available to take back."
-                )
+                taken = f"Only {available} of {centre.code}'s budget is available to take back."
+                self.add_error("allocation", taken)
         return data
 
 
@@ -252,11 +259,12 @@ class LedgerEntryAdmin(admin.ModelAdmin):
         # Through the service, which checks again under the cost centre's lock.
         entry = budget_allocate(
             cost_centre=form.cleaned_data["cost_centre"],
-            amount=form.cleaned_data["amount"],
+            amount=form.cleaned_data["allocation"],
             by=request.user if request.user.is_authenticated else None,
             memo=form.cleaned_data["memo"],
         )
         obj.pk = entry.pk
+        obj.refresh_from_db()  # as made, for the admin's message
 
 
 @admin.register(PurchaseOrder)

@@ -176,6 +176,7 @@ def inbox_bulk(request: HtmxHttpRequest) -> HttpResponse:
     context = _inbox_context(
         request,
         bulk_id=data["bulk_id"],
+        bulk_verb="undone" if data["kind"] == ActionKind.UNDO else "done",
         bulk_held=[o for o in outcomes if o.undo_until],
         bulk_results=outcomes,
         bulk_done=done,

@@ -83,9 +83,14 @@
         mark(row);
         event.preventDefault();
       } else if (event.key === "Enter" && !event.shiftKey) {
+        event.preventDefault();
+        if (!armed.value.trim()) {
+          say("Write why you reject first; then Enter rejects, Esc cancels.");
+          return;
+        }
         const button = armed.form.querySelector('button[value="reject"]');
         disarm();
-        event.preventDefault();
+        say("");
         button?.click();
       }
       return;
@@ -159,7 +164,11 @@
     const row = event.target.closest("tr[data-row]");
     if (row) mark(row, false);
     // "Decide" opens the row: its comment box takes the focus.
-    if (row && event.target.closest("[data-open-row]")) row.querySelector("form.decide textarea")?.focus();
+    if (row && event.target.closest("[data-open-row]")) {
+      const box = row.querySelector("form.decide textarea");
+      box?.focus();
+      requestAnimationFrame(() => box?.focus()); // again once the opened row is drawn
+    }
   });
 
   document.addEventListener("change", (event) => {

@@ -201,6 +201,16 @@
     }
   }
   setInterval(countDown, 1000);
+  // A toast speaks of a decision the page shows held: once the page no longer does (undone from
+  // its row, in effect, let go when the request moved on), the toast goes too.
+  function dropSettledToasts() {
+    for (const toast of document.querySelectorAll(".toast[data-action]")) {
+      if (!document.querySelector(`.held[data-action="${CSS.escape(toast.dataset.action)}"]`)) toast.remove();
+    }
+  }
+  for (const name of ["htmx:afterSettle", "htmx:wsAfterMessage", "htmx:oobAfterSwap"]) {
+    document.addEventListener(name, dropSettledToasts);
+  }
   document.addEventListener("click", (event) => {
     event.target.closest(".toast [data-dismiss]")?.closest(".toast").remove();
   });

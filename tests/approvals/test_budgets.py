@@ -129,18 +129,22 @@ def test_staff_read_every_budget_and_a_ledger_and_allocate_in_the_admin(
     people["admin"].is_superuser = True  # the admin's own permissions
     people["admin"].save()
     add = reverse("admin:approvals_ledgerentry_add")
-    refused = staff.post(add, {"cost_centre": it.pk, "amount": "-2000", "memo": "Too much"})
+    refused = staff.post(add, {"cost_centre": it.pk, "allocation": "-2000", "memo": "Too much"})
     assert (
         refused.status_code == 200
         and "Only 879.50 of it&#x27;s budget is available" in refused.content.decode()
     )
     assert balances(it)["allocated"] == 1000
-    response = staff.post(add, {"cost_centre": it.pk, "amount": "250", "memo": "Q1 top-up"})
-    assert response.status_code == 302
+    response = staff.post(add, {"cost_centre": it.pk, "allocation": "250", "memo": "Q1 top-up"}, follow=True)
+    assert "it: 250.00 funding → available" in response.content.decode()
     top_up = LedgerEntry.objects.get(memo="Q1 top-up")
     assert (top_up.credit, top_up.debit, top_up.by) == (Account.FUNDING, Account.AVAILABLE, people["admin"])
     assert balances(it) == {"allocated": 1250, "reserved": Decimal("120.50"), "available": Decimal("1129.50")}
+    # Part of it taken back, while it is available.
+    back = staff.post(add, {"cost_centre": it.pk, "allocation": "-100", "memo": "Returned"})
+    assert back.status_code == 302
+    assert balances(it)["allocated"] == 1150
     change = reverse("admin:approvals_ledgerentry_change", args=[top_up.pk])
-    staff.post(change, {"cost_centre": it.pk, "amount": "1", "memo": "edited"})
+    staff.post(change, {"cost_centre": it.pk, "allocation": "1", "memo": "edited"})
     top_up.refresh_from_db()
     assert top_up.amount == 250  # never edited

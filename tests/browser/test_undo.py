@@ -57,6 +57,13 @@ def test_a_decision_is_undone_from_its_toast_and_else_takes_effect_when_its_peri
     expect(row.get_by_label("Comment")).to_have_value("Looks fine")  # what they wrote is back
     expect(requester.get_by_test_id("held-note")).to_have_count(0)
 
+    # Undone from its row, the toast goes too.
+    row.get_by_role("button", name="Approve").click()
+    expect(toast).to_be_visible()
+    row.get_by_test_id("held").get_by_role("button", name="Undo").click()
+    expect(row).to_contain_text("Your approval is undone")
+    expect(toast).to_have_count(0)
+
     row.get_by_role("button", name="Approve").click()
     expect(toast).to_be_visible()
     # The period ends: the decision takes effect, and the toast and the Undo go.

@@ -394,7 +394,7 @@ def test_a_bulk_decision_is_held_and_undone_at_once_and_each_row_offers_its_own_
     undo = {"kind": "undo", "bulk_id": uuid.uuid4(), "undo_of": bulk_id, "ids": ids}
     html = reviewer.post(reverse("inbox_bulk"), undo, **HTMX).content.decode()
 
-    assert "2 of 2 done" in html and html.count("Your approval is undone") == 2
+    assert "2 of 2 undone" in html and html.count("Your approval is undone") == 2
     for request in (first, second):
         assert list(request.events.values_list("kind", flat=True))[-2:] == ["held", "undone"]
         assert status_of(request) == "in_review"
