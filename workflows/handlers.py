@@ -133,12 +133,14 @@ def _moot(review: Review, held: Held) -> str | None:
 
 
 def _lapse(review: Review, held: Held, why: str) -> None:
+    """Let the held decision go, saying whose it was and why (the timeline names no actor: nobody
+    let it go, the request moved on)."""
     action = held.action
+    made = f"{action.actor_name}'s {NOUNS[action.kind]}, made at {at_second(held.made_at)}"
     event = review.record(
         EventKind.LAPSED,
         actor_id=action.actor_id,
-        actor_name=action.actor_name,
-        detail=f"{NOUNS[action.kind].capitalize()}, made at {at_second(held.made_at)}: {why}",
+        detail=f"{made}, did not take effect: {why[:1].lower()}{why[1:]}",
     )
     event.action_id = action.action_id  # the decision it lets go of
     review.changed = True

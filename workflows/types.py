@@ -143,7 +143,7 @@ class EventKind(StrEnum):
 EVENT_LABELS = {
     EventKind.HELD: "Decision made, open to undo",
     EventKind.UNDONE: "Decision undone",
-    EventKind.LAPSED: "Decision did not take effect",
+    EventKind.LAPSED: "Decision lapsed",
 }
 
 

@@ -9,7 +9,7 @@ own action draws that form, and the answer's place, afresh.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -104,6 +104,7 @@ class InboxRow:
     may: rules.Abilities
     sent: list[PendingAction]  # their actions on it not confirmed yet
     held: Held | None = None  # their decision on it in its undo period
+    others_held: list[Held] = field(default_factory=list)  # other people's, in theirs
 
 
 def inbox_rows(*, user: User, places: list[Participant], recent: bool = False) -> list[InboxRow]:
@@ -130,6 +131,7 @@ def _row(
         selectors.request_abilities(user=user, request=request, state=state),
         sent,
         rules.held_by(state, user.pk),
+        [h for h in state.held if h.action.actor_id != user.pk],
     )
 
 

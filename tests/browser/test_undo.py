@@ -35,6 +35,8 @@ def test_a_decision_is_undone_from_its_toast_and_else_takes_effect_when_its_peri
     request = submit(people, purchase, "Ergonomic chair")
     requester = log_in(browser, live_app.url, people["requester"])
     requester.goto(request.get_absolute_url())
+    other = log_in(browser, live_app.url, people["reviewer2"])
+    other.goto("/inbox/")
     reviewer = log_in(browser, live_app.url, people["reviewer1"])
     reviewer.goto("/inbox/")
     row = reviewer.locator(f"#request-{request.public_id}")
@@ -47,6 +49,9 @@ def test_a_decision_is_undone_from_its_toast_and_else_takes_effect_when_its_peri
     expect(row.get_by_test_id("held")).to_contain_text("Your approval takes effect in")
     # Others see it as it is: made, not in effect yet.
     expect(requester.get_by_test_id("held-note")).to_contain_text("approval made, taking effect in")
+    expect(other.locator(f"#request-{request.public_id}").get_by_test_id("held-note")).to_contain_text(
+        "reviewer1: approval made, taking effect in"
+    )
     expect(requester.get_by_test_id("live-status")).to_have_text("In review")
     screenshot(reviewer, "undo-toast")
     assert serious_violations(reviewer) == []

@@ -179,9 +179,9 @@ def test_held_decisions_that_no_longer_apply_are_let_go_at_once_and_say_why(
     assert (final.status, final.held) == (Status.WITHDRAWN, [])
     request.refresh_from_db()
     lapsed = request.events.get(kind=EventKind.LAPSED)
-    assert lapsed.actor_name == "reviewer1"
-    assert lapsed.detail.startswith("Approval, made at ")
-    assert "This request is already withdrawn by requester" in lapsed.detail
+    assert (lapsed.actor, lapsed.actor_name) == (people["reviewer1"], "")
+    assert lapsed.detail.startswith("reviewer1's approval, made at ")
+    assert ", did not take effect: this request is already withdrawn by requester" in lapsed.detail
     assert decision_status(request=request, action_id=approve.action_id)[0] == Decision.LAPSED
 
 
