@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client as DjangoClient
 from django.utils import timezone
 from temporalio.client import Client
@@ -220,6 +221,21 @@ def as_user(user: User) -> DjangoClient:
     client = DjangoClient()
     assert client.login(username=user.username, password=PASSWORD)
     return client
+
+
+def at_once(*calls: Callable[[], Any]) -> list[Any]:
+    """Run the calls in threads released together: as two browsers would send them."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], Any]) -> Any:
+        barrier.wait()
+        try:
+            return call()
+        finally:
+            connection.close()  # each thread has its own database connection
+
+    with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(run, calls))
 
 
 def make_user(username: str, **extra: Any) -> User:

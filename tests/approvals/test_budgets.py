@@ -3,11 +3,8 @@ reserved than is available, read back as balances on a staff page and in the adm
 
 from __future__ import annotations
 
-import concurrent.futures
-import threading
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -18,7 +15,7 @@ from django.urls import reverse
 from approvals import selectors, services
 from approvals.exceptions import InsufficientBudget, InvalidInput
 from approvals.models import CostCentre, LedgerEntry, RequestType
-from tests.conftest import as_user, make_request
+from tests.conftest import as_user, at_once, make_request
 
 Account = LedgerEntry.Account
 
@@ -79,30 +76,19 @@ def test_no_more_is_reserved_or_taken_back_than_is_available(people: dict[str, U
         services.budget_reserve(cost_centre=it, amount=Decimal("0"), key="c")
 
 
-def at_once(*calls: Callable[[], Any]) -> list[Any]:
-    barrier = threading.Barrier(len(calls))
-
-    def run(call: Callable[[], Any]) -> Any:
-        barrier.wait()
+def reserving(centre: CostCentre, key: str) -> Callable[[], LedgerEntry | InsufficientBudget]:
+    def reserve() -> LedgerEntry | InsufficientBudget:
         try:
-            return call()
+            return services.budget_reserve(cost_centre=centre, amount=Decimal("600"), key=key)
         except InsufficientBudget as exc:
             return exc
-        finally:
-            connection.close()
 
-    with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(run, calls))
+    return reserve
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks: PostgreSQL (CI runs it)")
 def test_two_purchases_reserving_at_once_never_spend_the_same_money(it: CostCentre) -> None:
-    outcomes = at_once(
-        *(
-            lambda key=key: services.budget_reserve(cost_centre=it, amount=Decimal("600"), key=key)
-            for key in ("x", "y", "z")
-        )
-    )
+    outcomes = at_once(*(reserving(it, key) for key in ("x", "y", "z")))
     assert sum(isinstance(o, LedgerEntry) for o in outcomes) == 1
     assert sum(isinstance(o, InsufficientBudget) for o in outcomes) == 2
     assert balances(it) == {"allocated": 1000, "reserved": 600, "available": 400}

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import concurrent.futures
-import threading
 import time
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 from temporalio.client import Client as TemporalClient
@@ -24,7 +20,7 @@ from approvals import services
 from approvals.exceptions import ActionRefused
 from approvals.models import ApprovalRequest, OutboundEmail, RequestType
 from approvals.services import actions
-from tests.conftest import LoopThread, as_user, wait_until
+from tests.conftest import LoopThread, as_user, at_once, wait_until
 from workflows.types import ActionKind
 
 pytestmark = pytest.mark.temporal_server
@@ -255,21 +251,6 @@ def test_bulk_approve_goes_through_each_workflow_and_reports_each_request(
     approvals = first.events.filter(kind="approval").count() + second.events.filter(kind="approval").count()
     assert approvals == 2
     assert "Refused" not in again and "did not answer" not in again
-
-
-def at_once(*calls: Callable[[], Any]) -> list[Any]:
-    """Run the calls in threads released together: as two browsers would send them."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call: Callable[[], Any]) -> Any:
-        barrier.wait()
-        try:
-            return call()
-        finally:
-            connection.close()  # each thread has its own database connection
-
-    with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(run, calls))
 
 
 def test_a_double_click_sent_at_once_counts_once(
