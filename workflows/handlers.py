@@ -86,7 +86,8 @@ def _hold(review: Review, action: Action) -> str:
 
 def _undo(review: Review, action: Action) -> str:
     state = review.state
-    held = next(h for h in state.held if h.action.action_id == action.target_id)
+    held = rules.held_named(state, action.target_id)
+    assert held is not None  # the rules found it
     state.held.remove(held)
     noun = NOUNS[held.action.kind]
     review.record(

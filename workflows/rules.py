@@ -107,6 +107,11 @@ def held_by(state: RequestState, actor_id: int) -> Held | None:
     return next((h for h in state.held if h.action.actor_id == actor_id), None)
 
 
+def held_named(state: RequestState, action_id: str) -> Held | None:
+    """The decision held under this action id, if it is still held."""
+    return next((h for h in state.held if h.action.action_id == action_id), None)
+
+
 def held_words(held: Held) -> str:
     """A held decision as its maker is told of it: "Your approval takes effect at …"."""
     return f"Your {NOUNS[held.action.kind]} takes effect at {at_second(held.until)} unless you undo it."
@@ -168,7 +173,7 @@ def _undo_refusal(state: RequestState, action: Action) -> Refusal | None:
     """Only a held decision can be undone, and only by the person who made it."""
     if bad := _missing(action):
         return Refusal(Why.INVALID, bad)
-    held = next((h for h in state.held if h.action.action_id == action.target_id), None)
+    held = held_named(state, action.target_id)
     if held is None:
         return Refusal(Why.NOT_NOW, TOO_LATE_TO_UNDO)
     if held.action.actor_id != action.actor_id:

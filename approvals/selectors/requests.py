@@ -293,12 +293,9 @@ class Decision(StrEnum):
     UNKNOWN = "unknown"  # not seen at all (Temporal never had it, or it was refused)
 
 
-def decision_status(
-    *, request: ApprovalRequest, action_id: str, state: RequestState | None = None
-) -> tuple[Decision, Held | None]:
+def decision_status(*, request: ApprovalRequest, action_id: str) -> tuple[Decision, Held | None]:
     """Where this decision stands, and its hold while it is held."""
-    state = state or request_state(request=request)
-    held = next((h for h in state.held if h.action.action_id == action_id), None)
+    held = rules.held_named(request_state(request=request), action_id)
     if held is not None:
         return Decision.HELD, held
     if PendingAction.objects.filter(request=request, action_id=action_id).exists():
