@@ -20,17 +20,34 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from approvals import live, services
-from approvals.exceptions import InvalidInput, NotFound
+from approvals.exceptions import InsufficientBudget, InvalidInput, NotFound, PartnerRefused
 from workflows.types import (
+    CANCEL_ORDER,
+    END_GRANT,
+    GRANT_ACCESS,
+    INSUFFICIENT_BUDGET,
     INVALID,
+    LOAD_GRANT,
     NOT_FOUND,
+    PLACE_ORDER,
     PROJECT_STATE,
+    RECORD_FULFILMENT,
+    RECORD_GRANT,
+    REFUSED_BY_PARTNER,
+    RELEASE_BUDGET,
+    RESERVE_BUDGET,
     RESOLVE_APPROVERS,
+    REVOKE_ACCESS,
     SEND_NOTIFICATION,
     Assignee,
     AssignInput,
+    FulfilmentReport,
+    GrantEnd,
+    GrantInfo,
+    GrantReport,
     NotificationInput,
     Projection,
+    StepInput,
 )
 
 logger = logging.getLogger(__name__)
@@ -42,6 +59,10 @@ def _classified(exc: Exception) -> Exception:
     """The error as the workflow should see it: non-retryable when retrying cannot help."""
     if isinstance(exc, NotFound):
         return ApplicationError(str(exc), type=NOT_FOUND, non_retryable=True)
+    if isinstance(exc, InsufficientBudget):
+        return ApplicationError(str(exc), type=INSUFFICIENT_BUDGET, non_retryable=True)
+    if isinstance(exc, PartnerRefused):
+        return ApplicationError(str(exc), type=REFUSED_BY_PARTNER, non_retryable=True)
     if isinstance(exc, InvalidInput | DataError | UnicodeError):
         return ApplicationError(f"Cannot be kept: {exc}", type=INVALID, non_retryable=True)
     if isinstance(exc, IntegrityError) and not _unique_violation(exc):
@@ -137,4 +158,82 @@ def send_notification(notification: NotificationInput) -> None:
     )
 
 
-ACTIVITIES: list[Callable[..., object]] = [resolve_approvers, project_state, send_notification]
+# --- Fulfilment: each step and its compensation, and the record of how the saga goes ----------
+
+
+@activity.defn(name=RESERVE_BUDGET)
+def reserve_budget(step: StepInput) -> str:
+    return _run(RESERVE_BUDGET, step.request_id, lambda: services.fulfilment_budget_reserve(step=step))
+
+
+@activity.defn(name=RELEASE_BUDGET)
+def release_budget(step: StepInput) -> str:
+    return _run(RELEASE_BUDGET, step.request_id, lambda: services.fulfilment_budget_release(step=step))
+
+
+@activity.defn(name=PLACE_ORDER)
+def place_purchase_order(step: StepInput) -> str:
+    return _run(PLACE_ORDER, step.request_id, lambda: services.fulfilment_order_place(step=step))
+
+
+@activity.defn(name=CANCEL_ORDER)
+def cancel_purchase_order(step: StepInput) -> str:
+    return _run(CANCEL_ORDER, step.request_id, lambda: services.fulfilment_order_cancel(step=step))
+
+
+@activity.defn(name=RECORD_FULFILMENT)
+async def record_fulfilment(report: FulfilmentReport) -> None:
+    """Record where the fulfilment stands (and send its email); then tell the open pages."""
+    change = await asyncio.to_thread(
+        _run, RECORD_FULFILMENT, report.request_id, lambda: services.fulfilment_record(report=report)
+    )
+    await live.push(change)
+
+
+# --- Access grants: the grant step and its compensation; the grant workflow's own -------------
+
+
+@activity.defn(name=GRANT_ACCESS)
+def grant_access(step: StepInput) -> str:
+    return _run(GRANT_ACCESS, step.request_id, lambda: services.access_grant(step=step))
+
+
+@activity.defn(name=REVOKE_ACCESS)
+def revoke_access(step: StepInput) -> str:
+    return _run(REVOKE_ACCESS, step.request_id, lambda: services.access_take_back(step=step))
+
+
+@activity.defn(name=LOAD_GRANT)
+def load_grant(request_id: str) -> GrantInfo:
+    return _run(LOAD_GRANT, request_id, lambda: services.grant_load(request_id=request_id))
+
+
+@activity.defn(name=END_GRANT)
+def end_grant(end: GrantEnd) -> None:
+    _run(END_GRANT, end.request_id, lambda: services.grant_end(end=end))
+
+
+@activity.defn(name=RECORD_GRANT)
+async def record_grant(report: GrantReport) -> None:
+    """Record a change of the grant (and send its email); then tell the open pages."""
+    change = await asyncio.to_thread(
+        _run, RECORD_GRANT, report.request_id, lambda: services.grant_record(report=report)
+    )
+    await live.push(change)
+
+
+ACTIVITIES: list[Callable[..., object]] = [
+    resolve_approvers,
+    project_state,
+    send_notification,
+    reserve_budget,
+    release_budget,
+    place_purchase_order,
+    cancel_purchase_order,
+    record_fulfilment,
+    grant_access,
+    revoke_access,
+    load_grant,
+    end_grant,
+    record_grant,
+]

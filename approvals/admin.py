@@ -8,11 +8,13 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from approvals.models import (
+    AccessGrant,
     ApprovalRequest,
     Assignment,
     CostCentre,
     Delegation,
     EscalationLevel,
+    Fulfilment,
     LedgerEntry,
     OutboundEmail,
     Participant,
@@ -21,6 +23,7 @@ from approvals.models import (
     RequestEvent,
     RequestRevision,
     RequestType,
+    Resource,
     StaffAction,
     Stage,
     StageRun,
@@ -69,7 +72,14 @@ class StageInline(admin.StackedInline):
 
 @admin.register(RequestType)
 class RequestTypeAdmin(admin.ModelAdmin):
-    list_display = ["name", "is_active", "allow_auto_approve", "distinct_approvers", "undo_seconds"]
+    list_display = [
+        "name",
+        "is_active",
+        "fulfilment",
+        "allow_auto_approve",
+        "distinct_approvers",
+        "undo_seconds",
+    ]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [StageInline]
 
@@ -271,3 +281,28 @@ class LedgerEntryAdmin(admin.ModelAdmin):
 class PurchaseOrderAdmin(ReadOnlyAdmin):
     list_display = ["number", "request", "amount", "external", "created_at", "cancelled_at"]
     search_fields = ["number", "key", "request__title"]
+
+
+@admin.register(Fulfilment)
+class FulfilmentAdmin(ReadOnlyAdmin):
+    list_display = ["request", "attempt", "status", "failed_step", "started_at", "ended_at"]
+    list_filter = ["status"]
+    search_fields = ["request__title", "failed_step", "reason"]
+
+
+@admin.register(Resource)
+class ResourceAdmin(admin.ModelAdmin):
+    """The catalogue of what people ask access to."""
+
+    list_display = ["name", "code", "roles", "max_days", "is_active"]
+    prepopulated_fields = {"code": ["name"]}
+    filter_horizontal = ["approvers", "approver_groups"]
+
+
+@admin.register(AccessGrant)
+class AccessGrantAdmin(ReadOnlyAdmin):
+    """Grants change only through their workflow (the Access page revokes them)."""
+
+    list_display = ["holder", "resource", "role", "status", "starts_at", "ends_at", "extensions"]
+    list_filter = ["status", "resource"]
+    search_fields = ["holder__username", "holder__email", "resource__name"]

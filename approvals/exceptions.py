@@ -36,9 +36,17 @@ class InsufficientBudget(ApprovalError):
     """A cost centre's available budget is short of what a purchase needs: retrying cannot help."""
 
 
-class OrderRefused(ApprovalError):
-    """The purchase-order endpoint refused the order as it is (a 4xx): retrying cannot help."""
+class PartnerRefused(ApprovalError):
+    """A partner's endpoint refused what was sent as it is (a 4xx): retrying cannot help."""
 
 
-class OrderEndpointUnavailable(ApprovalError):
-    """The purchase-order endpoint did not answer, or failed (5xx, 408, 429): try again later."""
+class PartnerUnavailable(ApprovalError):
+    """A partner's endpoint did not answer, or failed (5xx, 408, 429): try again later."""
+
+
+class OrderRefused(PartnerRefused):
+    """The purchase-order endpoint refused the order as it is."""
+
+
+class OrderEndpointUnavailable(PartnerUnavailable):
+    """The purchase-order endpoint did not answer, or failed."""

@@ -9,9 +9,11 @@ from django import forms
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from approvals.models import ApprovalRequest, OutboundEmail, RequestType
+from approvals.models import ApprovalRequest, CostCentre, OutboundEmail, RequestType, Resource
 from approvals.selectors.analytics import Period
 from approvals.selectors.requests import InboxSort, InboxState
+from approvals.services.access import access_problems
+from approvals.services.requests import purchase_problems
 from workflows import rules
 from workflows.types import Action, ActionKind, Content
 
@@ -55,20 +57,94 @@ class PointsAtErrors(forms.BaseForm):
                 first = False
 
 
+class RequestTypeSelect(forms.Select):
+    """Each type's option says what its approval sets in motion, so that the form shows the
+    fields that fulfilment needs (static/approvals/request_form.js) and hides the others."""
+
+    def create_option(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        option: dict[str, Any] = super().create_option(*args, **kwargs)
+        instance = getattr(option["value"], "instance", None)
+        if isinstance(instance, RequestType):
+            option["attrs"]["data-fulfilment"] = instance.fulfilment
+        return option
+
+
 class RequestForm(PointsAtErrors, forms.ModelForm):
     submission_id = _form_token()
     request_type = forms.ModelChoiceField(
-        queryset=RequestType.objects.filter(is_active=True), empty_label="Choose a type of request"
+        queryset=RequestType.objects.filter(is_active=True),
+        empty_label="Choose a type of request",
+        widget=RequestTypeSelect,
+    )
+
+    cost_centre = forms.ModelChoiceField(
+        queryset=CostCentre.objects.filter(is_active=True),
+        required=False,
+        empty_label="None",
+        help_text="For purchases: the budget it is paid from, reserved once it is approved.",
+        widget=forms.Select(attrs={"data-for": "purchase"}),
+    )
+
+    resource = forms.ModelChoiceField(
+        queryset=Resource.objects.filter(is_active=True),
+        required=False,
+        empty_label="None",
+        help_text="For access requests: what you need access to.",
+        widget=forms.Select(attrs={"data-for": "access"}),
+    )
+    access_role = forms.CharField(
+        label="Role",
+        required=False,
+        max_length=50,
+        help_text="For access requests: as whom (read, write…).",
+        widget=forms.TextInput(attrs={"data-for": "access"}),
+    )
+    access_days = forms.IntegerField(
+        label="Period (days)",
+        required=False,
+        min_value=1,
+        max_value=365,
+        help_text="For access requests: how long you need it. It ends by itself after that.",
+        widget=forms.NumberInput(attrs={"data-for": "access"}),
     )
 
     class Meta:
         model = ApprovalRequest
-        fields = ["request_type", "title", "details", "amount"]
+        fields = [
+            "request_type",
+            "title",
+            "details",
+            "amount",
+            "cost_centre",
+            "resource",
+            "access_role",
+            "access_days",
+        ]
         widgets = {"details": forms.Textarea(attrs={"rows": 5})}
         help_texts = {"amount": "Optional, for requests that cost money."}
 
     def clean_amount(self) -> Any:
         return _not_negative(self.cleaned_data.get("amount"))
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
+        if (request_type := cleaned.get("request_type")) is not None and "amount" not in self.errors:
+            for name, problem in purchase_problems(
+                request_type=request_type,
+                amount=cleaned.get("amount"),
+                cost_centre=cleaned.get("cost_centre"),
+            ).items():
+                self.add_error(name, problem)
+            if "access_days" not in self.errors:
+                for name, problem in access_problems(
+                    request_type=request_type,
+                    resource=cleaned.get("resource"),
+                    role=(cleaned.get("access_role") or "").strip(),
+                    days=cleaned.get("access_days"),
+                ).items():
+                    self.add_error(name, problem)
+        return cleaned
 
 
 class RoutingPreviewForm(forms.Form):

@@ -17,13 +17,16 @@ from workflows.types import (
     ActionKind,
     EventKind,
     Exhausted,
+    FulfilmentStatus,
     Operator,
     RequestStatus,
     Rule,
     workflow_id_for,
 )
+from workflows.types import Fulfilment as FulfilmentKind
 
 STATUS_CHOICES = [(s.value, s.label) for s in RequestStatus]
+FULFILMENT_CHOICES = [(s.value, s.label) for s in FulfilmentStatus]
 OPEN_STATUSES = [s.value for s in RequestStatus if s not in FINAL_STATUSES]
 # An action sent and not confirmed in this time is told as such (see PendingAction).
 PENDING_CONFIRMED_WITHIN = timedelta(minutes=2)
@@ -55,6 +58,22 @@ class RequestType(models.Model):
             "until then; nothing is emailed and no next stage starts meanwhile. 0 turns undo off."
         ),
     )
+    fulfilment = models.CharField(
+        max_length=20,
+        blank=True,
+        default=FulfilmentKind.NONE.value,
+        choices=[
+            (FulfilmentKind.NONE.value, "Nothing"),
+            (
+                FulfilmentKind.PURCHASE.value,
+                "Purchase: reserve the budget, then place the order",
+            ),
+        ],
+        help_text=(
+            "What an approval sets in motion. Each step is undone in reverse order if a later one "
+            "fails. A purchase asks the requester for an amount and a cost centre."
+        ),
+    )
     is_active = models.BooleanField(default=True)
 
     class Meta:
@@ -62,6 +81,14 @@ class RequestType(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_purchase(self) -> bool:
+        return self.fulfilment == FulfilmentKind.PURCHASE
+
+    @property
+    def is_access(self) -> bool:
+        return self.fulfilment == FulfilmentKind.ACCESS
 
 
 class Stage(models.Model):
@@ -198,6 +225,15 @@ class ApprovalRequest(models.Model):
     title = models.CharField(max_length=MAX_TITLE)
     details = models.TextField(blank=True, max_length=MAX_DETAILS)
     amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    cost_centre = models.ForeignKey(
+        "CostCentre", null=True, blank=True, on_delete=models.PROTECT, related_name="requests"
+    )
+    # For access requests: what, as whom, for how long.
+    resource = models.ForeignKey(
+        "Resource", null=True, blank=True, on_delete=models.PROTECT, related_name="requests"
+    )
+    access_role = models.CharField("Role", max_length=50, blank=True)
+    access_days = models.PositiveSmallIntegerField("Period (days)", null=True, blank=True)
     revision = models.PositiveIntegerField(default=1)
     # The policy as it was on submission (workflows.types.Policy): the workflow starts from this
     # even if Temporal was away and the request type changed meanwhile.
@@ -221,6 +257,8 @@ class ApprovalRequest(models.Model):
     # Why the request's workflow stopped for good (failed, terminated, timed out), while it has;
     # noted by the worker's watch, cleared when it runs again.
     workflow_stopped = models.CharField(max_length=500, blank=True, editable=False)
+    # Where the latest attempt at its fulfilment stands (blank: none), for lists and badges.
+    fulfilment = models.CharField(max_length=20, blank=True, choices=FULFILMENT_CHOICES, editable=False)
 
     # Transactional outbox: null until Temporal has accepted the workflow start.
     workflow_started_at = models.DateTimeField(null=True, blank=True)
@@ -544,6 +582,7 @@ class StaffAction(models.Model):
     class Kind(models.TextChoices):
         CANCEL = "cancel", "Cancel"
         RETRY = "retry", "Retry"
+        FULFIL = "fulfil", "Retry fulfilment"
 
     request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="staff_actions")
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
@@ -656,3 +695,130 @@ class PurchaseOrder(models.Model):
 
     def __str__(self) -> str:
         return f"{self.number} for {self.request}"
+
+
+class Fulfilment(models.Model):
+    """One attempt at what a request's approval set in motion, as its saga recorded it: each
+    step's state, how it ended, and why it failed. `seq` orders the saga's reports, so that a late
+    or repeated one never overwrites a newer."""
+
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="fulfilments")
+    attempt = models.PositiveIntegerField()
+    seq = models.PositiveIntegerField()
+    status = models.CharField(max_length=20, choices=FULFILMENT_CHOICES)
+    steps = models.JSONField(default=list)  # [{name, label, status, note}]
+    failed_step = models.CharField(max_length=100, blank=True)
+    reason = models.TextField(blank=True)
+    started_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["request", "-attempt"]
+        constraints = [models.UniqueConstraint(fields=["request", "attempt"], name="fulfilment_attempt_once")]
+
+    def __str__(self) -> str:
+        return f"{self.request}: fulfilment {self.attempt} {self.status}"
+
+    @property
+    def steps_shown(self) -> list[dict[str, str]]:
+        """The steps, each with its status as a person reads it."""
+        return [s | {"status_label": s.get("status", "").replace("_", " ")} for s in self.steps]
+
+    @property
+    def undo_failing(self) -> list[dict[str, str]]:
+        """The steps whose undoing keeps failing: staff need to look."""
+        return [s for s in self.steps if s.get("status") == "undo_failing"]
+
+
+class Resource(models.Model):
+    """Something people ask access to (a system, a shared drive), in the catalogue admins edit:
+    the roles one may hold in it, and who approves an extension of someone's access."""
+
+    code = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    roles = models.CharField(
+        max_length=200, default="read", help_text="The roles one may ask for, separated by commas."
+    )
+    max_days = models.PositiveSmallIntegerField(
+        "Longest period (days)", default=90, validators=[MaxValueValidator(365)]
+    )
+    approvers = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="+", help_text="Who approves an extension."
+    )
+    approver_groups = models.ManyToManyField(Group, blank=True, related_name="+")
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def role_list(self) -> list[str]:
+        return [r.strip() for r in self.roles.split(",") if r.strip()]
+
+
+class AccessGrant(models.Model):
+    """Access granted by an approved access request: who holds what, as whom, until when. Made
+    once per key by the request's fulfilment; its workflow (`grant-<request public id>`) ends it
+    on time and records every change here. Never deleted."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        REVOKED = "revoked", "Revoked"
+        EXPIRED = "expired", "Expired"
+
+    key = models.CharField(max_length=200, unique=True)
+    request = models.OneToOneField(ApprovalRequest, on_delete=models.PROTECT, related_name="access_grant")
+    holder = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="access_grants"
+    )
+    resource = models.ForeignKey(Resource, on_delete=models.PROTECT, related_name="grants")
+    role = models.CharField(max_length=50)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    extensions = models.PositiveIntegerField(default=0)
+    # An extension waiting for a decision (workflows.types.Extension), or null.
+    extension = models.JSONField(null=True, blank=True)
+    approver_ids = models.JSONField(default=list, blank=True, help_text="Who may decide an extension.")
+    seq = models.PositiveIntegerField(default=0, help_text="The last change recorded.")
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by_name = models.CharField(max_length=150, blank=True)
+    end_reason = models.TextField(blank=True)
+    external = models.BooleanField(default=False, help_text="Granted at ACCESS_GRANT_URL.")
+
+    class Meta:
+        ordering = ["ends_at", "pk"]
+        indexes = [models.Index(fields=["status", "ends_at"], name="grant_status_ends")]
+
+    def __str__(self) -> str:
+        return f"{self.holder} · {self.resource} ({self.role})"
+
+
+class GrantEvent(models.Model):
+    """The audit trail of one access: granted, reminded, extended or not, ended. Never edited."""
+
+    grant = models.ForeignKey(AccessGrant, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    kind = models.CharField(max_length=30)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    detail = models.TextField(blank=True)
+    occurred_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["grant", "seq"]
+        constraints = [models.UniqueConstraint(fields=["grant", "seq"], name="grant_event_once_per_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.grant} #{self.seq} {self.kind}"
+
+    @property
+    def label(self) -> str:
+        return self.kind.replace("_", " ").capitalize()

@@ -201,6 +201,10 @@ EMAIL_BACKEND = os.environ.get(
 # embedded default, recorded in the app's own table.
 PURCHASE_ORDER_URL = os.environ.get("PURCHASE_ORDER_URL", "").rstrip("/")
 PURCHASE_ORDER_TIMEOUT = float(os.environ.get("PURCHASE_ORDER_TIMEOUT", "10"))
+# Access grants: POSTed to this endpoint (and their ends to <url>/revoke) when set, with the same
+# idempotency discipline; otherwise recorded in the app's own table only.
+ACCESS_GRANT_URL = os.environ.get("ACCESS_GRANT_URL", "").rstrip("/")
+ACCESS_GRANT_TIMEOUT = float(os.environ.get("ACCESS_GRANT_TIMEOUT", "10"))
 
 # Temporal.
 TEMPORAL_ADDRESS = os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233")

@@ -26,8 +26,13 @@ urlpatterns = [
     path("dashboard/workflows/", views.dashboard_workflows, name="dashboard_workflows"),
     path("dashboard/requests/<uuid:public_id>/cancel/", views.dashboard_cancel, name="dashboard_cancel"),
     path("dashboard/requests/<uuid:public_id>/retry/", views.dashboard_retry, name="dashboard_retry"),
+    path("dashboard/requests/<uuid:public_id>/fulfil/", views.dashboard_fulfil, name="dashboard_fulfil"),
     path("mailbox/", views.mailbox, name="mailbox"),
     path("budgets/", views.budgets, name="budgets"),
+    path("access/", views.access_mine, name="access_mine"),
+    path("access/all/", views.access_all, name="access_all"),
+    path("access/all.csv", views.access_export, name="access_export"),
+    path("access/<uuid:public_id>/act/", views.access_act, name="access_act"),
     path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     # The admin's own login would bypass the failed-login limit: it uses ours.

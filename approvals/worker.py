@@ -21,6 +21,8 @@ from approvals import client as temporal
 from approvals import live, services
 from approvals.activities import ACTIVITIES
 from workflows.approval import ApprovalWorkflow
+from workflows.fulfilment import FulfilmentWorkflow
+from workflows.grant import GrantWorkflow
 from workflows.types import INTERACTIVE_TASK_QUEUE
 
 logger = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[ApprovalWorkflow],
+        workflows=[ApprovalWorkflow, FulfilmentWorkflow, GrantWorkflow],
         activities=activities,
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,

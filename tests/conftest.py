@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import json
 import shutil
 import socket
 import sys
@@ -18,6 +19,8 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from datetime import timedelta
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,9 +35,9 @@ from temporalio.worker import Worker
 
 from approvals import client as temporal_client
 from approvals.client import DEV_SERVER_ARGS
-from approvals.models import ApprovalRequest, EscalationLevel, RequestType, Stage
+from approvals.models import ApprovalRequest, CostCentre, EscalationLevel, RequestType, Resource, Stage
 from approvals.selectors import request_state
-from approvals.services import policy_snapshot, request_project
+from approvals.services import budget_allocate, policy_snapshot, request_project
 from approvals.services.projection import approvers_for
 from approvals.worker import build_worker
 from workflows import handlers
@@ -238,6 +241,97 @@ def at_once(*calls: Callable[[], Any]) -> list[Any]:
         return list(pool.map(run, calls))
 
 
+class Endpoint:
+    """A purchase-order service on loopback: an order per Idempotency-Key, whatever is sent again
+    under it; it records what it gets, fails on demand (`fail_next`, `plan`), and can do what it
+    is asked and lose its answer (`plan`)."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, str, dict[str, Any]]] = []  # path, key, body
+        self.orders: dict[str, str] = {}  # idempotency key -> order number
+        self.cancelled: set[str] = set()
+        self.fail_next: list[int] = []  # statuses to answer with, first to last
+        # What to do with the next orders ("place") and cancels ("cancel"), first to last: answer
+        # with this status and do nothing; "lose": do it and answer 503; "hold": do it, and hold
+        # the answer (`held` is set) until `release` is set.
+        self.plan: dict[str, list[int | str]] = {"place": [], "cancel": []}
+        self.held, self.release = threading.Event(), threading.Event()
+        self.lock = threading.Lock()
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+                key = self.headers["Idempotency-Key"]
+                with endpoint.lock:
+                    status, answer, hold = endpoint.answer(self.path, key, body)
+                if hold:
+                    endpoint.held.set()
+                    endpoint.release.wait(120)
+                self.answer(status, answer)
+
+            def answer(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/orders"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def answer(self, path: str, key: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], bool]:
+        """The answer to one request, and whether to hold it."""
+        status, answer = self._answer(path, key, body)
+        return status, answer, self._then == "hold"
+
+    def _answer(self, path: str, key: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        self.received.append((path, key, body))
+        self._then: int | str | None = None
+        if self.fail_next:
+            return self.fail_next.pop(0), {"error": "on demand"}
+        planned = self.plan["place" if path == "/orders" else "cancel"]
+        then = self._then = planned.pop(0) if planned else None
+        if isinstance(then, int):
+            return then, {"error": "on demand"}
+        lost = then == "lose"
+        if path == "/orders":
+            number = self.orders.setdefault(key, f"EXT-{len(self.orders) + 1}")
+            answer: tuple[int, dict[str, Any]] = (201, {"number": number})
+        elif path == "/orders/cancel":  # by the key it was placed under
+            if (number := self.orders.get(body["key"])) is None:
+                return 404, {"error": "no such order"}
+            self.cancelled.add(number)
+            answer = (200, {"number": number})
+        else:
+            self.cancelled.add(path.split("/")[2])
+            answer = (200, {})
+        return (503, {"error": "done, and the answer lost"}) if lost else answer
+
+    def live_orders(self) -> set[str]:
+        return set(self.orders.values()) - self.cancelled
+
+    def calls(self) -> list[str]:
+        """What it was asked, in order: "place" or "cancel"."""
+        return ["place" if path == "/orders" else "cancel" for path, _, _ in self.received]
+
+
+@pytest.fixture
+def endpoint(settings: Any) -> Iterator[Endpoint]:
+    """The purchase-order endpoint, for this test: PURCHASE_ORDER_URL points at it."""
+    running = Endpoint()
+    settings.PURCHASE_ORDER_URL = running.url
+    settings.PURCHASE_ORDER_TIMEOUT = 5
+    yield running
+    running.release.set()
+    running.server.shutdown()
+
+
 def make_user(username: str, **extra: Any) -> User:
     return User.objects.create_user(username, email=f"{username}@example.com", password=PASSWORD, **extra)
 
@@ -260,6 +354,42 @@ def purchase(people: dict[str, User]) -> RequestType:
     level = EscalationLevel.objects.create(stage=stage, order=1, after=timedelta(days=1))
     level.users.set([people["manager"]])
     return request_type
+
+
+@pytest.fixture
+def centre(people: dict[str, User]) -> CostCentre:
+    """A cost centre with 5,000 of budget."""
+    centre = CostCentre.objects.create(code="it", name="IT")
+    budget_allocate(cost_centre=centre, amount=Decimal("5000"), by=people["admin"])
+    return centre
+
+
+@pytest.fixture
+def payroll(people: dict[str, User]) -> Resource:
+    """A resource in the access catalogue: its extensions are approved by the manager."""
+    resource = Resource.objects.create(code="payroll", name="Payroll", roles="read, write", max_days=90)
+    resource.approvers.set([people["manager"]])
+    return resource
+
+
+@pytest.fixture
+def access(people: dict[str, User]) -> RequestType:
+    """Access requests: either reviewer approves; on approval the access is granted."""
+    request_type = RequestType.objects.create(
+        name="Access", slug="access", undo_seconds=0, fulfilment="access"
+    )
+    stage = Stage.objects.create(request_type=request_type, name="Review", deadline=timedelta(days=3))
+    stage.approver_users.set([people["reviewer1"], people["reviewer2"]])
+    return request_type
+
+
+def make_access_request(
+    people: dict[str, User], access: RequestType, resource: Resource, *, days: int = 30, role: str = "read"
+) -> ApprovalRequest:
+    request = make_request(people, access, amount=None, title=f"{resource} access")
+    request.resource, request.access_role, request.access_days = resource, role, days
+    request.save()
+    return request
 
 
 def make_request(

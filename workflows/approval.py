@@ -22,11 +22,17 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    WorkflowAlreadyStartedError,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
     from workflows import handlers, rules, timers
+    from workflows.fulfilment import FulfilmentWorkflow
     from workflows.review import (
         PATCH_HANDED_BACK,
         PATCH_PROGRESS_EMAIL,
@@ -49,9 +55,11 @@ with workflow.unsafe.imports_passed_through():
         Content,
         Decided,
         EventKind,
+        FulfilmentInput,
         Policy,
         RequestState,
         RequestStatus,
+        fulfilment_id_for,
     )
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
@@ -97,6 +105,8 @@ EARLIER_PATCHES = frozenset(
         PATCH_SKIPPED_STAGES,
     }
 )
+# An approved request whose type has a fulfilment starts it (its own workflow) before this ends.
+PATCH_FULFILMENT = "fulfilment"
 
 
 @workflow.defn
@@ -149,6 +159,7 @@ class ApprovalWorkflow:
             if review.unflushed():
                 await self._flush_batch()
             elif workflow.all_handlers_finished():
+                await self._start_fulfilment()
                 return review.state
 
     async def _lifecycle(self) -> None:
@@ -296,6 +307,27 @@ class ApprovalWorkflow:
     def _answer_waits(self) -> bool:
         """An update's answer waits for events not projected yet."""
         return self._answers_waiting > 0 and bool(self.review.events)
+
+    async def _start_fulfilment(self) -> None:
+        """Set the approval's fulfilment going, as a workflow of its own that outlives this one;
+        its events follow this workflow's last (every one of which is projected by now)."""
+        state = self.review.state
+        if state.status != RequestStatus.APPROVED or not state.policy.fulfilment:
+            return
+        if not workflow.patched(PATCH_FULFILMENT):
+            return
+        try:
+            await workflow.start_child_workflow(
+                FulfilmentWorkflow.run,
+                FulfilmentInput(
+                    request_id=state.request_id, fulfilment=state.policy.fulfilment, base_seq=state.seq
+                ),
+                id=fulfilment_id_for(state.request_id, 1),
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+            )
+        except WorkflowAlreadyStartedError:
+            pass  # started by an earlier run of this workflow (reset from before this point)
 
     # --- Continue-as-new ----------------------------------------------------------------------
 

@@ -20,7 +20,19 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
-from workflows.types import HELD_KINDS, Action, ActionKind, Content, Held, RequestState, RequestStatus
+from workflows.types import (
+    HELD_KINDS,
+    Action,
+    ActionKind,
+    Content,
+    GrantAction,
+    GrantActionKind,
+    GrantState,
+    GrantStatus,
+    Held,
+    RequestState,
+    RequestStatus,
+)
 
 MAX_COMMENT = 4000
 MAX_TITLE = 200
@@ -448,3 +460,76 @@ def _malformed_content(content: object) -> str | None:
         except InvalidOperation:
             return "The amount is not a number."
     return None
+
+
+# --- Access grants ------------------------------------------------------------------------
+
+# The holder hears before the access ends, this long before.
+GRANT_REMINDERS = (timedelta(days=3), timedelta(days=1))
+# An extension nobody decides is refused after this (or when the access ends, if sooner).
+EXTENSION_DECISION_WITHIN = timedelta(days=3)
+MAX_GRANT_DAYS = 365
+MAX_RECENT_GRANT_ACTIONS = 50
+
+
+def grant_problem(state: GrantState, action: GrantAction, now: datetime) -> str | None:
+    """Why this action on the access cannot be taken now, or None."""
+    if not 0 < len(action.action_id) <= MAX_ACTION_ID or len(action.reason) > MAX_COMMENT:
+        return "The action is malformed; reload the page and try again."
+    if state.status != GrantStatus.ACTIVE or now >= state.info.ends_at:
+        return "This access has ended already."
+    holder = action.actor_id == state.info.holder_id
+    if action.kind == GrantActionKind.REVOKE:
+        if not (holder or action.as_staff):
+            return "Only the holder or staff can revoke this access."
+        if not action.reason.strip():
+            return "Say why the access ends early."
+        return None
+    if action.kind == GrantActionKind.EXTEND:
+        if not holder:
+            return "Only the holder can ask for more time."
+        if state.extension is not None:
+            return "An extension is already waiting for a decision."
+        if not 1 <= action.days <= min(state.info.max_days, MAX_GRANT_DAYS):
+            return f"Ask for 1 to {min(state.info.max_days, MAX_GRANT_DAYS)} more days."
+        if not state.info.approver_ids:
+            return "Nobody approves extensions of this resource; ask an admin."
+        return None
+    # APPROVE or REFUSE an extension
+    if state.extension is None:
+        return "No extension is waiting for a decision."
+    if action.actor_id not in state.info.approver_ids or holder:
+        return "Only an approver of this resource can decide on the extension."
+    return None
+
+
+def reminders_due(state: GrantState, now: datetime) -> list[timedelta]:
+    """The reminders due now for the access's current end, not yet sent (only those that fall
+    after it was granted or last extended)."""
+    ends = state.info.ends_at
+    return [
+        before
+        for before in GRANT_REMINDERS
+        if reminder_key(ends, before) not in state.reminded
+        and (state.since is None or ends - before > state.since)
+        and ends - before <= now < ends
+    ]
+
+
+def reminder_key(ends: datetime, before: timedelta) -> str:
+    return f"{ends.isoformat()}:{int(before.total_seconds())}"
+
+
+def grant_next_wake(state: GrantState) -> datetime:
+    """When the grant's timer must next wake: its end, a reminder, or an extension's deadline."""
+    ends = state.info.ends_at
+    wakes = [ends]
+    wakes += [
+        ends - before
+        for before in GRANT_REMINDERS
+        if reminder_key(ends, before) not in state.reminded
+        and (state.since is None or ends - before > state.since)
+    ]
+    if state.extension is not None:
+        wakes.append(state.extension.deadline)
+    return min(wakes)

@@ -21,11 +21,41 @@ SEND_NOTIFICATION = "send_notification"
 NOT_FOUND = "NotFound"
 INVALID = "Invalid"
 NON_RETRYABLE_ERROR_TYPES = (NOT_FOUND, INVALID)
+# ... and those of fulfilment steps: the budget cannot cover it, or the partner refused it.
+INSUFFICIENT_BUDGET = "InsufficientBudget"
+REFUSED_BY_PARTNER = "RefusedByPartner"
+STEP_ERROR_TYPES = (*NON_RETRYABLE_ERROR_TYPES, INSUFFICIENT_BUDGET, REFUSED_BY_PARTNER)
+
+# The activities of fulfilment sagas: each step, its compensation, and the record of progress.
+RESERVE_BUDGET = "reserve_budget"
+RELEASE_BUDGET = "release_budget"
+PLACE_ORDER = "place_purchase_order"
+CANCEL_ORDER = "cancel_purchase_order"
+RECORD_FULFILMENT = "record_fulfilment"
+FULFILMENT_ID_PREFIX = "fulfilment-"
+# ... and those of access grants: grant (a step) and take back (its compensation); what the grant
+# workflow needs to know, its record, and its end.
+GRANT_ACCESS = "grant_access"
+REVOKE_ACCESS = "revoke_access"
+LOAD_GRANT = "load_grant"
+RECORD_GRANT = "record_grant"
+END_GRANT = "end_grant"
+GRANT_ID_PREFIX = "grant-"
 
 
 def workflow_id_for(public_id: object) -> str:
     """The id of a request's workflow: one per request, derived from its public id."""
     return f"{WORKFLOW_ID_PREFIX}{public_id}"
+
+
+def fulfilment_id_for(public_id: object, attempt: int) -> str:
+    """The id of a request's fulfilment: one per attempt (staff may retry a rolled-back one)."""
+    return f"{FULFILMENT_ID_PREFIX}{public_id}-{attempt}"
+
+
+def grant_id_for(public_id: object) -> str:
+    """The id of the workflow of the access an access request granted: one per request."""
+    return f"{GRANT_ID_PREFIX}{public_id}"
 
 
 def public_id_of(workflow_id: str) -> str | None:
@@ -134,6 +164,15 @@ class EventKind(StrEnum):
     HELD = "held"
     UNDONE = "undone"
     LAPSED = "lapsed"
+    # After approval, the request type's fulfilment: each step done (or failed), each step undone
+    # in reverse order on a failure, and how it ended.
+    FULFILMENT_STARTED = "fulfilment_started"
+    STEP_DONE = "step_done"
+    STEP_FAILED = "step_failed"
+    STEP_UNDONE = "step_undone"
+    UNDO_FAILING = "undo_failing"
+    FULFILLED = "fulfilled"
+    ROLLED_BACK = "rolled_back"
 
     @property
     def label(self) -> str:
@@ -144,6 +183,12 @@ EVENT_LABELS = {
     EventKind.HELD: "Decision made, open to undo",
     EventKind.UNDONE: "Decision undone",
     EventKind.LAPSED: "Decision lapsed",
+    EventKind.FULFILMENT_STARTED: "Fulfilment started",
+    EventKind.STEP_DONE: "Step done",
+    EventKind.STEP_FAILED: "Step failed",
+    EventKind.STEP_UNDONE: "Step undone",
+    EventKind.UNDO_FAILING: "Undoing a step keeps failing",
+    EventKind.ROLLED_BACK: "Fulfilment failed — rolled back",
 }
 
 
@@ -157,6 +202,13 @@ class NotificationKind(StrEnum):
     EXPIRED = "expired"
     PROGRESS = "progress"  # to the requester: a stage is approved, the next one starts
     CANCELLED = "cancelled"  # to the requester and to those it waited for
+    FULFILLED = "fulfilled"  # to the requester and the approvers: what the approval set in motion is done
+    ROLLED_BACK = "rolled_back"  # ... or failed, and what it had done is undone
+    ACCESS_EXPIRING = "access_expiring"  # to the holder: days before the access ends
+    ACCESS_ENDED = "access_ended"  # to the holder: revoked, or the period over
+    EXTENSION_ASKED = "extension_asked"  # to the resource's approvers
+    EXTENSION_APPROVED = "extension_approved"  # to the holder
+    EXTENSION_REFUSED = "extension_refused"  # to the holder
 
 
 # --- The policy snapshot the workflow carries --------------------------------------------
@@ -194,6 +246,14 @@ class StageSpec:
     condition: Condition | None = None
 
 
+class Fulfilment(StrEnum):
+    """What an approval of a request type sets in motion (workflows.fulfilment has its steps)."""
+
+    NONE = ""
+    PURCHASE = "purchase"  # reserve the budget, place the purchase order
+    ACCESS = "access"  # grant the access; its own workflow ends it on time
+
+
 @dataclass
 class Policy:
     request_type: str
@@ -204,6 +264,8 @@ class Policy:
     # A decision takes effect this long after it is made, and its maker may undo it meanwhile
     # (0: at once, as for every request submitted before undo existed).
     undo_seconds: int = 0
+    # What an approval sets in motion (nothing, for every request submitted before fulfilment).
+    fulfilment: Fulfilment = Fulfilment.NONE
 
 
 @dataclass
@@ -423,3 +485,206 @@ class NotificationInput:
     idempotency_key: str
     comment: str = ""
     actor_name: str = ""
+
+
+# --- Fulfilment ---------------------------------------------------------------------------
+
+
+class FulfilmentStatus(StrEnum):
+    RUNNING = "running"
+    FULFILLED = "fulfilled"
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+
+    @property
+    def label(self) -> str:
+        return FULFILMENT_LABELS[self]
+
+
+FULFILMENT_LABELS = {
+    FulfilmentStatus.RUNNING: "Being fulfilled",
+    FulfilmentStatus.FULFILLED: "Fulfilled",
+    FulfilmentStatus.ROLLING_BACK: "Fulfilment failed — rolling back",
+    FulfilmentStatus.ROLLED_BACK: "Fulfilment failed — rolled back",
+}
+
+
+class StepStatus(StrEnum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    UNDOING = "undoing"
+    UNDO_FAILING = "undo_failing"  # its compensation keeps failing: staff see it, it is tried again
+    UNDONE = "undone"
+
+
+@dataclass
+class FulfilmentInput:
+    request_id: str
+    fulfilment: Fulfilment
+    attempt: int = 1
+    # Its events follow the request's: numbered from here on, so that each is recorded once.
+    base_seq: int = 0
+
+
+@dataclass
+class StepInput:
+    """One step (or its compensation) of a request's fulfilment; `key` makes it happen once."""
+
+    request_id: str
+    attempt: int
+    key: str
+
+
+@dataclass
+class StepState:
+    name: str
+    label: str
+    status: StepStatus = StepStatus.WAITING
+    note: str = ""  # what it did ("Reserved 1,200.00"), or why it failed
+
+
+@dataclass
+class FulfilmentReport:
+    """The fulfilment's progress, for the read model: `seq` orders reports; `event` goes into the
+    request's timeline; `notification` (its recipients are the requester and the approvers, as
+    the read model knows them) is sent once the report has committed."""
+
+    request_id: str
+    attempt: int
+    seq: int
+    status: FulfilmentStatus
+    steps: list[StepState]
+    event: TimelineEntry | None = None
+    failed_step: str = ""
+    reason: str = ""
+    notification: NotificationInput | None = None
+
+
+# --- Access grants ------------------------------------------------------------------------
+
+
+class GrantStatus(StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+class GrantEventKind(StrEnum):
+    GRANTED = "granted"
+    REMINDED = "reminded"
+    EXTENSION_ASKED = "extension_asked"
+    EXTENDED = "extended"
+    EXTENSION_REFUSED = "extension_refused"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("_", " ").capitalize()
+
+
+class GrantActionKind(StrEnum):
+    EXTEND = "extend"  # the holder asks for more time
+    APPROVE = "approve"  # an approver of the resource grants the extension asked for
+    REFUSE = "refuse"  # ... or refuses it
+    REVOKE = "revoke"  # the holder, or staff, end the access now
+
+
+@dataclass
+class GrantInfo:
+    """The access as it was granted, and who may approve an extension of it."""
+
+    holder_id: int
+    holder_name: str
+    resource: str
+    role: str
+    ends_at: datetime
+    approver_ids: list[int] = field(default_factory=list)
+    max_days: int = 365  # the longest extension one may ask for
+    # The period granted: the workflow, whose timer ends it, counts it from when it starts
+    # (`ends_at` is then its own); 0: `ends_at` as given.
+    days: int = 0
+
+
+@dataclass
+class Extension:
+    """An extension asked for and not decided yet: refused if nobody decides by `deadline`."""
+
+    action_id: str
+    days: int
+    reason: str
+    asked_at: datetime
+    deadline: datetime
+
+
+@dataclass
+class GrantState:
+    request_id: str
+    info: GrantInfo
+    status: GrantStatus = GrantStatus.ACTIVE
+    since: datetime | None = None  # granted, or last extended: reminders before this are not due
+    started_at: datetime | None = None  # when the access began, by the workflow's clock
+    extension: Extension | None = None
+    extensions: int = 0
+    reminded: list[str] = field(default_factory=list)  # for the current end only
+    seq: int = 0
+    recent_action_ids: list[str] = field(default_factory=list)
+    runs: int = 1
+
+
+@dataclass
+class GrantInput:
+    request_id: str
+    history_limit: int = 2000
+    carried: GrantState | None = None
+
+
+@dataclass
+class GrantAction:
+    kind: GrantActionKind
+    actor_id: int
+    actor_name: str
+    action_id: str
+    days: int = 0  # for EXTEND
+    reason: str = ""
+    as_staff: bool = False  # staff may revoke anyone's access
+
+
+@dataclass
+class GrantEvent:
+    seq: int
+    at: datetime
+    kind: GrantEventKind
+    actor_id: int | None = None
+    actor_name: str = ""
+    detail: str = ""
+
+
+@dataclass
+class GrantReport:
+    """The grant's state after a change, for the read model; `seq` orders reports."""
+
+    request_id: str
+    seq: int
+    status: GrantStatus
+    ends_at: datetime
+    extensions: int
+    event: GrantEvent
+    extension: Extension | None = None
+    notification: NotificationInput | None = None
+    approver_ids: list[int] = field(default_factory=list)  # who may decide an extension
+    starts_at: datetime | None = None
+
+
+@dataclass
+class GrantEnd:
+    """End the access, at the access endpoint too: revoked by someone, or its period over."""
+
+    request_id: str
+    status: GrantStatus
+    by_id: int | None = None
+    by_name: str = ""
+    reason: str = ""
+    at: datetime | None = None  # when it ended, by the workflow's clock

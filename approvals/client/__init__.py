@@ -25,6 +25,8 @@ from approvals.client.connection import (
     connect,
     reset,
 )
+from approvals.client.fulfilment import start_fulfilment
+from approvals.client.grant import query_grant, send_grant_action
 from approvals.client.runs import (
     FAILING_QUERY,
     STOPPED_QUERY,
@@ -68,4 +70,7 @@ __all__ = [
     "send_update",
     "send_updates",
     "start_approval",
+    "start_fulfilment",
+    "query_grant",
+    "send_grant_action",
 ]

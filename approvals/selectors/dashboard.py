@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import models
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from approvals.models import ApprovalRequest, OutboundEmail, Participant, RequestEvent, StaffAction
-from workflows.types import RequestStatus
+from approvals.models import (
+    ApprovalRequest,
+    Fulfilment,
+    OutboundEmail,
+    Participant,
+    RequestEvent,
+    StaffAction,
+)
+from workflows.types import FulfilmentStatus, RequestStatus
 
 
 def mailbox(*, search: str = "", status: str = "") -> QuerySet[OutboundEmail]:
@@ -49,7 +57,22 @@ def dashboard_summary(*, limit: int = 10) -> dict[str, Any]:
         "recent_events": list(
             RequestEvent.objects.select_related("request").order_by("-occurred_at", "-pk")[:limit]
         ),
+        "fulfilments_failed": fulfilments_failed(limit=limit),
     }
+
+
+def fulfilments_failed(*, limit: int = 10) -> list[Fulfilment]:
+    """The latest attempt of each request whose fulfilment failed: rolled back (staff may retry
+    it), or rolling back still (an undo that keeps failing comes first)."""
+    failed = (FulfilmentStatus.ROLLING_BACK.value, FulfilmentStatus.ROLLED_BACK.value)
+    latest = Fulfilment.objects.filter(status__in=failed, request__fulfilment=models.F("status")).exclude(
+        request__fulfilments__attempt__gt=models.F("attempt")
+    )
+    return list(
+        latest.select_related("request__requester", "request__request_type").order_by(
+            "-status", "-updated_at"
+        )[:limit]
+    )
 
 
 def staff_actions_recent(*, limit: int = 10) -> list[StaffAction]:

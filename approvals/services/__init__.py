@@ -1,5 +1,14 @@
 """Services: every write, and every conversation with Temporal (through approvals.client)."""
 
+from approvals.services.access import (
+    access_grant,
+    access_problems,
+    access_take_back,
+    grant_act,
+    grant_end,
+    grant_load,
+    grant_record,
+)
 from approvals.services.actions import (
     BulkOutcome,
     request_act,
@@ -13,6 +22,13 @@ from approvals.services.email_links import (
     email_link_make,
     email_link_use,
 )
+from approvals.services.fulfilment import (
+    fulfilment_budget_release,
+    fulfilment_budget_reserve,
+    fulfilment_order_cancel,
+    fulfilment_order_place,
+    fulfilment_record,
+)
 from approvals.services.notifications import notification_send
 from approvals.services.policies import policy_snapshot
 from approvals.services.projection import approvers_resolve, request_change, request_project
@@ -23,7 +39,11 @@ from approvals.services.requests import (
     requests_start_pending,
 )
 from approvals.services.routing import StagePreview, routing_preview
-from approvals.services.staff import request_cancel_by_staff, request_retry_by_staff
+from approvals.services.staff import (
+    fulfilment_retry_by_staff,
+    request_cancel_by_staff,
+    request_retry_by_staff,
+)
 from approvals.services.trouble import (
     Trouble,
     activity_failure_clear,
@@ -34,6 +54,13 @@ from approvals.services.trouble import (
 )
 
 __all__ = [
+    "access_grant",
+    "access_problems",
+    "access_take_back",
+    "grant_act",
+    "grant_end",
+    "grant_load",
+    "grant_record",
     "budget_allocate",
     "budget_release",
     "budget_reserve",
@@ -48,6 +75,12 @@ __all__ = [
     "email_link_check",
     "email_link_make",
     "email_link_use",
+    "fulfilment_budget_release",
+    "fulfilment_budget_reserve",
+    "fulfilment_order_cancel",
+    "fulfilment_order_place",
+    "fulfilment_record",
+    "fulfilment_retry_by_staff",
     "notification_send",
     "policy_snapshot",
     "request_act",

@@ -30,6 +30,13 @@ EMAIL_SUBJECTS = {
     NotificationKind.EXPIRED: "Your request “{title}” expired",
     NotificationKind.PROGRESS: "“{title}” moved on to {stage}",
     NotificationKind.CANCELLED: "Cancelled: {title}",
+    NotificationKind.FULFILLED: "Fulfilled: {title}",
+    NotificationKind.ROLLED_BACK: "Fulfilment failed — rolled back: {title}",
+    NotificationKind.ACCESS_EXPIRING: "Your access ends soon: {title}",
+    NotificationKind.ACCESS_ENDED: "Your access has ended: {title}",
+    NotificationKind.EXTENSION_ASKED: "More time asked: {title}",
+    NotificationKind.EXTENSION_APPROVED: "More time approved: {title}",
+    NotificationKind.EXTENSION_REFUSED: "More time refused: {title}",
 }
 
 
@@ -62,6 +69,7 @@ def _email_once(*, request: ApprovalRequest, notification: NotificationInput, us
         "comment": notification.comment,
         "actor_name": notification.actor_name,
         "url": settings.SITE_URL + request.get_absolute_url(),
+        "site_url": settings.SITE_URL,
     }
     if kind in DECISION_EMAILS and request.participants.filter(user=user, pending=True).exists():
         context["approve_url"] = email_link_make(user=user, request=request, action=ActionKind.APPROVE)

@@ -10,6 +10,7 @@ from workflows.types import (
     Condition,
     EscalationLevel,
     Exhausted,
+    Fulfilment,
     Operator,
     Policy,
     Rule,
@@ -62,4 +63,5 @@ def policy_snapshot(*, request_type: RequestType) -> Policy:
         stages=stages,
         distinct_approvers=request_type.distinct_approvers,
         undo_seconds=request_type.undo_seconds,
+        fulfilment=Fulfilment(request_type.fulfilment),
     )

@@ -2,17 +2,12 @@
 its Idempotency-Key, so that the endpoint too places it once however often it is asked) or in the
 app's own table; cancelled the same way, as the order's compensation.
 
-Each call has a deadline (PURCHASE_ORDER_TIMEOUT) and makes one attempt: the activity that calls
-it retries with backoff. What the endpoint refuses as it is (a 4xx other than 408 and 429) is
-OrderRefused, which retrying cannot help; anything else that goes wrong is
-OrderEndpointUnavailable, worth another try.
+Each call has a deadline (PURCHASE_ORDER_TIMEOUT) and makes one attempt (services.partners):
+what the endpoint refuses as it is is OrderRefused, anything else OrderEndpointUnavailable.
 """
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from decimal import Decimal
 from typing import Any
 
@@ -22,8 +17,7 @@ from django.utils import timezone
 
 from approvals.exceptions import OrderEndpointUnavailable, OrderRefused
 from approvals.models import ApprovalRequest, PurchaseOrder
-
-RETRYABLE_STATUSES = frozenset({408, 429})
+from approvals.services.partners import partner_post
 
 
 def purchase_order_place(*, request: ApprovalRequest, amount: Decimal, key: str) -> PurchaseOrder:
@@ -68,30 +62,25 @@ def purchase_order_cancel(*, key: str) -> PurchaseOrder | None:
     return order
 
 
-def _post(url: str, key: str, body: dict[str, Any]) -> dict[str, Any]:
-    """One POST, its JSON answer; the errors as above."""
-    call = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json", "Idempotency-Key": key, "Accept": "application/json"},
+def purchase_order_cancel_unrecorded(*, key: str) -> str | None:
+    """Cancel, at the endpoint, an order it may have placed under `key` without our hearing of it
+    (its answer was lost, and the step gave up): the number of the order it cancelled, or None
+    when it placed none. Nothing to do without an endpoint, whose orders are placed here."""
+    if not settings.PURCHASE_ORDER_URL or PurchaseOrder.objects.filter(key=key).exists():
+        return None
+    answer = _post(f"{settings.PURCHASE_ORDER_URL}/cancel", f"{key}:cancel", {"key": key}, none_is=404)
+    number = answer.get("number")
+    return number if isinstance(number, str) and number else None
+
+
+def _post(url: str, key: str, body: dict[str, Any], none_is: int | None = None) -> dict[str, Any]:
+    return partner_post(
+        url=url,
+        key=key,
+        body=body,
+        timeout=settings.PURCHASE_ORDER_TIMEOUT,
+        what="The purchase-order endpoint",
+        refused=OrderRefused,
+        unavailable=OrderEndpointUnavailable,
+        none_is=none_is,
     )
-    try:
-        with urllib.request.urlopen(call, timeout=settings.PURCHASE_ORDER_TIMEOUT) as response:
-            text = response.read().decode() or "{}"
-    except urllib.error.HTTPError as exc:
-        said = exc.read().decode(errors="replace")[:300]
-        if 400 <= exc.code < 500 and exc.code not in RETRYABLE_STATUSES:
-            raise OrderRefused(f"The purchase-order endpoint refused it ({exc.code}): {said}") from exc
-        raise OrderEndpointUnavailable(f"The purchase-order endpoint failed ({exc.code}): {said}") from exc
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-        raise OrderEndpointUnavailable(f"The purchase-order endpoint did not answer: {exc}") from exc
-    try:
-        answer = json.loads(text)
-    except ValueError as exc:
-        raise OrderEndpointUnavailable(
-            "The purchase-order endpoint answered with something not JSON."
-        ) from exc
-    if not isinstance(answer, dict):
-        raise OrderEndpointUnavailable("The purchase-order endpoint answered with something not an object.")
-    return answer

@@ -14,8 +14,9 @@ from django.utils import timezone
 
 from approvals import client as temporal
 from approvals.exceptions import InvalidInput, NotFound
-from approvals.models import ApprovalRequest, RequestEvent, RequestRevision, RequestType
+from approvals.models import ApprovalRequest, CostCentre, RequestEvent, RequestRevision, RequestType, Resource
 from approvals.selectors.requests import display_name
+from approvals.services.access import access_problems
 from approvals.services.policies import policy_snapshot
 from approvals.services.projection import approvers_for
 from workflows import codec, rules
@@ -32,6 +33,10 @@ def request_submit(
     title: str,
     details: str = "",
     amount: Decimal | None = None,
+    cost_centre: CostCentre | None = None,
+    resource: Resource | None = None,
+    access_role: str = "",
+    access_days: int | None = None,
     public_id: uuid.UUID | None = None,
 ) -> ApprovalRequest:
     """Save the request with a snapshot of its policy; start its workflow once that commits.
@@ -46,6 +51,13 @@ def request_submit(
         return existing
     if problems := rules.content_problems(Content(title, details)):
         raise InvalidInput(" ".join(problems.values()))
+    if problems := purchase_problems(request_type=request_type, amount=amount, cost_centre=cost_centre):
+        raise InvalidInput(" ".join(problems.values()))
+    if problems := access_problems(
+        request_type=request_type, resource=resource, role=access_role, days=access_days
+    ):
+        raise InvalidInput(" ".join(problems.values()))
+    access = request_type.is_access
     try:
         return _request_create(
             requester=requester,
@@ -53,6 +65,10 @@ def request_submit(
             title=title,
             details=details,
             amount=amount,
+            cost_centre=cost_centre if request_type.is_purchase else None,
+            resource=resource if access else None,
+            access_role=access_role if access else "",
+            access_days=access_days if access else None,
             public_id=public_id,
         )
     except IntegrityError:
@@ -60,6 +76,22 @@ def request_submit(
         if existing := _earlier_submission(public_id=public_id, requester=requester):
             return existing
         raise
+
+
+def purchase_problems(
+    *, request_type: RequestType, amount: Decimal | None, cost_centre: CostCentre | None
+) -> dict[str, str]:
+    """What a purchase lacks, by field: its approval reserves the amount from the cost centre."""
+    if not request_type.is_purchase:
+        return {}
+    problems = {}
+    if amount is None or amount <= 0:
+        problems["amount"] = f"A “{request_type}” request needs the amount it will cost."
+    if cost_centre is None:
+        problems["cost_centre"] = f"A “{request_type}” request needs the cost centre that pays for it."
+    elif not cost_centre.is_active:
+        problems["cost_centre"] = f"The cost centre {cost_centre.code} is closed; choose another."
+    return problems
 
 
 def _earlier_submission(*, public_id: uuid.UUID, requester: User) -> ApprovalRequest | None:
@@ -77,6 +109,10 @@ def _request_create(
     title: str,
     details: str,
     amount: Decimal | None,
+    cost_centre: CostCentre | None,
+    resource: Resource | None,
+    access_role: str,
+    access_days: int | None,
     public_id: uuid.UUID,
 ) -> ApprovalRequest:
     if not request_type.is_active:
@@ -89,6 +125,10 @@ def _request_create(
         title=title,
         details=details,
         amount=amount,
+        cost_centre=cost_centre,
+        resource=resource,
+        access_role=access_role,
+        access_days=access_days,
         policy=dataclasses.asdict(policy),
     )
     RequestRevision.objects.create(request=request, number=1, title=title, details=details, amount=amount)

@@ -1,4 +1,5 @@
-"""Staff on a request's workflow: cancel the request, or retry its workflow.
+"""Staff on a request's workflows: cancel the request, retry its workflow, or retry its
+fulfilment once it was rolled back.
 
 Every cancel and retry is recorded as a StaffAction, refused or not.
 """
@@ -24,7 +25,8 @@ from approvals.services.requests import request_start_workflow
 from approvals.services.trouble import activity_failure_clear
 from workflows import handlers, rules
 from workflows.review import Review
-from workflows.types import Action, ActionKind
+from workflows.types import Action, ActionKind, FulfilmentInput, FulfilmentStatus
+from workflows.types import Fulfilment as Kind
 
 logger = logging.getLogger(__name__)
 
@@ -178,3 +180,33 @@ def request_retry_by_staff(*, request: ApprovalRequest, actor: User) -> StaffAct
     return audit.done(
         f"The workflow resumes from before the step that stopped it ({run.status.value.lower()})."
     )
+
+
+def fulfilment_retry_by_staff(*, request: ApprovalRequest, actor: User, reason: str = "") -> StaffAction:
+    """Start the request's fulfilment again, as a new attempt with keys of its own, once the last
+    attempt has rolled back; recorded as a StaffAction, refused or not."""
+    _staff_only(actor)
+    request.refresh_from_db()
+    audit = _Audit(request, actor, StaffAction.Kind.FULFIL, reason.strip()[:1000])
+    last = request.fulfilments.order_by("-attempt").first()
+    kind = Kind(request.policy.get("fulfilment", "") or "")
+    if last is None or not kind:
+        raise audit.refused("This request has no fulfilment to retry.")
+    if last.status != FulfilmentStatus.ROLLED_BACK:
+        raise audit.refused(
+            f"Its fulfilment is {last.get_status_display().lower()}; "
+            "only one that was rolled back can be retried."
+        )
+    base_seq = request.events.aggregate(last=Max("seq"))["last"] or 0
+    attempt = last.attempt + 1
+    try:
+        started = temporal.start_fulfilment(
+            FulfilmentInput(
+                request_id=str(request.public_id), fulfilment=kind, attempt=attempt, base_seq=base_seq
+            )
+        )
+    except temporal.TemporalError:
+        raise audit.refused(UNANSWERED) from None
+    if not started:
+        raise audit.refused(f"Fulfilment attempt {attempt} was started already (by someone else just now).")
+    return audit.done(f"Fulfilment attempt {attempt} started.")

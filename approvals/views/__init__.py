@@ -1,10 +1,12 @@
 """Views: validate, call a service or selector, render."""
 
+from approvals.views.access import access_act, access_all, access_export, access_mine
 from approvals.views.dashboard import (
     budgets,
     dashboard,
     dashboard_cancel,
     dashboard_export,
+    dashboard_fulfil,
     dashboard_retry,
     dashboard_workflows,
     mailbox,
@@ -24,10 +26,15 @@ from approvals.views.requests import (
 )
 
 __all__ = [
+    "access_act",
+    "access_all",
+    "access_export",
+    "access_mine",
     "budgets",
     "dashboard",
     "dashboard_cancel",
     "dashboard_export",
+    "dashboard_fulfil",
     "dashboard_retry",
     "dashboard_workflows",
     "email_action",

@@ -134,6 +134,25 @@ def dashboard_retry(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
     return _staff_acted(request, True, f"“{approval.title}”: {done.outcome}")
 
 
+@require_POST
+@staff_only
+def dashboard_fulfil(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
+    """Retry a request's fulfilment that was rolled back, as a new attempt (on the record)."""
+    approval = visible_request(request, public_id)
+    reason = str(request.POST.get("reason", ""))
+    try:
+        done = services.fulfilment_retry_by_staff(request=approval, actor=request.user, reason=reason)
+    except ApprovalError as exc:
+        ok, message = False, f"“{approval.title}”: {exc}"
+    else:
+        ok, message = True, f"“{approval.title}”: {done.outcome}"
+    if not request.htmx:
+        (messages.success if ok else messages.error)(request, message)
+        return redirect("dashboard")
+    context = {**selectors.dashboard_summary(), "fulfil_notice": message, "fulfil_notice_ok": ok}
+    return render(request, "approvals/dashboard.html#summary", context)
+
+
 @require_GET
 @staff_only
 def mailbox(request: HtmxHttpRequest) -> HttpResponse:

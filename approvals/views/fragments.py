@@ -19,7 +19,8 @@ from django.template.loader import render_to_string
 from approvals import selectors
 from approvals.exceptions import NotFound
 from approvals.forms import ActionForm, InboxFilterForm, ResubmitForm
-from approvals.models import ApprovalRequest, Participant, PendingAction
+from approvals.models import AccessGrant, ApprovalRequest, Participant, PendingAction
+from approvals.selectors import access as access_selectors
 from approvals.services.trouble import temporal_ui_url
 from workflows import rules
 from workflows.types import ActionResult, Held
@@ -49,6 +50,9 @@ def request_context(
         "mine_held": held.get(user.pk),
         "refill": refill,
         "events": selectors.request_timeline(request=request),
+        "fulfilment": request.fulfilments.first() if request.fulfilment else None,
+        "fulfils": bool(request.policy.get("fulfilment")),
+        **_grant_context(user, request),
         "action_form": ActionForm(),
         "delegates": selectors.delegate_choices(state=state),
         "sent": selectors.pending_actions(user=user, requests=[request]).get(request.pk, []),
@@ -60,6 +64,23 @@ def request_context(
         "temporal_url": temporal_ui_url(workflow_id=request.workflow_id)
         if user.is_staff and request.workflow_started_at
         else "",
+    }
+
+
+def _grant_context(user: User, request: ApprovalRequest) -> dict[str, Any]:
+    """The access the request granted, if any: its state, its history, what this person may do
+    (no query for a request that asked for no access)."""
+    if request.resource_id is None:
+        return {"grant": None}
+    grant = (
+        AccessGrant.objects.select_related("resource", "holder", "request").filter(request=request).first()
+    )
+    if grant is None:
+        return {"grant": None}
+    return {
+        "grant": grant,
+        "grant_can": access_selectors.grant_abilities(user=user, grant=grant),
+        "grant_events": list(grant.events.all()),
     }
 
 

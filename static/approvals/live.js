@@ -90,11 +90,11 @@
   function dropStaleMessages() {
     const status = document.querySelector("[data-testid=live-status]")?.dataset.status;
     if (!status) return;
-    for (const message of document.querySelectorAll("main > .messages [data-while-status]")) {
+    for (const message of document.querySelectorAll("main > [role=status] > .messages [data-while-status]")) {
       if (!message.dataset.whileStatus.split(" ").includes(status)) message.remove();
     }
-    const list = document.querySelector("main > .messages");
-    if (list && !list.children.length) list.remove();
+    const list = document.querySelector("main > [role=status] > .messages");
+    if (list && !list.children.length) list.parentElement.remove();
   }
   for (const name of ["htmx:wsAfterMessage", "htmx:afterSettle"]) document.addEventListener(name, dropStaleMessages);
 

@@ -3,11 +3,7 @@ endpoint on loopback that records what it gets, fails on demand and keeps its id
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Iterator
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -16,56 +12,7 @@ from django.contrib.auth.models import User
 from approvals.exceptions import OrderEndpointUnavailable, OrderRefused
 from approvals.models import PurchaseOrder, RequestType
 from approvals.services.purchase_orders import purchase_order_cancel, purchase_order_place
-from tests.conftest import make_request
-
-
-class Endpoint:
-    """A purchase-order service: an order per Idempotency-Key, whatever is sent again under it."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[str, str, dict[str, Any]]] = []  # path, key, body
-        self.orders: dict[str, str] = {}  # idempotency key -> order number
-        self.cancelled: set[str] = set()
-        self.fail_next: list[int] = []  # statuses to answer with, first to last
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
-                key = self.headers["Idempotency-Key"]
-                endpoint.received.append((self.path, key, body))
-                if endpoint.fail_next:
-                    self.answer(endpoint.fail_next.pop(0), {"error": "on demand"})
-                elif self.path == "/orders":
-                    number = endpoint.orders.setdefault(key, f"EXT-{len(endpoint.orders) + 1}")
-                    self.answer(201, {"number": number})
-                else:
-                    endpoint.cancelled.add(self.path.split("/")[2])
-                    self.answer(200, {})
-
-            def answer(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/orders"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def endpoint(settings: Any) -> Iterator[Endpoint]:
-    running = Endpoint()
-    settings.PURCHASE_ORDER_URL = running.url
-    settings.PURCHASE_ORDER_TIMEOUT = 5
-    yield running
-    running.server.shutdown()
+from tests.conftest import Endpoint, make_request
 
 
 def test_without_an_endpoint_the_order_is_kept_here_once_and_cancelled_once(

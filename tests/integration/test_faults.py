@@ -39,7 +39,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from approvals.management.commands.seed_demo import DEMO_PASSWORD
 from approvals.services.actions import RECORDED_LATE
-from tests.conftest import LoopThread, free_port, wait_until
+from tests.conftest import Endpoint, LoopThread, free_port, wait_until
 from workflows.approval import ApprovalWorkflow
 from workflows.types import Action, ActionKind, workflow_id_for
 
@@ -399,6 +399,64 @@ def test_after_a_worker_dies_a_fresh_one_answers_the_next_action_in_time(app: Ap
     time.sleep(3)  # the fresh worker polls
     assert app.shell(APPROVE.format(public_id=public_id)) == "Stage “Team lead” is approved."
     assert app.status(public_id) == "approved"
+
+
+SUBMIT_PURCHASE_ORDER = """
+import json
+from django.contrib.auth.models import User
+from approvals import services
+from approvals.models import CostCentre, RequestType
+request = services.request_submit(
+    requester=User.objects.get(username="requester"),
+    request_type=RequestType.objects.get(name="Purchase order"),
+    title="Standing desk",
+    amount=300,
+    cost_centre=CostCentre.objects.get(code="it"),
+)
+print(json.dumps(str(request.public_id)))
+"""
+
+
+def test_a_worker_killed_mid_step_of_a_fulfilment_places_one_order_and_reserves_once(
+    app: App, mailbox: Mailbox, endpoint: Endpoint
+) -> None:
+    """The purchase-order endpoint has placed the order and is about to answer when the worker
+    dies: the next worker asks again under the same key, gets the same order, and the saga goes
+    on to its end, with one reservation, one order and one email each."""
+    app.env = {**app.env, "PURCHASE_ORDER_URL": endpoint.url}
+    endpoint.plan["place"] = ["hold"]
+    worker = app.worker()
+    public_id = app.shell(SUBMIT_PURCHASE_ORDER)
+    wait_until(lambda: len(mailbox.messages) == 2, timeout=60, what="the two review emails")
+    app.shell(APPROVE.format(public_id=public_id))
+    wait_until(lambda: endpoint.held.is_set(), timeout=60, what="the order to be placed")
+    worker.kill()  # SIGKILL, with the order placed and its answer not yet back
+    worker.wait(10)
+    endpoint.release.set()
+
+    app.worker()  # retries the step once the dead worker's attempt times out
+    fulfilment = "SELECT fulfilment FROM approvals_approvalrequest WHERE public_id = %s"
+    wait_until(
+        lambda: app.query(fulfilment, public_id) == [("fulfilled",)],
+        timeout=120,
+        interval=0.5,
+        what="fulfilled",
+    )
+    key = f"{public_id}:fulfilment:1:order"
+    assert endpoint.calls() == ["place", "place"]
+    assert [k for _, k, _ in endpoint.received] == [key, key]
+    assert len(endpoint.orders) == 1
+    assert app.query("SELECT number, external, cancelled_at FROM approvals_purchaseorder") == [
+        ("EXT-1", True, None)
+    ]
+    reservations = app.query(
+        "SELECT amount FROM approvals_ledgerentry WHERE key = %s", f"{public_id}:fulfilment:1:reserve"
+    )
+    assert [str(amount) for (amount,) in reservations] == ["300.00"]
+    wait_until(lambda: len(mailbox.messages) == 5, timeout=30, interval=0.5, what="the fulfilled emails")
+    time.sleep(2)  # anything sent twice would arrive now
+    assert mailbox.subjects("requester@example.com").count("Fulfilled: Standing desk") == 1
+    assert len(mailbox.keys()) == len(set(mailbox.keys()))
 
 
 def http_client() -> tuple[urllib.request.OpenerDirector, http.cookiejar.CookieJar]:

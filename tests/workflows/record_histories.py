@@ -1,4 +1,4 @@
-"""Record histories of the released approval workflow, for the replay tests.
+"""Record histories of the released workflows (approval, fulfilment, grant), for the replay tests.
 
     python -m tests.workflows.record_histories [SCENARIO ...]
 
@@ -12,6 +12,7 @@ already in flight. Name scenarios to record only those (a new one, on the releas
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
@@ -24,11 +25,15 @@ from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from workflows.approval import ApprovalWorkflow
+from workflows.fulfilment import FulfilmentWorkflow
+from workflows.grant import GrantWorkflow
 from workflows.types import (
+    REFUSED_BY_PARTNER,
     Action,
     ActionKind,
     ApprovalInput,
@@ -37,6 +42,15 @@ from workflows.types import (
     Condition,
     Content,
     EscalationLevel,
+    Fulfilment,
+    FulfilmentInput,
+    FulfilmentReport,
+    GrantAction,
+    GrantActionKind,
+    GrantEnd,
+    GrantInfo,
+    GrantInput,
+    GrantReport,
     NotificationInput,
     NotificationKind,
     Operator,
@@ -44,6 +58,8 @@ from workflows.types import (
     Projection,
     Rule,
     StageSpec,
+    StepInput,
+    fulfilment_id_for,
     workflow_id_for,
 )
 
@@ -96,6 +112,78 @@ async def record(only: set[str]) -> None:
     @activity.defn(name="send_notification")
     async def send_notification(notification: NotificationInput) -> None:
         pass
+
+    # Fulfilment and grants: steps that succeed but for an order to a request named "refused",
+    # and a cancel whose first two attempts fail.
+    @activity.defn(name="reserve_budget")
+    async def reserve_budget(step: StepInput) -> str:
+        return "1,500.00 reserved from it"
+
+    @activity.defn(name="release_budget")
+    async def release_budget(step: StepInput) -> str:
+        return "1,500.00 given back to it"
+
+    @activity.defn(name="place_purchase_order")
+    async def place_purchase_order(step: StepInput) -> str:
+        if "refused" in step.request_id:
+            raise ApplicationError("The purchase-order endpoint refused it (422)", type=REFUSED_BY_PARTNER)
+        return "order EXT-1 placed"
+
+    @activity.defn(name="cancel_purchase_order")
+    async def cancel_purchase_order(step: StepInput) -> str:
+        if activity.info().attempt < 3:
+            raise RuntimeError("The purchase-order endpoint failed (503)")
+        return "order EXT-1 cancelled"
+
+    @activity.defn(name="record_fulfilment")
+    async def record_fulfilment(report: FulfilmentReport) -> None:
+        pass
+
+    @activity.defn(name="load_grant")
+    async def load_grant(request_id: str) -> GrantInfo:
+        return GrantInfo(10, "user10", "Payroll", "read", ends_at=await _now(), approver_ids=[14], days=30)
+
+    @activity.defn(name="record_grant")
+    async def record_grant(report: GrantReport) -> None:
+        pass
+
+    @activity.defn(name="end_grant")
+    async def end_grant(end: GrantEnd) -> None:
+        pass
+
+    async def _now() -> Any:
+        from datetime import UTC, datetime
+
+        return datetime.now(UTC)
+
+    def grant_act(kind: GrantActionKind, user_id: int, **fields: Any) -> GrantAction:
+        return GrantAction(kind, user_id, f"user{user_id}", str(uuid.uuid4()), **fields)
+
+    async def extended_then_expired(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]) -> None:
+        await handle.execute_update(
+            GrantWorkflow.act, grant_act(GrantActionKind.EXTEND, 10, days=10, reason="Audit")
+        )
+        await handle.execute_update(GrantWorkflow.act, grant_act(GrantActionKind.APPROVE, 14))
+        await handle.execute_update(GrantWorkflow.act, grant_act(GrantActionKind.EXTEND, 10, days=5))
+        await handle.execute_update(GrantWorkflow.act, grant_act(GrantActionKind.REFUSE, 14, reason="No"))
+        await env.sleep(timedelta(days=41))  # two reminders, then the end
+
+    async def revoked(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]) -> None:
+        await handle.execute_update(GrantWorkflow.act, grant_act(GrantActionKind.EXTEND, 10, days=10))
+        await env.sleep(timedelta(days=4))  # undecided: refused at its deadline
+        await handle.execute_update(GrantWorkflow.act, grant_act(GrantActionKind.REVOKE, 10, reason="Done"))
+
+    async def grant_continued_as_new(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]) -> None:
+        for _ in range(10):
+            await handle.execute_update(GrantWorkflow.act, grant_act(GrantActionKind.EXTEND, 10, days=2))
+            await handle.execute_update(GrantWorkflow.act, grant_act(GrantActionKind.APPROVE, 14))
+        await handle.execute_update(
+            GrantWorkflow.act, grant_act(GrantActionKind.REVOKE, 1, reason="Left", as_staff=True)
+        )
+
+    async def approved_then_fulfilled(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]) -> None:
+        await handle.execute_update(ApprovalWorkflow.submit_action, act(ActionKind.APPROVE, 11))
+        await handle.execute_update(ApprovalWorkflow.submit_action, act(ActionKind.APPROVE, 12))
 
     def act(kind: ActionKind, user_id: int, comment: str = "", **fields: Any) -> Action:
         return Action(kind, user_id, f"user{user_id}", comment, action_id=str(uuid.uuid4()), **fields)
@@ -272,6 +360,7 @@ async def record(only: set[str]) -> None:
         "distinct_approvers": _policy(distinct=True),
         "undo": _policy(undo_seconds=10),
         "undo_continued_as_new": _policy(undo_seconds=10),
+        "approved_then_fulfilled": dataclasses.replace(_policy(), fulfilment=Fulfilment.PURCHASE),
     }
     # Who the first stage asks, found by the starter (as the web does from this release on).
     team = [Assignee(user_id=i, name=f"user{i}", level=0) for i in (11, 12, 13)]
@@ -292,6 +381,28 @@ async def record(only: set[str]) -> None:
         "fewer_tasks_continued_as_new": (fewer_tasks_continued_as_new, "200", 30),
         "undo": (undo, "1500", 2000),
         "undo_continued_as_new": (undo_continued_as_new, "1500", 30),
+        # On the release that fulfils what an approval sets in motion (its fulfilment recorded too):
+        "approved_then_fulfilled": (approved_then_fulfilled, "200", 2000),
+    }
+    # ... and the fulfilment and grant workflows of that release, started on their own.
+    others: dict[str, tuple[Any, Any, Scenario | None]] = {
+        "fulfilment_fulfilled": (
+            FulfilmentWorkflow.run,
+            FulfilmentInput("fulfilled", Fulfilment.PURCHASE, 1, 9),
+            None,
+        ),
+        "fulfilment_rolled_back": (
+            FulfilmentWorkflow.run,
+            FulfilmentInput("refused", Fulfilment.PURCHASE, 1, 9),
+            None,
+        ),
+        "grant_extended_then_expired": (GrantWorkflow.run, GrantInput("extended"), extended_then_expired),
+        "grant_revoked": (GrantWorkflow.run, GrantInput("revoked"), revoked),
+        "grant_continued_as_new": (
+            GrantWorkflow.run,
+            GrantInput("continued", history_limit=30),
+            grant_continued_as_new,
+        ),
     }
     HISTORIES.mkdir(exist_ok=True)
     env = await WorkflowEnvironment.start_time_skipping(
@@ -304,9 +415,34 @@ async def record(only: set[str]) -> None:
         async with Worker(
             client,
             task_queue="record-histories",
-            workflows=[ApprovalWorkflow],
-            activities=[resolve_approvers, project_state, send_notification],
+            workflows=[ApprovalWorkflow, FulfilmentWorkflow, GrantWorkflow],
+            activities=[
+                resolve_approvers,
+                project_state,
+                send_notification,
+                reserve_budget,
+                release_budget,
+                place_purchase_order,
+                cancel_purchase_order,
+                record_fulfilment,
+                load_grant,
+                record_grant,
+                end_grant,
+            ],
         ):
+            # Those without children first: the test server stops skipping time once a child
+            # has outlived its parent (so the approval that starts a fulfilment comes last).
+            for name, (run, workflow_input, scenario) in others.items():
+                if only and name not in only:
+                    continue
+                handle = await client.start_workflow(
+                    run, workflow_input, id=name, task_queue="record-histories"
+                )
+                if scenario is not None:
+                    await asyncio.sleep(0.5)  # loaded
+                    await scenario(env, handle)
+                await handle.result()
+                await write_runs(client, name, name, handle.first_execution_run_id)
             for name, (scenario, amount, history_limit) in scenarios.items():
                 if only and name not in only:
                     continue
@@ -328,23 +464,32 @@ async def record(only: set[str]) -> None:
                 await settle(env, handle)
                 await scenario(env, handle)
                 await handle.result()
-                # Follow the chain of runs that continue-as-new made, from the first one.
-                run_id: str | None = handle.first_execution_run_id
-                number = 0
-                while run_id:
-                    number += 1
-                    history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-                    path = HISTORIES / f"{name}-run{number}.json"
-                    path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
-                    print(f"wrote {path.name} ({len(history.events)} events)")
-                    last = history.events[-1]
-                    run_id = (
-                        last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
-                        if last.HasField("workflow_execution_continued_as_new_event_attributes")
-                        else None
-                    )
+                await write_runs(client, workflow_id, name, handle.first_execution_run_id)
+                if policies.get(name, _policy()).fulfilment:
+                    child = client.get_workflow_handle(fulfilment_id_for(name, 1))
+                    await child.result()
+                    await write_runs(client, child.id, f"{name}_fulfilment")
     finally:
         await env.shutdown()
+
+
+async def write_runs(client: Client, workflow_id: str, name: str, first_run_id: str | None = None) -> None:
+    """Write each run of the workflow, following the chain continue-as-new made from the first
+    (or from its only run)."""
+    run_id = first_run_id or (await client.get_workflow_handle(workflow_id).describe()).run_id
+    number = 0
+    while run_id:
+        number += 1
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        path = HISTORIES / f"{name}-run{number}.json"
+        path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
+        print(f"wrote {path.name} ({len(history.events)} events)")
+        last = history.events[-1]
+        run_id = (
+            last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+            if last.HasField("workflow_execution_continued_as_new_event_attributes")
+            else None
+        )
 
 
 def main() -> None:

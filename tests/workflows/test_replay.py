@@ -15,6 +15,8 @@ from temporalio.workflow import NondeterminismError
 
 from tests.conftest import LoopThread
 from workflows.approval import ApprovalWorkflow
+from workflows.fulfilment import FulfilmentWorkflow
+from workflows.grant import GrantWorkflow
 from workflows.review import Review
 from workflows.types import (
     ApprovalInput,
@@ -53,6 +55,15 @@ def test_released_histories_are_committed() -> None:
         # On the release whose decisions wait out an undo period:
         "undo",
         "undo_continued_as_new",
+        # On the release that fulfils approvals and grants access for a period: an approval that
+        # starts its fulfilment (and that fulfilment), sagas fulfilled and rolled back, grants.
+        "approved_then_fulfilled",
+        "approved_then_fulfilled_fulfilment",
+        "fulfilment_fulfilled",
+        "fulfilment_rolled_back",
+        "grant_extended_then_expired",
+        "grant_revoked",
+        "grant_continued_as_new",
     } <= names
     assert any(p.stem.endswith("-run2") for p in HISTORIES), "a history that continued as new"
 
@@ -60,7 +71,9 @@ def test_released_histories_are_committed() -> None:
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 def test_committed_history_replays_on_the_current_workflow(loop: LoopThread, path: Path) -> None:
     result = loop.run(
-        Replayer(workflows=[ApprovalWorkflow]).replay_workflow(load(path), raise_on_replay_failure=False)
+        Replayer(workflows=[ApprovalWorkflow, FulfilmentWorkflow, GrantWorkflow]).replay_workflow(
+            load(path), raise_on_replay_failure=False
+        )
     )
     assert result.replay_failure is None, f"{path.name} no longer replays: {result.replay_failure}"
 
@@ -124,3 +137,22 @@ def test_the_worker_runs_the_workflow_in_the_sandbox(loop: LoopThread, time_skip
     assert isinstance(loop.run(runner()), SandboxedWorkflowRunner)
     definition = getattr(ApprovalWorkflow, "__temporal_workflow_definition")
     assert definition.sandboxed
+
+
+def test_a_rolled_back_saga_undid_its_steps_last_first_retrying_the_failing_undo() -> None:
+    """As recorded: the order refused, its cancel (registered before it ran) failed twice and
+    succeeded on its third attempt, then the reservation was released: last in, first out."""
+    history = load(HISTORIES[0].parent / "fulfilment_rolled_back-run1.json")
+    steps = [
+        event.activity_task_scheduled_event_attributes.activity_type.name
+        for event in history.events
+        if event.HasField("activity_task_scheduled_event_attributes")
+        and event.activity_task_scheduled_event_attributes.activity_type.name != "record_fulfilment"
+    ]
+    assert steps == ["reserve_budget", "place_purchase_order", "cancel_purchase_order", "release_budget"]
+    attempts = [
+        event.activity_task_started_event_attributes.attempt
+        for event in history.events
+        if event.HasField("activity_task_started_event_attributes")
+    ]
+    assert 3 in attempts

@@ -9,9 +9,9 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils.text import slugify
 
-from approvals.models import CostCentre, EscalationLevel, RequestType, Stage
+from approvals.models import CostCentre, EscalationLevel, RequestType, Resource, Stage
 from approvals.services.budgets import budget_allocate
-from workflows.types import Operator, Rule
+from workflows.types import Fulfilment, Operator, Rule
 
 # Demo accounts for the embedded default; `up` prints them. Never run this in production.
 DEMO_PASSWORD = "demo-pass-123"
@@ -88,6 +88,36 @@ class Command(BaseCommand):
                 )
             ],
         )
+        self._request_type(
+            "Purchase order",
+            "Buy through a purchase order: once approved, the amount is reserved from the cost "
+            "centre's budget and the order placed; if a step fails, what was done is undone.",
+            [
+                dict(
+                    name="Team lead",
+                    users=reviewers,
+                    deadline=timedelta(days=2),
+                    escalation=[(timedelta(days=1), [users["manager"]])],
+                )
+            ],
+            fulfilment=Fulfilment.PURCHASE,
+        )
+        self._request_type(
+            "Access",
+            "Access to a system for a period: granted once approved, taken back when the period ends.",
+            [dict(name="Team lead", users=reviewers, deadline=timedelta(days=2))],
+            fulfilment=Fulfilment.ACCESS,
+        )
+        # The access catalogue: extensions are approved by the manager.
+        for code, name, roles in (
+            ("payroll", "Payroll", "read, write"),
+            ("prod-db", "Production database", "read, admin"),
+        ):
+            resource, created = Resource.objects.get_or_create(
+                code=code, defaults={"name": name, "roles": roles}
+            )
+            if created:
+                resource.approvers.set([users["manager"]])
         # Cost centres with a budget each (once: a fixed key makes the allocation happen once).
         for code, name, amount in (("it", "IT", "25000.00"), ("ops", "Operations", "10000.00")):
             centre, _ = CostCentre.objects.get_or_create(code=code, defaults={"name": name})
@@ -97,9 +127,16 @@ class Command(BaseCommand):
         if options["verbosity"] > 0:
             self.stdout.write("Demo data ready.")
 
-    def _request_type(self, name: str, description: str, stages: list[dict[str, Any]]) -> None:
+    def _request_type(
+        self,
+        name: str,
+        description: str,
+        stages: list[dict[str, Any]],
+        fulfilment: Fulfilment = Fulfilment.NONE,
+    ) -> None:
         request_type, created = RequestType.objects.get_or_create(
-            slug=slugify(name), defaults={"name": name, "description": description}
+            slug=slugify(name),
+            defaults={"name": name, "description": description, "fulfilment": fulfilment.value},
         )
         if not created:
             return  # never overwrite what an admin has edited since
