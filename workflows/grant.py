@@ -247,7 +247,8 @@ class GrantWorkflow:
         if action.kind == GrantActionKind.REVOKE:
             self._revoke = action
             await workflow.wait_condition(lambda: state.status != GrantStatus.ACTIVE and not self._reports)
-            return "The access is revoked."
+            # Its period may have run out first: the answer says which ended it.
+            return "The access is revoked." if state.status == GrantStatus.REVOKED else rules.GRANT_ENDED
         if action.kind == GrantActionKind.EXTEND:
             now = workflow.now()
             state.extension = Extension(
@@ -265,6 +266,8 @@ class GrantWorkflow:
             )
             message = "Your request for more time is sent to the resource's approvers."
         else:
+            if state.extension is None:  # decided (or lapsed) while this waited its turn
+                return rules.NO_EXTENSION
             seq = self._decide(action, approved=action.kind == GrantActionKind.APPROVE)
             message = (
                 "The extension is approved."

@@ -470,6 +470,8 @@ GRANT_REMINDERS = (timedelta(days=3), timedelta(days=1))
 EXTENSION_DECISION_WITHIN = timedelta(days=3)
 MAX_GRANT_DAYS = 365
 MAX_RECENT_GRANT_ACTIONS = 50
+GRANT_ENDED = "This access has ended already."
+NO_EXTENSION = "No extension is waiting for a decision."
 
 
 def grant_problem(state: GrantState, action: GrantAction, now: datetime) -> str | None:
@@ -477,7 +479,7 @@ def grant_problem(state: GrantState, action: GrantAction, now: datetime) -> str 
     if not 0 < len(action.action_id) <= MAX_ACTION_ID or len(action.reason) > MAX_COMMENT:
         return "The action is malformed; reload the page and try again."
     if state.status != GrantStatus.ACTIVE or now >= state.info.ends_at:
-        return "This access has ended already."
+        return GRANT_ENDED
     holder = action.actor_id == state.info.holder_id
     if action.kind == GrantActionKind.REVOKE:
         if not (holder or action.as_staff):
@@ -497,7 +499,7 @@ def grant_problem(state: GrantState, action: GrantAction, now: datetime) -> str 
         return None
     # APPROVE or REFUSE an extension
     if state.extension is None:
-        return "No extension is waiting for a decision."
+        return NO_EXTENSION
     if action.actor_id not in state.info.approver_ids or holder:
         return "Only an approver of this resource can decide on the extension."
     return None

@@ -111,7 +111,8 @@ def access_grant(*, step: StepInput) -> str:
                 )
         except IntegrityError:  # granted meanwhile under the same key
             grant = AccessGrant.objects.get(key=step.key)
-    return f"{grant.role} on {grant.resource} until {grant.ends_at:%Y-%m-%d %H:%M} UTC"
+    days = request.access_days
+    return f"{grant.role} on {grant.resource} for {days} day{'s' if days != 1 else ''}"
 
 
 def access_take_back(*, step: StepInput) -> str:
@@ -231,7 +232,7 @@ def grant_act(
         as_staff=actor.is_staff,
     )
     if grant.status != AccessGrant.Status.ACTIVE:
-        raise ActionRefused("This access has ended already.")
+        raise ActionRefused(rules.GRANT_ENDED)
     try:
         return temporal.send_grant_action(grant.request.public_id, action)
     except temporal.Refused as exc:

@@ -240,7 +240,7 @@ def test_access_is_granted_at_the_endpoint_once_per_key_and_taken_back_there(
             services.access_grant(step=step)
         note = services.access_grant(step=step)
         assert services.access_grant(step=step) == note  # asked again: the grant made, no call
-        assert note.startswith("read on Payroll until ")
+        assert note == "read on Payroll for 30 days"
         assert [(path, key) for path, key, _ in endpoint.received] == [("/access", step.key)] * 2
         assert list(endpoint.granted) == [step.key]
         assert endpoint.received[0][2] == {

@@ -37,8 +37,9 @@ from workflows.types import (
 @pytest.fixture
 def time_skipping_env(loop: LoopThread, transactional_db: None) -> Iterator[WorkflowEnvironment]:
     """A time-skipping test server and worker of the test's own: the server stops skipping time
-    for good once a workflow's child outlives it (as each fulfilment here does its approval), so
-    the session's server is kept out of it. Its workflows end with the test, before the database
+    for good once a workflow's child outlives it (as each fulfilment here does its approval; the
+    test server's known limits with children, temporalio/sdk-java#1540 and #1618), so the
+    session's server is kept out of it. Its workflows end with the test, before the database
     is flushed."""
     env = loop.run(
         WorkflowEnvironment.start_time_skipping(test_server_existing_path=binary("temporal-test-server"))

@@ -46,8 +46,9 @@ def granted(
     workflow started as the fulfilment starts it, once the grant is recorded.
 
     (Started here, not by a fulfilment: the time-skipping test server stops skipping time for
-    good once a workflow's child has started a child of its own, so the whole chain, approval
-    to fulfilment to grant, is tested on the dev server: tests/integration/test_fulfilment.py.)"""
+    good once a child outlives its parent, temporalio/sdk-java#1540 and #1618, so the whole chain,
+    approval to fulfilment to grant, is tested on the dev server:
+    tests/integration/test_fulfilment.py.)"""
     request = make_access_request(people, access, resource)
     access_grant(step=StepInput(str(request.public_id), 1, f"{request.public_id}:fulfilment:1:grant"))
     handle = loop.run(
