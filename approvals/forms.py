@@ -69,6 +69,13 @@ class RequestTypeSelect(forms.Select):
         return option
 
 
+class ResourceChoiceField(forms.ModelChoiceField):
+    """Each resource with its roles and its longest period, so that neither is a surprise."""
+
+    def label_from_instance(self, obj: Any) -> str:
+        return f"{obj} (roles: {', '.join(obj.role_list)}; up to {obj.max_days} days)"
+
+
 class RequestForm(PointsAtErrors, forms.ModelForm):
     submission_id = _form_token()
     request_type = forms.ModelChoiceField(
@@ -85,7 +92,7 @@ class RequestForm(PointsAtErrors, forms.ModelForm):
         widget=forms.Select(attrs={"data-for": "purchase"}),
     )
 
-    resource = forms.ModelChoiceField(
+    resource = ResourceChoiceField(
         queryset=Resource.objects.filter(is_active=True),
         required=False,
         empty_label="None",
@@ -104,7 +111,11 @@ class RequestForm(PointsAtErrors, forms.ModelForm):
         required=False,
         min_value=1,
         max_value=365,
-        help_text="For access requests: how long you need it. It ends by itself after that.",
+        error_messages={"min_value": "Ask for 1 to 365 days.", "max_value": "Ask for 1 to 365 days."},
+        help_text=(
+            "For access requests: how long you need it (each resource says its longest). "
+            "It ends by itself after that."
+        ),
         widget=forms.NumberInput(attrs={"data-for": "access"}),
     )
 
@@ -120,8 +131,11 @@ class RequestForm(PointsAtErrors, forms.ModelForm):
             "access_role",
             "access_days",
         ]
-        widgets = {"details": forms.Textarea(attrs={"rows": 5})}
-        help_texts = {"amount": "Optional, for requests that cost money."}
+        help_texts = {"amount": "For requests that cost money (a purchase needs it)."}
+        widgets = {
+            "details": forms.Textarea(attrs={"rows": 5}),
+            "amount": forms.NumberInput(attrs={"data-not-for": "access"}),
+        }
 
     def clean_amount(self) -> Any:
         return _not_negative(self.cleaned_data.get("amount"))

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import Group
@@ -10,6 +10,7 @@ from django.core.validators import MaxValueValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from workflows.rules import MAX_DETAILS, MAX_TITLE, MAX_UNDO_SECONDS, NOUNS
 from workflows.types import (
@@ -723,7 +724,12 @@ class Fulfilment(models.Model):
     @property
     def steps_shown(self) -> list[dict[str, str]]:
         """The steps, each with its status as a person reads it."""
-        return [s | {"status_label": s.get("status", "").replace("_", " ")} for s in self.steps]
+        ended = self.ended_at is not None
+
+        def label(status: str) -> str:
+            return "not run" if ended and status == "waiting" else status.replace("_", " ")
+
+        return [s | {"status_label": label(s.get("status", ""))} for s in self.steps]
 
     @property
     def undo_failing(self) -> list[dict[str, str]]:
@@ -797,6 +803,16 @@ class AccessGrant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.holder} · {self.resource} ({self.role})"
+
+    @property
+    def extension_deadline(self) -> datetime | None:
+        """When the extension asked for is refused if nobody decides it."""
+        return parse_datetime(str(self.extension["deadline"])) if self.extension else None
+
+    @property
+    def extended_until(self) -> datetime | None:
+        """The end the extension asked for would give."""
+        return self.ends_at + timedelta(days=int(self.extension["days"])) if self.extension else None
 
 
 class GrantEvent(models.Model):

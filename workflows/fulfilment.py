@@ -125,9 +125,10 @@ class FulfilmentWorkflow:
 
     @workflow.run
     async def run(self, input: FulfilmentInput) -> FulfilmentStatus:
-        await self._record(
-            EventKind.FULFILMENT_STARTED, f"Attempt {input.attempt}" if input.attempt > 1 else ""
-        )
+        started = f"Attempt {input.attempt}" if input.attempt > 1 else ""
+        if input.reason:
+            started += f": {input.reason}"
+        await self._record(EventKind.FULFILMENT_STARTED, started, actor_name=input.by_name)
         registered: list[int] = []  # the compensations to run on a failure, in the order registered
         for index, step in enumerate(self._plan):
             if step.compensation is not None:
@@ -208,7 +209,9 @@ class FulfilmentWorkflow:
         request_id, attempt = self._input.request_id, self._input.attempt
         return StepInput(request_id=request_id, attempt=attempt, key=step_key(request_id, attempt, step))
 
-    async def _record(self, kind: EventKind, detail: str, notify: NotificationKind | None = None) -> None:
+    async def _record(
+        self, kind: EventKind, detail: str, notify: NotificationKind | None = None, actor_name: str = ""
+    ) -> None:
         """Tell the read model where the saga stands, with the event it adds to the timeline."""
         self._seq += 1
         request_id = self._input.request_id
@@ -227,7 +230,9 @@ class FulfilmentWorkflow:
             seq=self._seq,
             status=self._status,
             steps=list(self._steps),
-            event=TimelineEntry(seq=self._seq, at=workflow.now(), kind=kind, detail=detail),
+            event=TimelineEntry(
+                seq=self._seq, at=workflow.now(), kind=kind, detail=detail, actor_name=actor_name
+            ),
             failed_step=self._failed_step,
             reason=self._reason,
             notification=notification,

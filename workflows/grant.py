@@ -107,8 +107,14 @@ class GrantWorkflow:
             if self._reports:
                 continue
             if self._should_continue_as_new():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                if not self._reports and self._revoke is None:
+                # Handlers under way finish first; one that waits for its change to be recorded
+                # wakes this loop instead, to record it.
+                await workflow.wait_condition(
+                    lambda: (
+                        workflow.all_handlers_finished() or bool(self._reports) or self._revoke is not None
+                    )
+                )
+                if workflow.all_handlers_finished() and not self._reports and self._revoke is None:
                     state.runs += 1
                     workflow.continue_as_new(GrantInput(input.request_id, input.history_limit, carried=state))
                 continue

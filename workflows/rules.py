@@ -494,6 +494,8 @@ def grant_problem(state: GrantState, action: GrantAction, now: datetime) -> str 
             return "An extension is already waiting for a decision."
         if not 1 <= action.days <= min(state.info.max_days, MAX_GRANT_DAYS):
             return f"Ask for 1 to {min(state.info.max_days, MAX_GRANT_DAYS)} more days."
+        if not action.reason.strip():
+            return "Say why you need more time: the approvers weigh it."
         if not state.info.approver_ids:
             return "Nobody approves extensions of this resource; ask an admin."
         return None

@@ -526,6 +526,9 @@ class FulfilmentInput:
     attempt: int = 1
     # Its events follow the request's: numbered from here on, so that each is recorded once.
     base_seq: int = 0
+    # A retry by staff: who, and what they said was fixed (for the record).
+    by_name: str = ""
+    reason: str = ""
 
 
 @dataclass

@@ -21,7 +21,8 @@ EXPORT_COLUMNS = [
     "Role",
     "Status",
     "Granted",
-    "Ends",
+    "Ends (as planned)",
+    "Ended",
     "Extensions",
     "Ended by",
     "Why it ended",
@@ -81,7 +82,7 @@ def grant_abilities(*, user: User, grant: AccessGrant) -> GrantAbilities:
         return rules.grant_problem(state, action, now) is None
 
     return GrantAbilities(
-        extend=may(GrantActionKind.EXTEND, days=1),
+        extend=may(GrantActionKind.EXTEND, days=1, reason="?"),
         decide=may(GrantActionKind.APPROVE),
         revoke=may(GrantActionKind.REVOKE, reason="?"),
     )
@@ -133,6 +134,7 @@ def grants_export(*, resource: str = "", status: str = "", search: str = "") -> 
                 g.get_status_display(),
                 g.starts_at.isoformat(),
                 g.ends_at.isoformat(),
+                g.ended_at.isoformat() if g.ended_at else "",
                 g.extensions,
                 g.ended_by_name,
                 g.end_reason,

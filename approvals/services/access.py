@@ -238,7 +238,9 @@ def grant_act(
     except temporal.Refused as exc:
         raise ActionRefused(str(exc)) from exc
     except temporal.Unanswered as exc:
-        raise ActionPending("Sent; the answer is not in yet. This page shows it once it is.") from exc
+        raise ActionPending(
+            "Sent; its answer is not in yet. Reload this page in a moment to see it."
+        ) from exc
     except temporal.TemporalError as exc:
         raise WorkflowUnavailable(
             "The workflow service is unavailable; nothing was changed. Try again."

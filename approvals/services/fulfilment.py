@@ -55,12 +55,12 @@ def fulfilment_budget_reserve(*, step: StepInput) -> str:
     amount, code = _purchase(request)
     assert request.cost_centre is not None
     budget_reserve(cost_centre=request.cost_centre, amount=amount, key=step.key, request=request)
-    return f"{amount:,} reserved from {code}"
+    return f"{amount} reserved from {code}"
 
 
 def fulfilment_budget_release(*, step: StepInput) -> str:
     released = budget_release(key=step.key)
-    return f"{released.amount:,} given back to {released.cost_centre.code}" if released else ""
+    return f"{released.amount} given back to {released.cost_centre.code}" if released else ""
 
 
 def fulfilment_order_place(*, step: StepInput) -> str:
@@ -104,6 +104,7 @@ def _record(request: ApprovalRequest, report: FulfilmentReport) -> bool:
             request=request,
             seq=event.seq,
             kind=event.kind.value,
+            actor_name=event.actor_name,
             detail=event.detail[:500],
             revision=request.revision,
             occurred_at=event.at,

@@ -202,7 +202,12 @@ def fulfilment_retry_by_staff(*, request: ApprovalRequest, actor: User, reason: 
     try:
         started = temporal.start_fulfilment(
             FulfilmentInput(
-                request_id=str(request.public_id), fulfilment=kind, attempt=attempt, base_seq=base_seq
+                request_id=str(request.public_id),
+                fulfilment=kind,
+                attempt=attempt,
+                base_seq=base_seq,
+                by_name=display_name(actor),
+                reason=audit.reason,
             )
         )
     except temporal.TemporalError:

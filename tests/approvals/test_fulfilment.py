@@ -104,7 +104,7 @@ def test_a_request_type_without_fulfilment_keeps_no_cost_centre(
 def report(
     request: ApprovalRequest, seq: int, status: FulfilmentStatus, kind: EventKind, **extra: Any
 ) -> FulfilmentReport:
-    steps = [StepState("reserve", "Reserve the budget", StepStatus.DONE, "1,200.00 reserved from it")]
+    steps = [StepState("reserve", "Reserve the budget", StepStatus.DONE, "1200.00 reserved from it")]
     return FulfilmentReport(
         request_id=str(request.public_id),
         attempt=1,
@@ -149,7 +149,7 @@ def test_reports_are_recorded_once_and_in_order_and_their_email_goes_once_to_req
         "fulfilled",
     ]
     assert sorted(m.to[0] for m in mail.outbox) == ["requester@example.com", "reviewer1@example.com"]
-    assert "Reserve the budget: 1,200.00 reserved from it" in mail.outbox[0].body
+    assert "Reserve the budget: 1200.00 reserved from it" in mail.outbox[0].body
 
 
 def test_staff_retry_only_a_rolled_back_fulfilment_and_every_attempt_is_on_the_record(

@@ -164,18 +164,24 @@ async def record(only: set[str]) -> None:
             GrantWorkflow.act, grant_act(GrantActionKind.EXTEND, 10, days=10, reason="Audit")
         )
         await handle.execute_update(GrantWorkflow.act, grant_act(GrantActionKind.APPROVE, 14))
-        await handle.execute_update(GrantWorkflow.act, grant_act(GrantActionKind.EXTEND, 10, days=5))
+        await handle.execute_update(
+            GrantWorkflow.act, grant_act(GrantActionKind.EXTEND, 10, days=5, reason="More")
+        )
         await handle.execute_update(GrantWorkflow.act, grant_act(GrantActionKind.REFUSE, 14, reason="No"))
         await env.sleep(timedelta(days=41))  # two reminders, then the end
 
     async def revoked(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]) -> None:
-        await handle.execute_update(GrantWorkflow.act, grant_act(GrantActionKind.EXTEND, 10, days=10))
+        await handle.execute_update(
+            GrantWorkflow.act, grant_act(GrantActionKind.EXTEND, 10, days=10, reason="More")
+        )
         await env.sleep(timedelta(days=4))  # undecided: refused at its deadline
         await handle.execute_update(GrantWorkflow.act, grant_act(GrantActionKind.REVOKE, 10, reason="Done"))
 
     async def grant_continued_as_new(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]) -> None:
         for _ in range(10):
-            await handle.execute_update(GrantWorkflow.act, grant_act(GrantActionKind.EXTEND, 10, days=2))
+            await handle.execute_update(
+                GrantWorkflow.act, grant_act(GrantActionKind.EXTEND, 10, days=2, reason="More")
+            )
             await handle.execute_update(GrantWorkflow.act, grant_act(GrantActionKind.APPROVE, 14))
         await handle.execute_update(
             GrantWorkflow.act, grant_act(GrantActionKind.REVOKE, 1, reason="Left", as_staff=True)

@@ -147,7 +147,7 @@ def test_an_approved_purchase_reserves_its_budget_places_its_order_and_ends_fulf
     assert (order.amount, order.external, order.cancelled_at) == (Decimal("1200.00"), False, None)
     assert timeline(request) == [
         ("fulfilment_started", ""),
-        ("step_done", "Reserve the budget: 1,200.00 reserved from it"),
+        ("step_done", "Reserve the budget: 1200.00 reserved from it"),
         ("step_done", f"Place the purchase order: order {order.number} placed"),
         ("fulfilled", ""),
     ]
@@ -232,7 +232,7 @@ def test_an_order_placed_with_its_answer_lost_then_refused_is_cancelled_and_the_
         "rolled_back",
     ]
     assert timeline(request)[3][1].startswith("Place the purchase order: order EXT-1 cancelled")
-    assert timeline(request)[4][1] == "Reserve the budget: 1,200.00 given back to it"
+    assert timeline(request)[4][1] == "Reserve the budget: 1200.00 given back to it"
 
 
 def test_a_compensation_that_fails_twice_is_retried_until_it_succeeds(

@@ -143,13 +143,16 @@ def test_an_extension_approved_moves_the_end_and_one_refused_or_undecided_leaves
     assert (
         send(loop, handle, holder, GrantActionKind.EXTEND, days=91) == "refused: Ask for 1 to 90 more days."
     )
+    assert send(loop, handle, holder, GrantActionKind.EXTEND, days=10) == (
+        "refused: Say why you need more time: the approvers weigh it."
+    )
     assert send(loop, handle, holder, GrantActionKind.EXTEND, days=10, reason="Quarter close") == (
         "Your request for more time is sent to the resource's approvers."
     )
     grant = AccessGrant.objects.get(request=request)
     assert grant.extension is not None and grant.extension["days"] == 10
     assert subjects("manager@example.com") == ["More time asked: Payroll access"]
-    assert send(loop, handle, holder, GrantActionKind.EXTEND, days=5) == (
+    assert send(loop, handle, holder, GrantActionKind.EXTEND, days=5, reason="More") == (
         "refused: An extension is already waiting for a decision."
     )
     assert send(loop, handle, people["reviewer1"], GrantActionKind.APPROVE) == (
@@ -159,7 +162,7 @@ def test_an_extension_approved_moves_the_end_and_one_refused_or_undecided_leaves
     grant.refresh_from_db()
     assert (grant.ends_at, grant.extensions, grant.extension) == (ends + timedelta(days=10), 1, None)
 
-    assert send(loop, handle, holder, GrantActionKind.EXTEND, days=5) == (
+    assert send(loop, handle, holder, GrantActionKind.EXTEND, days=5, reason="More") == (
         "Your request for more time is sent to the resource's approvers."
     )
     assert (
@@ -169,7 +172,7 @@ def test_an_extension_approved_moves_the_end_and_one_refused_or_undecided_leaves
     grant.refresh_from_db()
     assert (grant.ends_at, grant.extensions) == (ends + timedelta(days=10), 1)
 
-    send(loop, handle, holder, GrantActionKind.EXTEND, days=5)
+    send(loop, handle, holder, GrantActionKind.EXTEND, days=5, reason="More")
     sleep(loop, time_skipping_env, days=3, hours=1)  # nobody decides
     wait_idle(loop, handle)
     grant.refresh_from_db()
@@ -237,9 +240,9 @@ def test_many_extensions_keep_the_history_bounded_by_continuing_as_new(
     ends = AccessGrant.objects.get(request=request).ends_at
 
     for _ in range(12):
-        assert send(loop, handle, people["requester"], GrantActionKind.EXTEND, days=2).startswith(
-            "Your request"
-        )
+        assert send(
+            loop, handle, people["requester"], GrantActionKind.EXTEND, days=2, reason="More"
+        ).startswith("Your request")
         assert send(loop, handle, people["manager"], GrantActionKind.APPROVE) == "The extension is approved."
 
     state = loop.run(handle.query(GrantWorkflow.grant))
