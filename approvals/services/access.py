@@ -211,7 +211,10 @@ def grant_record(*, report: GrantReport) -> Change | None:
             grant.save()
     if report.notification is not None:
         notification_send(notification=report.notification)
-    return request_change(grant.request) if new else None
+    if not new:
+        return None
+    change = request_change(grant.request)  # and the approvers of its extensions, on "My access"
+    return Change(change.public_id, tuple(sorted({*change.user_ids, *grant.approver_ids})))
 
 
 def _json(value: dict[str, object]) -> dict[str, object]:

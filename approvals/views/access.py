@@ -18,6 +18,7 @@ from approvals import services
 from approvals.exceptions import ActionPending, ApprovalError
 from approvals.models import AccessGrant, Resource
 from approvals.selectors import access as selectors
+from approvals.views import fragments
 from approvals.views.common import HtmxHttpRequest, form_errors, log_refused, page_of, staff_only
 from approvals.views.dashboard import _cell, _Echo
 from workflows import rules
@@ -53,13 +54,7 @@ class GrantFilterForm(forms.Form):
 @require_GET
 @login_required
 def access_mine(request: HtmxHttpRequest) -> HttpResponse:
-    held = list(selectors.my_access(user=request.user))
-    context = {
-        "held": [(g, selectors.grant_abilities(user=request.user, grant=g)) for g in held],
-        "to_decide": selectors.extensions_waiting_for(user=request.user),
-        "max_days": rules.MAX_GRANT_DAYS,
-    }
-    return render(request, "approvals/access_mine.html", context)
+    return render(request, "approvals/access_mine.html", fragments.access_context(user=request.user))
 
 
 @require_GET

@@ -226,7 +226,23 @@ def mine_html(*, user: User, request: ApprovalRequest) -> str:
     return render_to_string("approvals/home.html#mine-row", {"r": row}).strip()
 
 
-VIEWS = ("inbox", "mine", "request", "dashboard")
+def access_context(*, user: User) -> dict[str, Any]:
+    """ "My access": what this person holds (with what they may do to each), and the extensions
+    waiting for their decision."""
+    held = list(access_selectors.my_access(user=user))
+    return {
+        "held": [(g, access_selectors.grant_abilities(user=user, grant=g)) for g in held],
+        "to_decide": access_selectors.extensions_waiting_for(user=user),
+    }
+
+
+def access_html(*, user: User) -> str:
+    return render_to_string(
+        "approvals/access_mine.html#access", {**access_context(user=user), "user": user}
+    ).strip()
+
+
+VIEWS = ("inbox", "mine", "request", "dashboard", "access")
 
 
 def pushed_html(*, user: User, public_id: str, view: str, shown_id: str = "", filters: str = "") -> str:
@@ -241,6 +257,9 @@ def pushed_html(*, user: User, public_id: str, view: str, shown_id: str = "", fi
 def _shown_html(*, user: User, public_id: str, view: str, shown_id: str, filters: str) -> str:
     if view == "request" and shown_id != public_id:
         return ""
+    if view == "access":  # this person's own list, redrawn when an access changed
+        grants = ApprovalRequest.objects.filter(public_id=public_id, resource__isnull=False)
+        return access_html(user=user) if grants.exists() else ""
     try:
         request = selectors.request_get_visible(user=user, public_id=public_id)
     except NotFound:

@@ -108,7 +108,7 @@ def request_preview(request: HtmxHttpRequest) -> HttpResponse:
 def request_detail(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
     approval = visible_request(request, public_id)
     template = "approvals/request_detail.html"
-    if request.htmx and not request.htmx.boosted:  # a boosted form lands here: the whole page
+    if request.htmx:
         template += "#changed"
     return render(request, template, fragments.request_context(user=request.user, request=approval))
 

@@ -15,6 +15,28 @@
     toggle.setAttribute("aria-expanded", String(open));
   });
 
+  // A plain form drawn by a live push has no CSRF token of its own (a push is drawn without the
+  // person's request): it takes the page's, from <body hx-headers>, as it is sent.
+  document.addEventListener(
+    "submit",
+    (event) => {
+      const form = event.target;
+      if (!(form instanceof HTMLFormElement) || form.method.toLowerCase() !== "post") return;
+      let field = form.querySelector("input[name=csrfmiddlewaretoken]");
+      if (field?.value) return;
+      const token = JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRFToken"];
+      if (!token) return;
+      if (!field) {
+        field = document.createElement("input");
+        field.type = "hidden";
+        field.name = "csrfmiddlewaretoken";
+        form.append(field);
+      }
+      field.value = token;
+    },
+    true,
+  );
+
   // A request that newly belongs in the inbox list this page shows: on an empty list its row goes
   // straight in; on a list the person may be reading, it waits behind a "1 new request" button
   // on top, so that no row moves under their cursor, until they ask for it.
