@@ -10,6 +10,7 @@ from django.contrib import messages
 from django.http import HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
@@ -149,8 +150,15 @@ def dashboard_fulfil(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
     if not request.htmx:
         (messages.success if ok else messages.error)(request, message)
         return redirect("dashboard")
-    context = {**selectors.dashboard_summary(), "fulfil_notice": message, "fulfil_notice_ok": ok}
-    return render(request, "approvals/dashboard.html#summary", context)
+    context = {
+        **selectors.dashboard_summary(),
+        "fulfil_notice": message,
+        "fulfil_notice_ok": ok,
+        "fresh": f"fulfil-reason-{approval.public_id}",  # drawn afresh for the next retry
+    }
+    summary = render_to_string("approvals/dashboard.html#summary", context, request=request)
+    notice = render_to_string("approvals/dashboard.html#fulfil-notice", context, request=request)
+    return HttpResponse(summary + notice)
 
 
 @require_GET

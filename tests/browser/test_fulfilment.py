@@ -115,6 +115,10 @@ def test_a_purchase_whose_order_is_refused_is_rolled_back_and_staff_retry_it(
     expect(staff.get_by_test_id("fulfil-notice")).to_contain_text("Fulfilment attempt 2 started.")
     expect(requester.get_by_test_id("live-status")).to_have_text("Fulfilled", timeout=20_000)
     expect(requester.get_by_test_id("fulfilment")).to_contain_text("attempt 2")
+    # The staff member's dashboard, redrawn live meanwhile, still says what their retry did, and
+    # no longer lists the fulfilment as failed.
+    expect(staff.get_by_test_id("fulfil-notice")).to_contain_text("Fulfilment attempt 2 started.")
+    expect(staff.get_by_test_id("fulfilment-failed")).to_have_count(0)
     retry = StaffAction.objects.get(kind=StaffAction.Kind.FULFIL)
     assert (retry.actor, retry.ok, retry.reason) == (people["admin"], True, "Supplier account reopened")
     assert len(endpoint.live_orders()) == 1
