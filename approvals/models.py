@@ -10,14 +10,15 @@ from django.core.validators import MaxValueValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
+from workflows import codec
 from workflows.rules import MAX_DETAILS, MAX_TITLE, MAX_UNDO_SECONDS, NOUNS
 from workflows.types import (
     FINAL_STATUSES,
     ActionKind,
     EventKind,
     Exhausted,
+    Extension,
     FulfilmentStatus,
     Operator,
     RequestStatus,
@@ -805,14 +806,15 @@ class AccessGrant(models.Model):
         return f"{self.holder} · {self.resource} ({self.role})"
 
     @property
-    def extension_deadline(self) -> datetime | None:
-        """When the extension asked for is refused if nobody decides it."""
-        return parse_datetime(str(self.extension["deadline"])) if self.extension else None
+    def pending_extension(self) -> Extension | None:
+        """The extension waiting for a decision, as the grant's workflow recorded it."""
+        return codec.decode(Extension, self.extension) if self.extension else None
 
     @property
     def extended_until(self) -> datetime | None:
         """The end the extension asked for would give."""
-        return self.ends_at + timedelta(days=int(self.extension["days"])) if self.extension else None
+        extension = self.pending_extension
+        return self.ends_at + timedelta(days=extension.days) if extension else None
 
 
 class GrantEvent(models.Model):

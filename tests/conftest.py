@@ -156,13 +156,8 @@ def ts_cleanup(transactional_db: None, loop: LoopThread) -> Iterator[None]:
     later tests, which share the server's clock."""
     from tests.workflows import helpers
 
-    helpers.STARTED.clear()
-    yield
-    try:
-        for handle in helpers.STARTED:
-            helpers.stop_if_running(loop, handle)
-    finally:
-        helpers.STARTED.clear()
+    with helpers.ending_started(loop):
+        yield
 
 
 @pytest.fixture(scope="session")

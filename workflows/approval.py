@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -33,6 +33,7 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     from workflows import handlers, rules, timers
     from workflows.fulfilment import FulfilmentWorkflow
+    from workflows.retry import ACTIVITY_RETRY, ACTIVITY_TIMEOUT
     from workflows.review import (
         PATCH_HANDED_BACK,
         PATCH_PROGRESS_EMAIL,
@@ -42,8 +43,8 @@ with workflow.unsafe.imports_passed_through():
         projection_part,
     )
     from workflows.types import (
-        NON_RETRYABLE_ERROR_TYPES,
         PROJECT_STATE,
+        REFUSED,
         RESOLVE_APPROVERS,
         SEND_NOTIFICATION,
         Action,
@@ -62,17 +63,9 @@ with workflow.unsafe.imports_passed_through():
         fulfilment_id_for,
     )
 
-ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # A batch of emails may take a while; a heartbeat after each recipient shows it is alive.
 EMAIL_TIMEOUT = timedelta(minutes=5)
 EMAIL_HEARTBEAT = timedelta(seconds=30)
-ACTIVITY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-    non_retryable_error_types=list(NON_RETRYABLE_ERROR_TYPES),
-)
-REFUSED = "Refused"
 # The answer to an update waits until the read model shows what it did.
 PATCH_ANSWER_WHEN_PROJECTED = "answer-once-projected"
 # A delegate is looked up in the read model (an activity) before the delegation is taken.

@@ -26,6 +26,7 @@ from typing import Any, TypeVar, cast
 
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import (
+    AdvancedJSONEncoder,
     CompositePayloadConverter,
     DefaultPayloadConverter,
     JSONPlainPayloadConverter,
@@ -39,6 +40,11 @@ def decode(cls: type[T], value: Any) -> T:
     """`value`, as JSON read it, as an instance of `cls`."""
     result: T = reader(cast(Hashable, cls))(value)
     return result
+
+
+def encode(value: Any) -> Any:
+    """`value` (a dataclass of `types`, say) as plain JSON, as `decode` reads it back."""
+    return json.loads(json.dumps(value, cls=AdvancedJSONEncoder))
 
 
 def _same(value: Any) -> Any:

@@ -23,6 +23,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError,
 
 with workflow.unsafe.imports_passed_through():
     from workflows.grant import GrantWorkflow
+    from workflows.retry import ACTIVITY_RETRY
     from workflows.types import (
         CANCEL_ORDER,
         GRANT_ACCESS,
@@ -86,11 +87,6 @@ COMPENSATION_PAUSE = timedelta(minutes=1)
 COMPENSATION_PAUSE_MAX = timedelta(hours=1)
 # The record of progress is never given up either (it holds the outcome and its email).
 RECORD_TIMEOUT = timedelta(minutes=2)
-RECORD_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-)
 MAX_REASON = 400  # characters of an error kept in the read model and the email
 
 
@@ -241,7 +237,7 @@ class FulfilmentWorkflow:
             RECORD_FULFILMENT,
             report,
             start_to_close_timeout=RECORD_TIMEOUT,
-            retry_policy=RECORD_RETRY,
+            retry_policy=ACTIVITY_RETRY,
         )
 
     @workflow.query

@@ -20,11 +20,12 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import rules
+    from workflows.retry import ACTIVITY_RETRY, ACTIVITY_TIMEOUT
     from workflows.types import (
         END_GRANT,
         LOAD_GRANT,
-        NON_RETRYABLE_ERROR_TYPES,
         RECORD_GRANT,
+        REFUSED,
         Extension,
         GrantAction,
         GrantActionKind,
@@ -40,19 +41,11 @@ with workflow.unsafe.imports_passed_through():
         NotificationKind,
     )
 
-ACTIVITY_TIMEOUT = timedelta(seconds=30)
 EMAIL_TIMEOUT = timedelta(minutes=2)
-# The grant's own bookkeeping and its end are never given up: retried with backoff until done.
-RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-    non_retryable_error_types=list(NON_RETRYABLE_ERROR_TYPES),
-)
+# Its end (at a partner too) is never given up: retried with backoff until done.
 END_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=5)
 )
-REFUSED = "Refused"
 
 
 @workflow.defn
@@ -78,7 +71,7 @@ class GrantWorkflow:
                 input.request_id,
                 result_type=GrantInfo,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY,
+                retry_policy=ACTIVITY_RETRY,
             )
             now = workflow.now()
             if info.days:
@@ -183,7 +176,7 @@ class GrantWorkflow:
                 RECORD_GRANT,
                 report,
                 start_to_close_timeout=EMAIL_TIMEOUT,
-                retry_policy=RETRY,
+                retry_policy=ACTIVITY_RETRY,
             )
             self._reports.pop(0)
             self._recorded_seq = report.seq
@@ -286,15 +279,13 @@ class GrantWorkflow:
     @act.validator
     def _validate(self, action: GrantAction) -> None:
         if self._state is None:
-            raise ApplicationError(
-                "The access is still being set up; try again in a moment.", type=REFUSED, non_retryable=True
-            )
+            raise ApplicationError(rules.GRANT_LOADING, type=REFUSED, non_retryable=True)
         if action.action_id in self._state.recent_action_ids:
             return
         if problem := rules.grant_problem(self._state, action, workflow.now()):
             raise ApplicationError(problem, type=REFUSED, non_retryable=True)
         if action.kind == GrantActionKind.REVOKE and self._revoke is not None:
-            raise ApplicationError("The access is being revoked already.", type=REFUSED, non_retryable=True)
+            raise ApplicationError(rules.BEING_REVOKED, type=REFUSED, non_retryable=True)
 
     @workflow.query
     def grant(self) -> GrantState | None:

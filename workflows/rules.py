@@ -471,6 +471,8 @@ EXTENSION_DECISION_WITHIN = timedelta(days=3)
 MAX_GRANT_DAYS = 365
 MAX_RECENT_GRANT_ACTIONS = 50
 GRANT_ENDED = "This access has ended already."
+GRANT_LOADING = "The access is still being set up; try again in a moment."
+BEING_REVOKED = "The access is being revoked already."
 NO_EXTENSION = "No extension is waiting for a decision."
 
 

@@ -21,6 +21,8 @@ SEND_NOTIFICATION = "send_notification"
 NOT_FOUND = "NotFound"
 INVALID = "Invalid"
 NON_RETRYABLE_ERROR_TYPES = (NOT_FOUND, INVALID)
+# The error type of an update a workflow refuses (its message says why, for the person).
+REFUSED = "Refused"
 # ... and those of fulfilment steps: the budget cannot cover it, or the partner refused it.
 INSUFFICIENT_BUDGET = "InsufficientBudget"
 REFUSED_BY_PARTNER = "RefusedByPartner"

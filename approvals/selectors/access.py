@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from django.contrib.auth.models import User
 from django.db.models import Q, QuerySet
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from approvals.models import AccessGrant
 from workflows import rules
-from workflows.types import Extension, GrantAction, GrantActionKind, GrantInfo, GrantState, GrantStatus
+from workflows.types import GrantAction, GrantActionKind, GrantInfo, GrantState, GrantStatus
 
 EXPORT_COLUMNS = [
     "Holder",
@@ -33,16 +31,6 @@ EXPORT_COLUMNS = [
 
 def grant_state(grant: AccessGrant) -> GrantState:
     """The grant's state as its workflow last recorded it: what the rules weigh."""
-    extension = None
-    if grant.extension:
-        e = grant.extension
-        extension = Extension(
-            action_id=str(e["action_id"]),
-            days=int(e["days"]),
-            reason=str(e.get("reason", "")),
-            asked_at=_at(e["asked_at"]),
-            deadline=_at(e["deadline"]),
-        )
     return GrantState(
         request_id=str(grant.request.public_id),
         info=GrantInfo(
@@ -55,15 +43,9 @@ def grant_state(grant: AccessGrant) -> GrantState:
             max_days=grant.resource.max_days,
         ),
         status=GrantStatus(grant.status),
-        extension=extension,
+        extension=grant.pending_extension,
         extensions=grant.extensions,
     )
-
-
-def _at(value: object) -> datetime:
-    parsed = parse_datetime(str(value))
-    assert parsed is not None
-    return parsed
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ workflow, which alone decides."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -22,7 +21,7 @@ from approvals.selectors.requests import display_name
 from approvals.services.notifications import notification_send
 from approvals.services.partners import partner_post
 from approvals.services.projection import approvers_for, request_change
-from workflows import rules
+from workflows import codec, rules
 from workflows.types import (
     GrantAction,
     GrantActionKind,
@@ -204,7 +203,7 @@ def grant_record(*, report: GrantReport) -> Change | None:
             grant.ends_at = report.ends_at
             grant.starts_at = report.starts_at or grant.starts_at
             grant.extensions = report.extensions
-            grant.extension = _json(asdict(report.extension)) if report.extension else None
+            grant.extension = codec.encode(report.extension)
             grant.approver_ids = report.approver_ids
             if report.status != GrantStatus.ACTIVE and grant.ended_at is None:
                 grant.ended_at = event.at
@@ -215,10 +214,6 @@ def grant_record(*, report: GrantReport) -> Change | None:
         return None
     change = request_change(grant.request)  # and the approvers of its extensions, on "My access"
     return Change(change.public_id, tuple(sorted({*change.user_ids, *grant.approver_ids})))
-
-
-def _json(value: dict[str, object]) -> dict[str, object]:
-    return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in value.items()}
 
 
 def grant_act(

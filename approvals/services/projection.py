@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from decimal import Decimal
 
@@ -10,7 +9,6 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Case, DateTimeField, Q, Value, When
 from django.utils import timezone
-from temporalio.converter import AdvancedJSONEncoder
 
 from approvals.exceptions import NotFound
 from approvals.live import Change
@@ -27,14 +25,13 @@ from approvals.models import (
     WorkflowSnapshot,
 )
 from approvals.selectors.requests import display_name
-from workflows import rules
+from workflows import codec, rules
 from workflows.types import (
     ActionKind,
     Assignee,
     AssignInput,
     EventKind,
     Projection,
-    RequestState,
     RequestStatus,
 )
 
@@ -123,11 +120,6 @@ def request_change(request: ApprovalRequest) -> Change:
     return Change(str(request.public_id), tuple(sorted({request.requester_id, *participants})))
 
 
-def _state_json(state: RequestState) -> dict[str, object]:
-    encoded: dict[str, object] = json.loads(json.dumps(state, cls=AdvancedJSONEncoder))
-    return encoded
-
-
 def _project(request: ApprovalRequest, projection: Projection) -> bool:
     """Write what the read model lacks of the projection; whether anything was new.
 
@@ -191,7 +183,7 @@ def _project(request: ApprovalRequest, projection: Projection) -> bool:
     request.version = projection.seq
     if projection.state is not None:
         WorkflowSnapshot.objects.bulk_create(
-            [WorkflowSnapshot(request=request, state=_state_json(projection.state))],
+            [WorkflowSnapshot(request=request, state=codec.encode(projection.state))],
             update_conflicts=True,
             unique_fields=["request"],
             update_fields=["state"],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.contrib import messages
@@ -104,11 +104,20 @@ def dashboard_workflows(request: HtmxHttpRequest) -> HttpResponse:
     return _troubles(request)
 
 
-def _staff_acted(request: HtmxHttpRequest, ok: bool, message: str) -> HttpResponse:
+def _staff_acted(
+    request: HtmxHttpRequest,
+    ok: bool,
+    message: str,
+    answer: Callable[[bool, str], HttpResponse] | None = None,
+) -> HttpResponse:
+    """What a staff action's form gets back: without htmx, the dashboard with a message; with it,
+    `answer` (the list of workflows in trouble, by default) saying what happened."""
     if not request.htmx:
         (messages.success if ok else messages.error)(request, message)
         return redirect("dashboard")
-    return _troubles(request, staff_notice=message, staff_notice_ok=ok)
+    if answer is None:
+        return _troubles(request, staff_notice=message, staff_notice_ok=ok)
+    return answer(ok, message)
 
 
 @require_POST
@@ -141,24 +150,23 @@ def dashboard_fulfil(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
     """Retry a request's fulfilment that was rolled back, as a new attempt (on the record)."""
     approval = visible_request(request, public_id)
     reason = str(request.POST.get("reason", ""))
+
+    def answer(ok: bool, message: str) -> HttpResponse:  # the summary, and the notice beside it
+        context = {
+            **selectors.dashboard_summary(),
+            "fulfil_notice": message,
+            "fulfil_notice_ok": ok,
+            "fresh": f"fulfil-reason-{approval.public_id}",  # drawn afresh for the next retry
+        }
+        summary = render_to_string("approvals/dashboard.html#summary", context, request=request)
+        notice = render_to_string("approvals/dashboard.html#fulfil-notice", context, request=request)
+        return HttpResponse(summary + notice)
+
     try:
         done = services.fulfilment_retry_by_staff(request=approval, actor=request.user, reason=reason)
     except ApprovalError as exc:
-        ok, message = False, f"“{approval.title}”: {exc}"
-    else:
-        ok, message = True, f"“{approval.title}”: {done.outcome}"
-    if not request.htmx:
-        (messages.success if ok else messages.error)(request, message)
-        return redirect("dashboard")
-    context = {
-        **selectors.dashboard_summary(),
-        "fulfil_notice": message,
-        "fulfil_notice_ok": ok,
-        "fresh": f"fulfil-reason-{approval.public_id}",  # drawn afresh for the next retry
-    }
-    summary = render_to_string("approvals/dashboard.html#summary", context, request=request)
-    notice = render_to_string("approvals/dashboard.html#fulfil-notice", context, request=request)
-    return HttpResponse(summary + notice)
+        return _staff_acted(request, False, f"“{approval.title}”: {exc}", answer)
+    return _staff_acted(request, True, f"“{approval.title}”: {done.outcome}", answer)
 
 
 @require_GET

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -168,6 +170,21 @@ def idle(loop: LoopThread, handle: WorkflowHandle[Any, Any]) -> bool:
 
 def wait_idle(loop: LoopThread, handle: WorkflowHandle[Any, Any]) -> None:
     wait_until(lambda: idle(loop, handle), interval=0.02, what="the workflow to finish its activities")
+
+
+@contextmanager
+def ending_started(loop: LoopThread) -> Iterator[None]:
+    """Every workflow `start` starts within this ends with it: once none of its activities is in
+    flight, it is terminated if it still runs."""
+    STARTED.clear()
+    try:
+        yield
+    finally:
+        try:
+            for handle in STARTED:
+                stop_if_running(loop, handle)
+        finally:
+            STARTED.clear()
 
 
 def stop_if_running(loop: LoopThread, handle: WorkflowHandle[Any, Any]) -> None:

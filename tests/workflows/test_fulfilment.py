@@ -45,17 +45,12 @@ def time_skipping_env(loop: LoopThread, transactional_db: None) -> Iterator[Work
         WorkflowEnvironment.start_time_skipping(test_server_existing_path=binary("temporal-test-server"))
     )
     worker = RunningWorker(loop, env.client)
-    helpers.STARTED.clear()
     try:
-        yield env
+        with helpers.ending_started(loop):
+            yield env
     finally:
-        try:
-            for handle in helpers.STARTED:
-                helpers.stop_if_running(loop, handle)
-        finally:
-            helpers.STARTED.clear()
-            worker.stop()
-            loop.run(env.shutdown())
+        worker.stop()
+        loop.run(env.shutdown())
 
 
 STEPS = {RESERVE_BUDGET, RELEASE_BUDGET, PLACE_ORDER, CANCEL_ORDER}
