@@ -239,7 +239,3 @@ class FulfilmentWorkflow:
             start_to_close_timeout=RECORD_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
         )
-
-    @workflow.query
-    def progress(self) -> list[StepState]:
-        return self._steps

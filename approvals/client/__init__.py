@@ -26,7 +26,7 @@ from approvals.client.connection import (
     reset,
 )
 from approvals.client.fulfilment import start_fulfilment
-from approvals.client.grant import query_grant, send_grant_action
+from approvals.client.grant import send_grant_action
 from approvals.client.runs import (
     FAILING_QUERY,
     STOPPED_QUERY,
@@ -71,6 +71,5 @@ __all__ = [
     "send_updates",
     "start_approval",
     "start_fulfilment",
-    "query_grant",
     "send_grant_action",
 ]

@@ -1,4 +1,4 @@
-"""An access grant's workflow: send it an action (a validated update), ask it."""
+"""An access grant's workflow: send it an action (a validated update)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from temporalio.exceptions import ApplicationError
 
 from approvals.client.connection import Refused, Unanswered, call, timeout
 from workflows.grant import GrantWorkflow
-from workflows.types import GrantAction, GrantState, grant_id_for
+from workflows.types import GrantAction, grant_id_for
 
 
 def send_grant_action(public_id: object, action: GrantAction) -> str:
@@ -28,14 +28,3 @@ def send_grant_action(public_id: object, action: GrantAction) -> str:
             ) from exc
 
     return call(update, calls=2)
-
-
-def query_grant(public_id: object) -> GrantState | None:
-    """The grant's workflow's own state (for operators and tests; pages read the read model)."""
-
-    async def query(client: Client) -> GrantState | None:
-        return await client.get_workflow_handle(grant_id_for(public_id)).query(
-            GrantWorkflow.grant, rpc_timeout=timeout()
-        )
-
-    return call(query)

@@ -9,7 +9,6 @@ answers with a note of what it did, for the request's page and timeline.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from decimal import Decimal
 
 from django.db import transaction
@@ -29,7 +28,6 @@ from approvals.services.purchase_orders import (
 )
 from workflows.types import EventKind, FulfilmentReport, FulfilmentStatus, StepInput
 
-logger = logging.getLogger(__name__)
 # Whose approval counts as approving it: they hear how its fulfilment ended.
 APPROVING_EVENTS = (EventKind.APPROVAL.value, EventKind.APPROVED.value)
 
