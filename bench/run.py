@@ -304,6 +304,12 @@ for reviewer, count in %(counts)r.items():
         request = services.request_submit(requester=requester, request_type=kind, title=f"Bench {n}")
         ids.append([reviewer, str(request.public_id)])
 print(json.dumps(ids))
+# The answer is out. Leave without the interpreter's teardown, which now and then crashes while
+# the Temporal client's daemon thread still runs (as the shells of tests/integration/test_faults.py
+# do): a failed exit here once failed the benchmark's every decision figure.
+import os, sys
+sys.stdout.flush()
+os._exit(0)
 """
 
 
