@@ -98,9 +98,9 @@ def run(total: int, runs: int, only: str = "", rounds: int = 1) -> dict[str, dic
         WorkflowSnapshot,
     )
     from approvals.selectors.analytics import Period
-    from approvals.services.projection import _state_json
     from approvals.views import fragments
     from approvals.views.dashboard import _figures
+    from workflows.codec import encode
     from workflows.review import snapshot
     from workflows.types import (
         Assignee,
@@ -151,7 +151,7 @@ def run(total: int, runs: int, only: str = "", rounds: int = 1) -> dict[str, dic
             seq=3,
             stage_versions=1,
         )
-        return _state_json(snapshot(state))
+        return encode(snapshot(state))
 
     # Requests spread over the last year; decided ones took 1 to 48 hours, answered by the first
     # of their two reviewers. The read model is written as the projection would leave it.
