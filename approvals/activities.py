@@ -23,30 +23,45 @@ from approvals import live, services
 from approvals.exceptions import InsufficientBudget, InvalidInput, NotFound, PartnerRefused
 from workflows.types import (
     CANCEL_ORDER,
+    CLOSE_REVIEWS,
     END_GRANT,
     GRANT_ACCESS,
     INSUFFICIENT_BUDGET,
     INVALID,
+    LIST_REVIEWS,
     LOAD_GRANT,
     NOT_FOUND,
+    OPEN_CAMPAIGN,
     PLACE_ORDER,
     PROJECT_STATE,
+    RECORD_CAMPAIGN,
     RECORD_FULFILMENT,
     RECORD_GRANT,
+    RECORD_REVIEW,
     REFUSED_BY_PARTNER,
     RELEASE_BUDGET,
     RESERVE_BUDGET,
     RESOLVE_APPROVERS,
     REVOKE_ACCESS,
+    REVOKE_REVIEWED,
+    SEND_DIGESTS,
     SEND_NOTIFICATION,
     Assignee,
     AssignInput,
+    CampaignPlan,
+    CampaignReport,
+    DigestRound,
     FulfilmentReport,
     GrantEnd,
     GrantInfo,
     GrantReport,
     NotificationInput,
     Projection,
+    ReviewInput,
+    ReviewPage,
+    ReviewRecord,
+    ReviewRevoke,
+    ReviewsClose,
     StepInput,
 )
 
@@ -222,6 +237,73 @@ async def record_grant(report: GrantReport) -> None:
     await live.push(change)
 
 
+# --- Access-review campaigns (on the bulk queue): the campaign's books, and each review's ------
+# Their failures are noted under no request: the campaign's id stands in its place.
+
+
+def _heartbeat(detail: str) -> None:
+    activity.heartbeat(detail)
+
+
+@activity.defn(name=OPEN_CAMPAIGN)
+def open_campaign(campaign_id: str) -> CampaignPlan:
+    return _run_bulk(
+        OPEN_CAMPAIGN, lambda: services.campaign_open(campaign_id=campaign_id, heartbeat=_heartbeat)
+    )
+
+
+@activity.defn(name=LIST_REVIEWS)
+def list_reviews(page: ReviewPage) -> list[ReviewInput]:
+    return _run_bulk(LIST_REVIEWS, lambda: services.campaign_reviews(page=page))
+
+
+@activity.defn(name=RECORD_CAMPAIGN)
+async def record_campaign(report: CampaignReport) -> None:
+    """Record where the campaign stands; then tell the staff pages (its progress)."""
+    if await asyncio.to_thread(_run_bulk, RECORD_CAMPAIGN, lambda: services.campaign_record(report=report)):
+        await live.push_campaign(report.campaign_id, ())
+
+
+@activity.defn(name=SEND_DIGESTS)
+def send_campaign_digests(round: DigestRound) -> int:
+    return _run_bulk(SEND_DIGESTS, lambda: services.campaign_digests_send(round=round, heartbeat=_heartbeat))
+
+
+@activity.defn(name=CLOSE_REVIEWS)
+def close_campaign_reviews(close: ReviewsClose) -> int:
+    return _run_bulk(
+        CLOSE_REVIEWS, lambda: services.campaign_reviews_close(close=close, heartbeat=_heartbeat)
+    )
+
+
+@activity.defn(name=RECORD_REVIEW)
+async def record_review(record: ReviewRecord) -> None:
+    """Record a review's decision or outcome; then tell its reviewer's pages, and staff's."""
+    user_ids = await asyncio.to_thread(
+        _run_bulk, RECORD_REVIEW, lambda: services.review_record(record=record)
+    )
+    await live.push_campaign(record.campaign_id, tuple(user_ids))
+
+
+@activity.defn(name=REVOKE_REVIEWED)
+def revoke_reviewed_access(revoke: ReviewRevoke) -> bool:
+    return _run_bulk(REVOKE_REVIEWED, lambda: services.review_revoke(revoke=revoke))
+
+
+def _run_bulk(name: str, service: Callable[[], R]) -> R:
+    """Run a campaign's service with fresh database connections; errors classified as for a
+    request's steps, and logged with the attempt (the campaign's progress on the dashboard, and
+    its workflow in Temporal's UI, show one that keeps failing)."""
+    try:
+        return _fresh(service)
+    except Exception as exc:
+        error = _classified(exc)
+        logger.warning("%s failed (attempt %d): %s", name, activity.info().attempt, exc)
+        if error is exc:
+            raise
+        raise error from exc
+
+
 ACTIVITIES: list[Callable[..., object]] = [
     resolve_approvers,
     project_state,
@@ -236,4 +318,14 @@ ACTIVITIES: list[Callable[..., object]] = [
     load_grant,
     end_grant,
     record_grant,
+]
+# The bulk queue's: the campaigns' and their reviews'.
+BULK_ACTIVITIES: list[Callable[..., object]] = [
+    open_campaign,
+    list_reviews,
+    record_campaign,
+    send_campaign_digests,
+    close_campaign_reviews,
+    record_review,
+    revoke_reviewed_access,
 ]

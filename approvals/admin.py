@@ -11,11 +11,15 @@ from approvals.models import (
     AccessGrant,
     ApprovalRequest,
     Assignment,
+    Campaign,
+    CampaignEvent,
+    CampaignItem,
     CostCentre,
     Delegation,
     EscalationLevel,
     Fulfilment,
     LedgerEntry,
+    Manager,
     OutboundEmail,
     Participant,
     PendingAction,
@@ -294,8 +298,9 @@ class FulfilmentAdmin(ReadOnlyAdmin):
 class ResourceAdmin(admin.ModelAdmin):
     """The catalogue of what people ask access to."""
 
-    list_display = ["name", "code", "roles", "max_days", "is_active"]
+    list_display = ["name", "code", "roles", "max_days", "owner", "is_active"]
     prepopulated_fields = {"code": ["name"]}
+    raw_id_fields = ["owner"]
     filter_horizontal = ["approvers", "approver_groups"]
 
 
@@ -306,3 +311,37 @@ class AccessGrantAdmin(ReadOnlyAdmin):
     list_display = ["holder", "resource", "role", "status", "starts_at", "ends_at", "extensions"]
     list_filter = ["status", "resource"]
     search_fields = ["holder__username", "holder__email", "resource__name"]
+
+
+@admin.register(Manager)
+class ManagerAdmin(admin.ModelAdmin):
+    """Who reports to whom: the reviewers of access in campaigns that say so, and where
+    overdue reviews escalate."""
+
+    list_display = ["user", "manager"]
+    search_fields = ["user__username", "manager__username"]
+    raw_id_fields = ["user", "manager"]
+
+
+class CampaignEventInline(ReadOnlyInline):
+    model = CampaignEvent
+    fields = ["occurred_at", "kind", "actor_name", "detail"]
+
+
+@admin.register(Campaign)
+class CampaignAdmin(ReadOnlyAdmin):
+    """Campaigns are started, and cancelled, from the dashboard (Access reviews): through their
+    workflow, with an audit entry."""
+
+    list_display = ["name", "status", "total", "started", "deadline", "end_rule", "created_by", "created_at"]
+    list_filter = ["status", "end_rule", "reviewer"]
+    search_fields = ["name"]
+    inlines = [CampaignEventInline]
+
+
+@admin.register(CampaignItem)
+class CampaignItemAdmin(ReadOnlyAdmin):
+    list_display = ["campaign", "grant", "reviewer", "status", "by_rule", "decided_by_name", "decided_at"]
+    list_filter = ["status", "by_rule", "campaign"]
+    search_fields = ["grant__holder__username", "reviewer__username", "campaign__name"]
+    list_select_related = ["campaign", "grant__holder", "grant__resource", "reviewer"]

@@ -73,8 +73,9 @@ class LiveConsumer(AsyncWebsocketConsumer):
     summary_soon: asyncio.Task[None] | None = None
 
     async def disconnect(self, code: int) -> None:
-        if self.summary_soon is not None:
-            self.summary_soon.cancel()
+        for soon in (self.summary_soon, self.reviews_soon):
+            if soon is not None:
+                soon.cancel()
         for group in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
 
@@ -112,6 +113,27 @@ class LiveConsumer(AsyncWebsocketConsumer):
             html = await draw()
         if html:
             await self.send(text_data=html)
+
+    async def campaign_changed(self, event: dict[str, Any]) -> None:
+        """A campaign, or one of its reviews, changed: the dashboard's summary (its progress),
+        the Reviews tab, or elsewhere what waits for this person, is drawn again, once for a
+        burst of changes (a campaign's deadline closes thousands of reviews at once)."""
+        if self.view == "dashboard":
+            if self.summary_soon is None or self.summary_soon.done():
+                self.summary_soon = asyncio.create_task(self._send_summary_soon())
+        elif self.reviews_soon is None or self.reviews_soon.done():
+            self.reviews_soon = asyncio.create_task(self._send_reviews_soon())
+
+    reviews_soon: asyncio.Task[None] | None = None
+
+    async def _send_reviews_soon(self) -> None:
+        await asyncio.sleep(SUMMARY_COALESCE_SECONDS)
+        html = ""
+        if self.view == "reviews":
+            html = await database_sync_to_async(fragments.reviews_html)(
+                user=self.user, page=self.shown_id or None
+            )
+        await self.send(text_data=html + await database_sync_to_async(fragments.waiting_html)(user=self.user))
 
     async def _send_summary_soon(self) -> None:
         await asyncio.sleep(SUMMARY_COALESCE_SECONDS)

@@ -1,4 +1,5 @@
-"""What every page's frame shows: the navigation's count of requests waiting for this person."""
+"""What every page's frame shows: the counts of requests, and of access reviews, waiting for this
+person."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from approvals import selectors
+from approvals.selectors.campaigns import reviews_open_count
 
 
 def waiting(request: HttpRequest) -> dict[str, Any]:
@@ -15,4 +17,7 @@ def waiting(request: HttpRequest) -> dict[str, Any]:
     user = request.user
     if not user.is_authenticated:
         return {}
-    return {"waiting_count": functools.cache(lambda: selectors.reviewer_pending_count(user=user))}
+    return {
+        "waiting_count": functools.cache(lambda: selectors.reviewer_pending_count(user=user)),
+        "reviews_count": functools.cache(lambda: reviews_open_count(user=user)),
+    }

@@ -51,3 +51,17 @@ def push_after_commit(change: Change | None) -> None:
     """`push`, from synchronous code (a view, a service), once the transaction commits."""
     if change is not None:
         transaction.on_commit(lambda: async_to_sync(push)(change))
+
+
+async def push_campaign(campaign_id: str, user_ids: tuple[int, ...]) -> None:
+    """Tell staff pages, and these reviewers' pages, that a campaign (or one of its reviews)
+    changed. Best effort, as `push`."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = {"type": "campaign.changed", "campaign_id": campaign_id, "change_id": uuid.uuid4().hex}
+    try:
+        for group in [STAFF_GROUP, *(user_group(uid) for uid in user_ids)]:
+            await layer.group_send(group, message)
+    except Exception:
+        logger.exception("Could not push the change of campaign %s to live pages", campaign_id)

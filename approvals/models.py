@@ -23,6 +23,7 @@ from workflows.types import (
     Operator,
     RequestStatus,
     Rule,
+    campaign_id_for,
     workflow_id_for,
 )
 from workflows.types import Fulfilment as FulfilmentKind
@@ -755,6 +756,14 @@ class Resource(models.Model):
         settings.AUTH_USER_MODEL, blank=True, related_name="+", help_text="Who approves an extension."
     )
     approver_groups = models.ManyToManyField(Group, blank=True, related_name="+")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="resources_owned",
+        help_text="Who answers for it: the reviewer of its access in campaigns that say so.",
+    )
     is_active = models.BooleanField(default=True)
 
     class Meta:
@@ -840,3 +849,155 @@ class GrantEvent(models.Model):
     @property
     def label(self) -> str:
         return self.kind.replace("_", " ").capitalize()
+
+
+class Manager(models.Model):
+    """Whom a person reports to: the reviewer of their access in campaigns that say so, and
+    where a reviewer's overdue reviews escalate."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="manager_line"
+    )
+    manager = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reports")
+
+    def __str__(self) -> str:
+        return f"{self.user} reports to {self.manager}"
+
+    def clean(self) -> None:
+        if self.user_id and self.user_id == self.manager_id:
+            raise ValidationError({"manager": "Nobody reports to themselves."})
+
+
+class Campaign(models.Model):
+    """An access review: every grant it covers (by resource, role, or all active ones) goes in
+    front of a reviewer, who keeps or revokes it by the deadline; the end rule decides the rest.
+    Its workflow (`campaign-<public id>`) owns it and records its progress here; its reviews are
+    fixed as it opens (CampaignItem)."""
+
+    class Reviewer(models.TextChoices):
+        MANAGER = "manager", "The holder's manager"
+        OWNER = "owner", "The resource's owner"
+
+    class EndRule(models.TextChoices):
+        REVOKE = "revoke", "Revoke what nobody reviewed"
+        KEEP = "keep", "Keep what nobody reviewed"
+
+    class Status(models.TextChoices):
+        STARTING = "starting", "Starting"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=150)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    resource = models.ForeignKey(
+        Resource,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="campaigns",
+        help_text="Only the access to this resource (all resources when empty).",
+    )
+    role = models.CharField(max_length=50, blank=True, help_text="Only access in this role (any when empty).")
+    reviewer = models.CharField(max_length=10, choices=Reviewer.choices, default=Reviewer.MANAGER)
+    deadline = models.DateTimeField()
+    remind_every = models.DurationField(null=True, blank=True, help_text="Empty: no reminders.")
+    escalate_after = models.DurationField(
+        null=True, blank=True, help_text="From the start; empty: no escalation to managers."
+    )
+    end_rule = models.CharField(max_length=10, choices=EndRule.choices, default=EndRule.REVOKE)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.STARTING)
+    # What its workflow last recorded (CampaignReport); `seq` orders its reports.
+    seq = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    started = models.PositiveIntegerField(default=0, help_text="Reviews started so far.")
+    runs = models.PositiveIntegerField(default=0, help_text="Runs of its workflow (it continues as new).")
+    opened_at = models.DateTimeField(null=True, blank=True)
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    cancelled_by_name = models.CharField(max_length=150, blank=True)
+    cancel_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("campaign_report", args=[self.public_id])
+
+    @property
+    def workflow_id(self) -> str:
+        return campaign_id_for(self.public_id)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in (self.Status.STARTING, self.Status.RUNNING)
+
+
+class CampaignItem(models.Model):
+    """One grant under review in a campaign: its reviewer, and what became of it, as the
+    review's workflow recorded it. Never deleted: it is the evidence an auditor asks for."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        KEPT = "kept", "Kept"
+        REVOKING = "revoking", "Being revoked"
+        REVOKED = "revoked", "Revoked"
+        ENDED = "ended", "Ended before review"
+        CANCELLED = "cancelled", "Cancelled"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="items")
+    grant = models.ForeignKey(AccessGrant, on_delete=models.PROTECT, related_name="reviews")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    manager = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The reviewer's manager, who may decide it once escalated.",
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    by_rule = models.BooleanField(default=False, help_text="Decided by the campaign's end rule.")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_by_name = models.CharField(max_length=150, blank=True)
+    comment = models.TextField(blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["campaign", "grant_id"]
+        constraints = [models.UniqueConstraint(fields=["campaign", "grant"], name="one_review_per_grant")]
+        indexes = [
+            models.Index(fields=["reviewer", "status"], name="review_reviewer_status"),
+            models.Index(fields=["manager", "status"], name="review_manager_status"),
+            models.Index(fields=["campaign", "status"], name="review_campaign_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign}: {self.grant}"
+
+
+class CampaignEvent(models.Model):
+    """The audit trail of a campaign: started, cancelled (by whom, why), completed. Never edited."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=20)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    detail = models.TextField(blank=True)
+    occurred_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["campaign", "occurred_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.campaign}: {self.kind}"

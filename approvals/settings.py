@@ -16,7 +16,7 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from workflows.types import INTERACTIVE_TASK_QUEUE
+from workflows.types import BULK_TASK_QUEUE, INTERACTIVE_TASK_QUEUE
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -211,6 +211,7 @@ TEMPORAL_ADDRESS = os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233")
 TEMPORAL_NAMESPACE = os.environ.get("TEMPORAL_NAMESPACE", "default")
 TEMPORAL_UI_URL = os.environ.get("TEMPORAL_UI_URL", "http://127.0.0.1:8233").rstrip("/")
 TEMPORAL_TASK_QUEUE = os.environ.get("TEMPORAL_TASK_QUEUE", INTERACTIVE_TASK_QUEUE)
+TEMPORAL_BULK_TASK_QUEUE = os.environ.get("TEMPORAL_BULK_TASK_QUEUE", BULK_TASK_QUEUE)
 # Run the worker inside the web process (the embedded default, where the in-memory channel layer
 # only reaches consumers in its own process); production runs `manage.py temporal_worker` apart.
 TEMPORAL_WORKER_IN_WEB = env_bool("TEMPORAL_WORKER_IN_WEB", False)

@@ -1,11 +1,18 @@
-"""The worker process: the Temporal worker, and beside it two loops that keep the read model
+"""The worker process: the Temporal workers, and beside them two loops that keep the read model
 honest about Temporal. The outbox relay starts workflows for requests saved while Temporal was
-away; the watch notes requests whose workflow stopped for good, so that everyone reads it."""
+away; the watch notes requests whose workflow stopped for good, so that everyone reads it.
+
+Two task queues, a bulkhead: the interactive queue (requests, fulfilments, grants: what people
+wait on) and the bulk queue (access-review campaigns, thousands of reviews at once). Each has its
+own worker and its own activity executor, so a flood on one cannot starve the other; production
+runs a pool of each (`manage.py temporal_worker --queue interactive|bulk`), the embedded default
+both in one process."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -19,8 +26,9 @@ from temporalio.worker import Worker
 
 from approvals import client as temporal
 from approvals import live, services
-from approvals.activities import ACTIVITIES
+from approvals.activities import ACTIVITIES, BULK_ACTIVITIES
 from workflows.approval import ApprovalWorkflow
+from workflows.campaign import CampaignWorkflow, ReviewWorkflow
 from workflows.fulfilment import FulfilmentWorkflow
 from workflows.grant import GrantWorkflow
 from workflows.types import INTERACTIVE_TASK_QUEUE
@@ -28,6 +36,8 @@ from workflows.types import INTERACTIVE_TASK_QUEUE
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = timedelta(seconds=10)
+QUEUES = ("interactive", "bulk")
+ACTIVITY_THREADS = {"interactive": 8, "bulk": 8}
 
 
 def build_worker(
@@ -36,6 +46,7 @@ def build_worker(
     task_queue: str = INTERACTIVE_TASK_QUEUE,
     activities: Sequence[Callable[..., Any]] = ACTIVITIES,
 ) -> Worker:
+    """The interactive queue's worker."""
     return Worker(
         client,
         task_queue=task_queue,
@@ -46,6 +57,25 @@ def build_worker(
         sticky_queue_schedule_to_start_timeout=settings.TEMPORAL_STICKY_TIMEOUT,
         # On shutdown, activities under way finish rather than stop halfway (they take seconds;
         # a cancelled one would be retried by the next worker anyway, but a finished one is done).
+        graceful_shutdown_timeout=SHUTDOWN_GRACE,
+    )
+
+
+def build_bulk_worker(
+    client: Client,
+    executor: concurrent.futures.ThreadPoolExecutor,
+    task_queue: str | None = None,
+    activities: Sequence[Callable[..., Any]] = BULK_ACTIVITIES,
+) -> Worker:
+    """The bulk queue's worker: campaigns and their reviews, with activities of their own."""
+    return Worker(
+        client,
+        task_queue=task_queue or settings.TEMPORAL_BULK_TASK_QUEUE,
+        workflows=[CampaignWorkflow, ReviewWorkflow],
+        activities=activities,
+        activity_executor=executor,
+        max_concurrent_activities=executor._max_workers,
+        sticky_queue_schedule_to_start_timeout=settings.TEMPORAL_STICKY_TIMEOUT,
         graceful_shutdown_timeout=SHUTDOWN_GRACE,
     )
 
@@ -100,21 +130,36 @@ async def watch_stopped(stop: asyncio.Event, interval: float) -> None:
     await _every(stop, interval, "Stopped-workflow watch", round_)
 
 
-async def run_until_stopped(client: Client, stop: asyncio.Event, task_queue: str) -> None:
-    with concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="activity") as executor:
-        worker = build_worker(client, executor, task_queue)
-        loops = [
-            asyncio.create_task(relay_outbox(stop, settings.OUTBOX_POLL_SECONDS)),
-            asyncio.create_task(watch_stopped(stop, settings.STOPPED_POLL_SECONDS)),
-        ]
-        async with worker:
-            logger.info("Worker polling task queue %s", task_queue)
+async def run_until_stopped(client: Client, stop: asyncio.Event, queues: Sequence[str] = QUEUES) -> None:
+    """Run a worker for each of these queues (each with its own activity threads) until `stop`
+    is set; beside the interactive one, the outbox relay and the stopped-workflow watch."""
+    with contextlib.ExitStack() as stack:
+        workers, loops = [], []
+        for queue in queues:
+            executor = stack.enter_context(
+                concurrent.futures.ThreadPoolExecutor(
+                    max_workers=ACTIVITY_THREADS[queue], thread_name_prefix=f"{queue}-activity"
+                )
+            )
+            if queue == "interactive":
+                workers.append(build_worker(client, executor, settings.TEMPORAL_TASK_QUEUE))
+                loops += [
+                    asyncio.create_task(relay_outbox(stop, settings.OUTBOX_POLL_SECONDS)),
+                    asyncio.create_task(watch_stopped(stop, settings.STOPPED_POLL_SECONDS)),
+                ]
+            else:
+                workers.append(build_bulk_worker(client, executor))
+        async with contextlib.AsyncExitStack() as running:
+            for worker in workers:
+                await running.enter_async_context(worker)
+                logger.info("Worker polling task queue %s", worker.task_queue)
             await stop.wait()
         await asyncio.gather(*loops)
 
 
-async def serve(stop: asyncio.Event) -> None:
-    """Connect to Temporal (waiting while it is away), then run the worker until `stop` is set."""
+async def serve(stop: asyncio.Event, queues: Sequence[str] = QUEUES) -> None:
+    """Connect to Temporal (waiting while it is away), then run the workers of these queues until
+    `stop` is set."""
     client = None
     while client is None and not stop.is_set():
         try:
@@ -128,4 +173,4 @@ async def serve(stop: asyncio.Event) -> None:
             except TimeoutError:
                 pass
     if client is not None:
-        await run_until_stopped(client, stop, settings.TEMPORAL_TASK_QUEUE)
+        await run_until_stopped(client, stop, queues)

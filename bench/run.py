@@ -6,8 +6,9 @@
 It brings up the real stack, each part a process of its own on ports of its own: a Temporal dev
 server (SQLite in a scratch directory), a fresh PostgreSQL database on BENCH_DATABASE_URL's
 server (postgres://postgres@127.0.0.1:5432/postgres by default), Redis (BENCH_REDIS_URL, database
-13 by default, emptied first), the ASGI web (uvicorn) and the worker; and for the twin, a worker
-of a trivial workflow (bench/bare.py) on the same Temporal server. Web clients are real HTTP and
+13 by default, emptied first), the ASGI web (uvicorn), the interactive worker and the bulk worker
+(`temporal_worker --queue interactive|bulk`, a pool each); and for the twin, a worker of a trivial
+workflow (bench/bare.py) on the same Temporal server. Web clients are real HTTP and
 websocket clients (httpx, websockets) logged in as real users; the bare clients are temporalio
 clients. Each scenario runs against the app and its bare twin in turn, `--reps` times, and each
 figure is the median over the repetitions. A figure it could not measure is null, with why.
@@ -85,10 +86,11 @@ class Sizes:
     inbox_sizes: tuple[int, int, int]  # requests in the database for the inbox page
     inbox_runs: int
     rss_workflows: int  # open workflows waiting on timers, for the worker's memory
+    campaign_reviews: int  # reviews of the access-review campaign run beside the decisions
 
 
-FULL = Sizes(3, 4, 64, 48, (50, 200), (1_000, 10_000, 100_000), 30, 10_000)
-QUICK = Sizes(1, 1, 8, 8, (5, 10), (100, 200, 300), 3, 20)
+FULL = Sizes(3, 4, 64, 48, (50, 200), (1_000, 10_000, 100_000), 30, 10_000, 2_000)
+QUICK = Sizes(1, 1, 8, 8, (5, 10), (100, 200, 300), 3, 20, 60)
 
 
 # --- Processes ------------------------------------------------------------------------------
@@ -224,6 +226,7 @@ class Stack:
         wait_for("Temporal", lambda: listening(self.temporal_port), 60)
         self.manage("migrate", "--noinput")
         self.worker()
+        self.spawn("bulk-worker", [sys.executable, "manage.py", "temporal_worker", "--queue", "bulk"])
         self.spawn(
             "web",
             [
@@ -243,7 +246,9 @@ class Stack:
         wait_for("the web", lambda: listening(self.web_port), 60)
 
     def worker(self) -> subprocess.Popen[bytes]:
-        return self.spawn("worker", [sys.executable, "manage.py", "temporal_worker"])
+        return self.spawn(
+            "worker", [sys.executable, "manage.py", "temporal_worker", "--queue", "interactive"]
+        )
 
     def pid(self, name: str) -> int:
         return self.processes[name].pid
@@ -307,6 +312,63 @@ print(json.dumps(ids))
 # The answer is out. Leave without the interpreter's teardown, which now and then crashes while
 # the Temporal client's daemon thread still runs (as the shells of tests/integration/test_faults.py
 # do): a failed exit here once failed the benchmark's every decision figure.
+import os, sys
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+# Access held by N people, as approved access requests leave it (their grants' workflows are not
+# needed: the campaign keeps them all), and a campaign over all of it reviewed by its owner.
+CAMPAIGN = """
+import json
+from datetime import timedelta
+from django.contrib.auth.models import User
+from django.utils import timezone
+from approvals import services
+from approvals.models import AccessGrant, ApprovalRequest, RequestType, Resource
+now = timezone.now()
+owner = User.objects.create_user("owner", email="owner@example.com", password=%(password)r)
+kind = RequestType.objects.create(name="Bench access", slug="bench-access", fulfilment="access")
+resource = Resource.objects.create(code="bench", name="Bench", roles="read", owner=owner)
+holders = User.objects.bulk_create(
+    [User(username=f"holder{n:05}", email=f"holder{n:05}@example.com") for n in range(%(count)d)]
+)
+requests = ApprovalRequest.objects.bulk_create(
+    ApprovalRequest(
+        request_type=kind, requester=holder, title="Bench access", status="approved",
+        resource=resource, access_role="read", access_days=90, workflow_started_at=now,
+    )
+    for holder in holders
+)
+AccessGrant.objects.bulk_create(
+    AccessGrant(
+        key=f"bench:{r.public_id}", request=r, holder=r.requester, resource=resource, role="read",
+        starts_at=now, ends_at=now + timedelta(days=90),
+    )
+    for r in requests
+)
+campaign = services.campaign_start(
+    actor=owner, name="Bench review", resource=resource, role="", reviewer="owner",
+    deadline=now + timedelta(days=7), remind_every=None, escalate_after=None, end_rule="keep",
+)
+print(json.dumps(str(campaign.public_id)))
+import os, sys
+sys.stdout.flush()
+os._exit(0)
+"""
+
+# The owner keeps every review, 500 at a time (as the Reviews tab sends a page of them).
+KEEP_ALL = """
+import json
+from django.contrib.auth.models import User
+from approvals import services
+from approvals.selectors.campaigns import reviews_open_for
+owner = User.objects.get(username="owner")
+kept = 0
+while chunk := list(reviews_open_for(user=owner)[:500]):
+    kept += sum(a.ok for a in services.reviews_decide(actor=owner, items=chunk, keep=True, comment=""))
+print(json.dumps(kept))
 import os, sys
 sys.stdout.flush()
 os._exit(0)
@@ -653,6 +715,101 @@ class Bench:
             pass
         return (time.perf_counter() - since) * 1000
 
+    # A campaign beside the decisions ---------------------------------------------------------
+
+    async def campaign(self) -> None:
+        """Interactive decisions at 8 reviewers with the bulk queue idle, then while an access-
+        review campaign fans out on it and its owner keeps every review in bulk: campaign_ratio
+        is the p50 during it over the p50 before. The bare twin's decisions are timed in the same
+        two windows, round for round, so that what the shared Temporal server and CPU cost shows
+        apart from the app's own."""
+        sizes, stack = self.sizes, self.stack
+        # Two decisions per reviewer a round, so that the rounds while the campaign runs are many
+        # (it takes a minute or two); idle rounds as many as the repetitions, at least three.
+        per, reviewers = min(2, sizes.per_reviewer), 8
+        idle_rounds, most_rounds = max(3, sizes.reps), 4 if self.quick else 40
+        queues = submit(stack, {i: per * (idle_rounds + most_rounds) for i in range(reviewers)})
+        bare_ids = iter(await self.bare_workflows(reviewers * per * (idle_rounds + most_rounds)))
+
+        async def round_of_each(app: list[float], bare: list[float]) -> None:
+            work = {i: [queues[i].pop() for _ in range(per)] for i in range(reviewers)}
+            app += (
+                await self._round(
+                    {
+                        i: [lambda p=p, i=i: self.reviewers[i].decide(p) for p in ids]
+                        for i, ids in work.items()
+                    }
+                )
+            )[1]
+            bare_work = {i: [next(bare_ids) for _ in range(per)] for i in range(reviewers)}
+            bare += (
+                await self._round(
+                    {i: [lambda w=w: self.bare_decide(w) for w in ids] for i, ids in bare_work.items()}
+                )
+            )[1]
+
+        idle_app: list[float] = []
+        idle_bare: list[float] = []
+        for _ in range(idle_rounds):
+            await round_of_each(idle_app, idle_bare)
+
+        started = time.perf_counter()
+        campaign_id = await asyncio.to_thread(
+            stack.shell, CAMPAIGN % {"password": PASSWORD, "count": sizes.campaign_reviews}
+        )
+
+        def status() -> tuple[int, int, str]:
+            rows = stack.query(
+                "SELECT started, total, status FROM approvals_campaign WHERE public_id = %s", campaign_id
+            )
+            return rows[0] if rows else (0, 0, "")
+
+        async def close() -> dict[str, float]:
+            """Once every review is out, the owner keeps them all; when each phase ended."""
+            marks: dict[str, float] = {}
+            await asyncio.to_thread(
+                wait_for,
+                "the campaign's fan-out",
+                lambda: status()[:2] == (sizes.campaign_reviews,) * 2,
+                900,
+                0.2,
+            )
+            marks["fanned_out_s"] = time.perf_counter() - started
+            kept = await asyncio.to_thread(stack.shell, KEEP_ALL, 1800)
+            marks["kept"] = kept
+            await asyncio.to_thread(
+                wait_for, "the campaign to complete", lambda: status()[2] == "completed", 900, 0.2
+            )
+            marks["completed_s"] = time.perf_counter() - started
+            return marks
+
+        closing = asyncio.create_task(close())
+        busy_app: list[float] = []
+        busy_bare: list[float] = []
+        rounds = 0
+        while not closing.done() and rounds < most_rounds:
+            await round_of_each(busy_app, busy_bare)
+            rounds += 1
+        marks = await closing
+        app_ratio = statistics.median(busy_app) / statistics.median(idle_app)
+        bare_ratio = statistics.median(busy_bare) / statistics.median(idle_bare)
+        self.figures.put("campaign_ratio", app_ratio)
+        self.figures.bare["campaign_ratio"] = round(bare_ratio, 2)
+        reviews = sizes.campaign_reviews
+        self.figures.details["campaign"] = {
+            "reviews": reviews,
+            "decision_p50_ms_8_idle": round(statistics.median(idle_app), 2),
+            "decision_p50_ms_8_during": round(statistics.median(busy_app), 2),
+            "bare_p50_ms_8_idle": round(statistics.median(idle_bare), 2),
+            "bare_p50_ms_8_during": round(statistics.median(busy_bare), 2),
+            "decisions_during": len(busy_app),
+            "rounds_during": rounds,
+            "fan_out_s": round(marks["fanned_out_s"], 2),
+            "fan_out_reviews_per_s": round(reviews / marks["fanned_out_s"], 2),
+            "kept_in_bulk": marks["kept"],
+            "completed_s": round(marks["completed_s"], 2),
+        }
+
     # Memory and a cold worker ---------------------------------------------------------------
 
     async def memory(self) -> None:
@@ -809,7 +966,7 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-SCENARIOS = ("decisions", "creation", "live", "cold_decision", "memory", "inbox")
+SCENARIOS = ("decisions", "creation", "live", "cold_decision", "campaign", "memory", "inbox")
 
 
 async def measure(
@@ -824,6 +981,7 @@ async def measure(
         (("create_per_s", "create_ratio"), bench.creation),
         (("live_p50_ms_200", "live_p99_ms_200"), bench.live),
         (("cold_decision_ms",), bench.cold_decision),
+        (("campaign_ratio",), bench.campaign),
         (("worker_rss_mb_10k", "worker_rss_ratio"), bench.memory),
     ]
     for keys, step in steps:
@@ -877,7 +1035,6 @@ def main() -> None:
     if args.rss_workflows:
         sizes = Sizes(**{**sizes.__dict__, "rss_workflows": args.rss_workflows})
     figures = Figures()
-    figures.put("campaign_ratio", None, "access-review campaigns have not landed yet (their issue)")
     scratch = Path(tempfile.mkdtemp(prefix="approvals-bench-"))
     stack = Stack(scratch)
     started = time.monotonic()

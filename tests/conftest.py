@@ -34,15 +34,26 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from approvals import client as temporal_client
+from approvals import services
 from approvals.client import DEV_SERVER_ARGS
-from approvals.models import ApprovalRequest, CostCentre, EscalationLevel, RequestType, Resource, Stage
+from approvals.models import (
+    AccessGrant,
+    ApprovalRequest,
+    CostCentre,
+    EscalationLevel,
+    GrantEvent,
+    RequestType,
+    Resource,
+    Stage,
+)
 from approvals.selectors import request_state
 from approvals.services import budget_allocate, policy_snapshot, request_project
 from approvals.services.projection import approvers_for
-from approvals.worker import build_worker
+from approvals.worker import build_bulk_worker, build_worker
 from workflows import handlers
+from workflows.grant import GrantWorkflow
 from workflows.review import Review
-from workflows.types import Action
+from workflows.types import Action, GrantInput, StepInput, grant_id_for
 
 T = TypeVar("T")
 PASSWORD = "test-pass-123"
@@ -126,7 +137,12 @@ class RunningWorker:
     """A Temporal worker running on the test loop; stop() waits for it to finish."""
 
     def __init__(
-        self, loop: LoopThread, client: Client, task_queue: str | None = None, activities: Any = None
+        self,
+        loop: LoopThread,
+        client: Client,
+        task_queue: str | None = None,
+        activities: Any = None,
+        build: Callable[..., Worker] = build_worker,
     ) -> None:
         self.loop = loop
         self.executor = concurrent.futures.ThreadPoolExecutor(
@@ -137,7 +153,7 @@ class RunningWorker:
             kwargs["activities"] = activities
 
         async def make() -> Worker:  # a Worker must be built on the loop that runs it
-            return build_worker(client, self.executor, **kwargs)
+            return build(client, self.executor, **kwargs)
 
         self.worker = loop.run(make())
         self.task = asyncio.run_coroutine_threadsafe(self.worker.run(), loop.loop)
@@ -169,10 +185,11 @@ def ts_worker(loop: LoopThread, time_skipping_env: WorkflowEnvironment) -> Itera
 
 @pytest.fixture
 def dev_server_settings(settings: Any, dev_server: WorkflowEnvironment) -> Client:
-    """Point the web side at the session's dev server, on a task queue of this test's own."""
+    """Point the web side at the session's dev server, on task queues of this test's own."""
     settings.TEMPORAL_ADDRESS = dev_server.client.service_client.config.target_host
     settings.TEMPORAL_RPC_TIMEOUT = timedelta(seconds=5)
     settings.TEMPORAL_TASK_QUEUE = f"test-{uuid.uuid4()}"
+    settings.TEMPORAL_BULK_TASK_QUEUE = f"test-bulk-{uuid.uuid4()}"
     return dev_server.client
 
 
@@ -187,6 +204,19 @@ def use_dev_server(
     still sending their last emails, never write into the next test's database."""
     worker = RunningWorker(loop, dev_server_settings, task_queue=settings.TEMPORAL_TASK_QUEUE)
     yield dev_server_settings
+    worker.stop()
+
+
+@pytest.fixture
+def bulk_worker(
+    transactional_db: None, loop: LoopThread, settings: Any, dev_server_settings: Client
+) -> Iterator[RunningWorker]:
+    """The bulk queue's worker (campaigns), on the session's dev server, on a queue of this
+    test's own; stopped as `use_dev_server`'s is."""
+    worker = RunningWorker(
+        loop, dev_server_settings, task_queue=settings.TEMPORAL_BULK_TASK_QUEUE, build=build_bulk_worker
+    )
+    yield worker
     worker.stop()
 
 
@@ -385,6 +415,38 @@ def make_access_request(
     request.resource, request.access_role, request.access_days = resource, role, days
     request.save()
     return request
+
+
+def make_grant(
+    loop: LoopThread,
+    client: Client,
+    people: dict[str, User],
+    access: RequestType,
+    resource: Resource,
+    holder: User,
+) -> AccessGrant:
+    """Access to `resource` held by `holder`, granted as a fulfilment grants it, with its workflow
+    running (on the web's task queue)."""
+    from django.conf import settings
+
+    request = make_access_request(people, access, resource)
+    request.requester = holder
+    request.save()
+    services.access_grant(
+        step=StepInput(str(request.public_id), 1, f"{request.public_id}:fulfilment:1:grant")
+    )
+    loop.run(
+        client.start_workflow(
+            GrantWorkflow.run,
+            GrantInput(str(request.public_id)),
+            id=grant_id_for(request.public_id),
+            task_queue=settings.TEMPORAL_TASK_QUEUE,
+        )
+    )
+    wait_until(
+        lambda: GrantEvent.objects.filter(grant__request=request, kind="granted").exists(), what="the grant"
+    )
+    return AccessGrant.objects.get(request=request)
 
 
 def make_request(

@@ -24,6 +24,8 @@ from workflows.types import (
     HELD_KINDS,
     Action,
     ActionKind,
+    CampaignPlan,
+    CampaignProgress,
     Content,
     GrantAction,
     GrantActionKind,
@@ -32,6 +34,8 @@ from workflows.types import (
     Held,
     RequestState,
     RequestStatus,
+    ReviewDecision,
+    ReviewInput,
 )
 
 MAX_COMMENT = 4000
@@ -539,3 +543,52 @@ def grant_next_wake(state: GrantState) -> datetime:
     if state.extension is not None:
         wakes.append(state.extension.deadline)
     return min(wakes)
+
+
+# --- Access-review campaigns --------------------------------------------------------------
+
+REVIEW_CLOSED = "This review is closed already."
+CAMPAIGN_CANCELLED = "The campaign was cancelled: this review is closed, and the access stays as it is."
+REVIEW_NOT_YOURS = "Only the reviewer of this access (or their manager, once escalated) can decide it."
+
+
+def review_problem(review: ReviewInput, decision: ReviewDecision, now: datetime) -> str | None:
+    """Why this decision on a review cannot be taken now, or None."""
+    if not 0 < len(decision.action_id) <= MAX_ACTION_ID or len(decision.comment) > MAX_COMMENT:
+        return "The decision is malformed; reload the page and try again."
+    if now >= review.deadline:
+        return "The campaign's deadline has passed: its end rule decides this access."
+    escalated = review.escalate_at is not None and now >= review.escalate_at
+    manager = escalated and review.manager_id is not None and decision.actor_id == review.manager_id
+    if not (decision.as_staff or decision.actor_id == review.reviewer_id or manager):
+        return REVIEW_NOT_YOURS
+    if not decision.keep and not decision.comment.strip():
+        return "Say why the access is revoked: its holder is told."
+    return None
+
+
+def campaign_next_wake(plan: CampaignPlan, progress: CampaignProgress) -> datetime | None:
+    """When the campaign must next wake by itself: a reminder, the escalation, or None (the
+    reviews end themselves at the deadline, and report)."""
+    wakes = []
+    if (reminder := next_reminder(plan, progress)) is not None:
+        wakes.append(reminder)
+    if (escalation := escalation_at(plan)) is not None and not progress.escalated:
+        wakes.append(escalation)
+    return min(wakes) if wakes else None
+
+
+def next_reminder(plan: CampaignPlan, progress: CampaignProgress) -> datetime | None:
+    """When the next reminder digest is due: the cadence after the last digest (the first is
+    the assignment's), if that falls before the deadline; or None."""
+    if not plan.remind_every or progress.digested_at is None:
+        return None
+    at = progress.digested_at + timedelta(seconds=plan.remind_every)
+    return at if at < plan.deadline else None
+
+
+def escalation_at(plan: CampaignPlan) -> datetime | None:
+    if not plan.escalate_after:
+        return None
+    at = plan.opened_at + timedelta(seconds=plan.escalate_after)
+    return at if at < plan.deadline else None

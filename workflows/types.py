@@ -11,6 +11,9 @@ from datetime import datetime
 from enum import StrEnum
 
 INTERACTIVE_TASK_QUEUE = "approvals-interactive"
+# Access-review campaigns run on a queue of their own, served by workers of their own, so that a
+# campaign's flood of work never holds up people's approvals (and the other way round).
+BULK_TASK_QUEUE = "approvals-bulk"
 WORKFLOW_ID_PREFIX = "approval-"
 
 # The activities the approval workflow calls, by name: the Django side implements them.
@@ -43,6 +46,16 @@ LOAD_GRANT = "load_grant"
 RECORD_GRANT = "record_grant"
 END_GRANT = "end_grant"
 GRANT_ID_PREFIX = "grant-"
+# ... and those of access-review campaigns: the campaign's own (its items, its progress, its
+# digests, its cancel) and each review's (its record, and the revoke it may lead to).
+OPEN_CAMPAIGN = "open_campaign"
+LIST_REVIEWS = "list_reviews"
+RECORD_CAMPAIGN = "record_campaign"
+SEND_DIGESTS = "send_campaign_digests"
+CLOSE_REVIEWS = "close_campaign_reviews"
+RECORD_REVIEW = "record_review"
+REVOKE_REVIEWED = "revoke_reviewed_access"
+CAMPAIGN_ID_PREFIX = "campaign-"
 
 
 def workflow_id_for(public_id: object) -> str:
@@ -58,6 +71,17 @@ def fulfilment_id_for(public_id: object, attempt: int) -> str:
 def grant_id_for(public_id: object) -> str:
     """The id of the workflow of the access an access request granted: one per request."""
     return f"{GRANT_ID_PREFIX}{public_id}"
+
+
+def campaign_id_for(public_id: object) -> str:
+    """The id of an access-review campaign's workflow: one per campaign."""
+    return f"{CAMPAIGN_ID_PREFIX}{public_id}"
+
+
+def review_id_for(campaign_id: object, grant_id: int) -> str:
+    """The id of the review of one grant in one campaign: derived from both, so that a campaign
+    that starts its reviews again (a retry, a replay) can never start one twice."""
+    return f"{CAMPAIGN_ID_PREFIX}{campaign_id}-grant-{grant_id}"
 
 
 def public_id_of(workflow_id: str) -> str | None:
@@ -693,3 +717,181 @@ class GrantEnd:
     by_name: str = ""
     reason: str = ""
     at: datetime | None = None  # when it ended, by the workflow's clock
+
+
+# --- Access-review campaigns ----------------------------------------------------------------
+
+
+class EndRule(StrEnum):
+    """What a campaign does at its deadline with the access nobody reviewed."""
+
+    REVOKE = "revoke"
+    KEEP = "keep"
+
+
+class CampaignStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class ReviewOutcome(StrEnum):
+    KEPT = "kept"
+    REVOKED = "revoked"
+    ENDED = "ended"  # the access ended otherwise (expired, revoked early) before the review did
+    CANCELLED = "cancelled"
+
+
+class DigestKind(StrEnum):
+    ASSIGNED = "assigned"  # your reviews are waiting
+    REMINDER = "reminder"  # still waiting
+    ESCALATED = "escalated"  # to each reviewer's manager: these are overdue under you
+
+
+@dataclass
+class CampaignPlan:
+    """What a campaign's workflow needs of it, read once as it opens: how many reviews, and when
+    what happens. Durations in seconds."""
+
+    total: int
+    opened_at: datetime
+    deadline: datetime
+    end_rule: EndRule
+    remind_every: int = 0  # 0: no reminders
+    escalate_after: int = 0  # from the opening; 0: no escalation
+
+
+@dataclass
+class CampaignProgress:
+    """What a campaign carries from one run to the next: counts and a cursor, nothing per item."""
+
+    cursor: int = 0  # the last grant (by id) whose review was started
+    started: int = 0
+    kept: int = 0
+    revoked: int = 0
+    ended: int = 0
+    by_rule: int = 0  # of those kept or revoked, how many by the end rule
+    digests: int = 0  # digest rounds sent: the assignment's, then each reminder's
+    digested_at: datetime | None = None  # when the last of them was sent
+    escalated: bool = False
+    runs: int = 1
+    seq: int = 0  # the last report recorded
+
+    @property
+    def done(self) -> int:
+        return self.kept + self.revoked + self.ended
+
+
+@dataclass
+class CampaignInput:
+    campaign_id: str
+    batch_size: int = 100  # reviews started together
+    reviews_per_run: int = 1000  # at most this many children in one run of the campaign
+    history_limit: int = 4000
+    plan: CampaignPlan | None = None
+    progress: CampaignProgress | None = None
+    cancelled_by: str = ""  # carried too, should a cancel arrive as the run continues as new
+
+
+@dataclass
+class ReviewPage:
+    """Reviews to start: the grants after the cursor, in order, with their reviewers."""
+
+    campaign_id: str
+    after: int
+    limit: int
+
+
+@dataclass
+class ReviewInput:
+    campaign_id: str
+    grant_id: int
+    request_id: str  # the access request whose grant's workflow a revoke goes through
+    reviewer_id: int
+    deadline: datetime
+    end_rule: EndRule
+    campaign_name: str = ""
+    manager_id: int | None = None  # the reviewer's manager, who may decide it once escalated
+    escalate_at: datetime | None = None
+
+
+@dataclass
+class ReviewDecision:
+    """A reviewer keeps or revokes one grant (a validated update of its review)."""
+
+    keep: bool
+    actor_id: int
+    actor_name: str
+    action_id: str
+    comment: str = ""
+    as_staff: bool = False  # staff may decide any review
+
+
+@dataclass
+class ReviewRecord:
+    """A review's decision or outcome, for the read model. `final`: the review is over."""
+
+    campaign_id: str
+    grant_id: int
+    outcome: ReviewOutcome
+    final: bool
+    by_rule: bool = False
+    actor_id: int | None = None
+    actor_name: str = ""
+    comment: str = ""
+    at: datetime | None = None
+
+
+@dataclass
+class ReviewRevoke:
+    """Revoke a reviewed grant through the grant's own workflow; once per review."""
+
+    campaign_id: str
+    request_id: str
+    action_id: str
+    actor_id: int | None
+    actor_name: str
+    reason: str
+
+
+@dataclass
+class ReviewReport:
+    """A review's outcome, as it reports it to its campaign."""
+
+    grant_id: int
+    outcome: ReviewOutcome
+    by_rule: bool = False
+
+
+@dataclass
+class CampaignReport:
+    """Where a campaign stands, for the read model; `seq` orders reports."""
+
+    campaign_id: str
+    seq: int
+    status: CampaignStatus
+    progress: CampaignProgress
+    at: datetime | None = None
+    cancelled_by: str = ""
+
+
+@dataclass
+class DigestRound:
+    campaign_id: str
+    kind: DigestKind
+    round: int
+
+
+@dataclass
+class ReviewsClose:
+    """Close a cancelled campaign's open reviews: those started (the grants up to the cursor) by
+    a signal to each, the rest in the read model alone."""
+
+    campaign_id: str
+    cursor: int
+
+
+@dataclass
+class CampaignCancel:
+    actor_name: str
+    reason: str = ""

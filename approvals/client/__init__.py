@@ -11,6 +11,12 @@ from approvals.client.approval import (
     send_updates,
     start_approval,
 )
+from approvals.client.campaign import (
+    cancel_campaign,
+    close_reviews,
+    send_review_decisions,
+    start_campaign,
+)
 from approvals.client.connection import (
     DEV_SERVER_ARGS,
     DEV_SERVER_FILE_ARGS,
@@ -57,7 +63,9 @@ __all__ = [
     "TimedOut",
     "Unanswered",
     "Unreachable",
+    "cancel_campaign",
     "close_reasons",
+    "close_reviews",
     "connect",
     "describe",
     "describe_all",
@@ -66,10 +74,12 @@ __all__ = [
     "reset",
     "reset_point",
     "retry_stopped",
+    "send_review_decisions",
     "send_signal",
     "send_update",
     "send_updates",
     "start_approval",
+    "start_campaign",
     "start_fulfilment",
     "send_grant_action",
 ]

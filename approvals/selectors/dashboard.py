@@ -16,6 +16,7 @@ from approvals.models import (
     RequestEvent,
     StaffAction,
 )
+from approvals.selectors.campaigns import campaigns_shown
 from workflows.types import FulfilmentStatus, RequestStatus
 
 
@@ -58,6 +59,7 @@ def dashboard_summary(*, limit: int = 10) -> dict[str, Any]:
             RequestEvent.objects.select_related("request").order_by("-occurred_at", "-pk")[:limit]
         ),
         "fulfilments_failed": fulfilments_failed(limit=limit),
+        "campaigns": campaigns_shown(limit=limit),
     }
 
 

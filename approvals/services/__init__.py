@@ -16,6 +16,19 @@ from approvals.services.actions import (
     requests_act_bulk,
 )
 from approvals.services.budgets import budget_allocate, budget_release, budget_reserve
+from approvals.services.campaigns import (
+    ReviewAnswer,
+    campaign_cancel,
+    campaign_digests_send,
+    campaign_open,
+    campaign_record,
+    campaign_reviews,
+    campaign_reviews_close,
+    campaign_start,
+    review_record,
+    review_revoke,
+    reviews_decide,
+)
 from approvals.services.email_links import (
     LinkRefused,
     email_link_check,
@@ -54,6 +67,17 @@ from approvals.services.trouble import (
 )
 
 __all__ = [
+    "ReviewAnswer",
+    "campaign_cancel",
+    "campaign_digests_send",
+    "campaign_open",
+    "campaign_record",
+    "campaign_reviews",
+    "campaign_reviews_close",
+    "campaign_start",
+    "review_record",
+    "review_revoke",
+    "reviews_decide",
     "access_grant",
     "access_problems",
     "access_take_back",

@@ -74,17 +74,41 @@ def _email_once(*, request: ApprovalRequest, notification: NotificationInput, us
     if kind in DECISION_EMAILS and request.participants.filter(user=user, pending=True).exists():
         context["approve_url"] = email_link_make(user=user, request=request, action=ActionKind.APPROVE)
         context["reject_url"] = email_link_make(user=user, request=request, action=ActionKind.REJECT)
+    subject = EMAIL_SUBJECTS[kind].format(
+        title=request.title, status=request.get_status_display().lower(), stage=request.stage_name
+    )
+    email_once(
+        key=key,
+        user=user,
+        kind=kind.value,
+        subject=subject,
+        body_text=render_to_string(f"approvals/email/{kind.value}.txt", context),
+        body_html=render_to_string(f"approvals/email/{kind.value}.html", context),
+        request=request,
+    )
+
+
+def email_once(
+    *,
+    key: str,
+    user: User,
+    kind: str,
+    subject: str,
+    body_text: str,
+    body_html: str,
+    request: ApprovalRequest | None = None,
+) -> None:
+    """Send this email to `user` once per key: kept (as the mailbox shows it), then sent; a
+    retry finds it sent, or refused for good, and sends nothing."""
     email, _ = OutboundEmail.objects.get_or_create(
         idempotency_key=key,
         defaults={
             "request": request,
-            "kind": kind.value,
+            "kind": kind,
             "to": user.email,
-            "subject": EMAIL_SUBJECTS[kind].format(
-                title=request.title, status=request.get_status_display().lower(), stage=request.stage_name
-            ),
-            "body_text": render_to_string(f"approvals/email/{kind.value}.txt", context),
-            "body_html": render_to_string(f"approvals/email/{kind.value}.html", context),
+            "subject": subject,
+            "body_text": body_text,
+            "body_html": body_html,
         },
     )
     if email.status != OutboundEmail.Status.PENDING:

@@ -1,6 +1,14 @@
 """Views: validate, call a service or selector, render."""
 
 from approvals.views.access import access_act, access_all, access_export, access_mine
+from approvals.views.campaigns import (
+    campaign_cancel,
+    campaign_report,
+    campaign_report_csv,
+    campaigns,
+    reviews,
+    reviews_decide,
+)
 from approvals.views.dashboard import (
     budgets,
     dashboard,
@@ -31,6 +39,12 @@ __all__ = [
     "access_export",
     "access_mine",
     "budgets",
+    "campaign_cancel",
+    "campaign_report",
+    "campaign_report_csv",
+    "campaigns",
+    "reviews",
+    "reviews_decide",
     "dashboard",
     "dashboard_cancel",
     "dashboard_export",

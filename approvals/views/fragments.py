@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth.models import User
+from django.core.paginator import Paginator
 from django.http import QueryDict
 from django.template.loader import render_to_string
 
@@ -21,9 +22,12 @@ from approvals.exceptions import NotFound
 from approvals.forms import ActionForm, InboxFilterForm, ResubmitForm
 from approvals.models import AccessGrant, ApprovalRequest, Participant, PendingAction
 from approvals.selectors import access as access_selectors
+from approvals.selectors import campaigns as campaign_selectors
 from approvals.services.trouble import temporal_ui_url
 from workflows import rules
 from workflows.types import ActionResult, Held
+
+REVIEW_PAGE_SIZE = 200  # reviews on one page of the Reviews tab: "select all" takes them all
 
 
 def request_context(
@@ -242,7 +246,20 @@ def access_html(*, user: User) -> str:
     ).strip()
 
 
-VIEWS = ("inbox", "mine", "request", "dashboard", "access")
+def reviews_context(*, user: User, page: str | None = None) -> dict[str, Any]:
+    """The Reviews tab: the access reviews waiting for this person, a page of them."""
+    items = campaign_selectors.reviews_open_for(user=user)
+    shown = Paginator(items, REVIEW_PAGE_SIZE).get_page(page)
+    return {"page": shown, "items": list(shown.object_list)}
+
+
+def reviews_html(*, user: User, page: str | None = None) -> str:
+    """The Reviews tab's list after a campaign changed (pushed: out of band)."""
+    context = {**reviews_context(user=user, page=page), "user": user, "oob": True}
+    return render_to_string("approvals/reviews.html#reviews-list", context).strip()
+
+
+VIEWS = ("inbox", "mine", "request", "dashboard", "access", "reviews")
 
 
 def pushed_html(*, user: User, public_id: str, view: str, shown_id: str = "", filters: str = "") -> str:
@@ -274,10 +291,15 @@ def _shown_html(*, user: User, public_id: str, view: str, shown_id: str, filters
 
 
 def waiting_html(*, user: User) -> str:
-    """How many requests wait for this person, as the navigation and their home page show it,
-    out of band: every push brings it, so that no count goes stale."""
-    count = selectors.reviewer_pending_count(user=user)
-    return render_to_string("approvals/_waiting.html", {"waiting_count": count, "oob": True}).strip()
+    """How many requests and access reviews wait for this person, as the navigation, their home
+    page and the inbox's tabs show it, out of band: every push brings it, so that no count goes
+    stale."""
+    context = {
+        "waiting_count": selectors.reviewer_pending_count(user=user),
+        "reviews_count": campaign_selectors.reviews_open_count(user=user),
+        "oob": True,
+    }
+    return render_to_string("approvals/_waiting.html", context).strip()
 
 
 def dashboard_html(*, user: User) -> str:

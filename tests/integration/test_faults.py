@@ -1,5 +1,6 @@
-"""Faults on real processes: the worker killed with SIGKILL mid-decision and mid-email, and
-PostgreSQL stopped under a running web server and worker.
+"""Faults on real processes: the worker killed with SIGKILL mid-decision, mid-email and in the
+middle of an access-review campaign's fan-out, and PostgreSQL stopped under a running web server
+and worker.
 
 Everything runs as it does in production: `manage.py temporal_worker` and uvicorn in processes
 of their own, on a PostgreSQL cluster this test starts itself (initdb and pg_ctl, on its own
@@ -180,8 +181,10 @@ class App:
         self.processes.append(process)
         return process
 
-    def worker(self) -> subprocess.Popen[bytes]:
-        return self.spawn("worker", sys.executable, "manage.py", "temporal_worker")
+    def worker(self, *queue: str) -> subprocess.Popen[bytes]:
+        """`manage.py temporal_worker`: both task queues, or the one named (a pool of its own)."""
+        options = ["--queue", *queue] if queue else []
+        return self.spawn("worker", sys.executable, "manage.py", "temporal_worker", *options)
 
     def web(self, port: int) -> subprocess.Popen[bytes]:
         command = [sys.executable, "-m", "uvicorn", "approvals.asgi:application", "--port", str(port)]
@@ -231,6 +234,7 @@ def app(
         DJANGO_SETTINGS_MODULE="approvals.settings",
         TEMPORAL_ADDRESS=dev_server.client.service_client.config.target_host,
         TEMPORAL_TASK_QUEUE=f"faults-{uuid.uuid4()}",
+        TEMPORAL_BULK_TASK_QUEUE=f"faults-bulk-{uuid.uuid4()}",
         TEMPORAL_RPC_TIMEOUT="5",
         EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
         EMAIL_HOST="127.0.0.1",
@@ -457,6 +461,155 @@ def test_a_worker_killed_mid_step_of_a_fulfilment_places_one_order_and_reserves_
     time.sleep(2)  # anything sent twice would arrive now
     assert mailbox.subjects("requester@example.com").count("Fulfilled: Standing desk") == 1
     assert len(mailbox.keys()) == len(set(mailbox.keys()))
+
+
+SEED_GRANTS = """
+import json
+from datetime import timedelta
+from django.contrib.auth.models import User
+from django.utils import timezone
+from approvals.models import AccessGrant, ApprovalRequest, RequestType, Resource
+now = timezone.now()
+kind, resource = RequestType.objects.get(slug="access"), Resource.objects.get(code="payroll")
+holders = User.objects.bulk_create(
+    [User(username=f"holder{{n}}", email=f"holder{{n}}@example.com") for n in range({count})]
+)
+requests = ApprovalRequest.objects.bulk_create(
+    ApprovalRequest(
+        request_type=kind, requester=holder, title="Payroll", status="approved", resource=resource,
+        access_role="read", access_days=90, workflow_started_at=now,
+    )
+    for holder in holders
+)
+AccessGrant.objects.bulk_create(
+    AccessGrant(
+        key=f"seed:{{r.public_id}}", request=r, holder=r.requester, resource=resource, role="read",
+        starts_at=now, ends_at=now + timedelta(days=90),
+    )
+    for r in requests
+)
+print(json.dumps(len(requests)))
+"""
+
+START_CAMPAIGN = """
+import json
+from datetime import timedelta
+from django.contrib.auth.models import User
+from django.utils import timezone
+from approvals import services
+campaign = services.campaign_start(
+    actor=User.objects.get(username="admin"), name="Payroll Q4", resource=None, role="",
+    reviewer="owner", deadline=timezone.now() + timedelta(days=7), remind_every=None,
+    escalate_after=None, end_rule="keep",
+)
+print(json.dumps(str(campaign.public_id)))
+import os, sys
+sys.stdout.flush()
+os._exit(0)
+"""
+
+KEEP_ALL = """
+import json
+from django.contrib.auth.models import User
+from approvals import services
+from approvals.selectors.campaigns import reviews_open_for
+owner = User.objects.get(username="manager")
+answers = []
+while chunk := list(reviews_open_for(user=owner)[:500]):
+    answers += services.reviews_decide(actor=owner, items=chunk, keep=True, comment="")
+    if not all(a.ok for a in answers[-len(chunk):]):
+        break
+print(json.dumps([a.message for a in answers]))
+import os, sys
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+def campaign_runs(loop: LoopThread, client: Any, workflow_id: str) -> list[list[Any]]:
+    """Each run of a campaign's workflow, first first, along its continue-as-new chain."""
+
+    async def fetch() -> list[list[Any]]:
+        runs: list[list[Any]] = []
+        run_id: str | None = None
+        while True:
+            events = list(
+                (await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()).events
+            )
+            runs.insert(0, events)
+            run_id = events[0].workflow_execution_started_event_attributes.continued_execution_run_id
+            if not run_id:
+                return runs
+
+    return loop.run(fetch())
+
+
+def test_a_bulk_worker_killed_mid_fan_out_starts_no_review_twice_and_loses_none(
+    app: App, mailbox: Mailbox, dev_server: WorkflowEnvironment, loop: LoopThread
+) -> None:
+    """1,200 reviews, fanned out by a bulk worker of its own (`--queue bulk`) that is killed
+    with SIGKILL part way: the next one picks the campaign up where its history says, and every
+    review is started once, in runs of at most a thousand, and decided. Meanwhile the
+    interactive worker, a pool of its own, decides a request at once, bulk worker or none."""
+    total = 1200
+    assert app.shell(SEED_GRANTS.format(count=total)) == total
+    interactive = app.worker("interactive")
+    bulk = app.worker("bulk")
+    public_id = app.shell(START_CAMPAIGN)
+    started = "SELECT started, total, status FROM approvals_campaign WHERE public_id = %s"
+    wait_until(lambda: app.query(started, public_id)[0][0] >= 200, timeout=120, what="the fan-out")
+    bulk.kill()  # SIGKILL, in the middle of the fan-out
+    bulk.wait(10)
+    at_kill = app.query(started, public_id)[0][0]
+    assert 200 <= at_kill < total, at_kill
+
+    # No bulk worker now: the interactive queue does not notice.
+    request_id = app.shell(SUBMIT)
+    wait_until(lambda: app.status(request_id) == "in_review", timeout=60, what="review")
+    assert app.shell(APPROVE.format(public_id=request_id)) == "Stage “Team lead” is approved."
+    assert app.query(started, public_id)[0][0] == at_kill
+
+    app.worker("bulk")
+    wait_until(
+        lambda: app.query(started, public_id)[0][:2] == (total, total),
+        timeout=180,
+        interval=0.5,
+        what="every review started",
+    )
+    answers = app.shell(KEEP_ALL)
+    assert answers == ["The access is kept."] * total
+    wait_until(
+        lambda: app.query(started, public_id)[0][2] == "completed",
+        timeout=120,
+        interval=0.5,
+        what="the campaign to complete",
+    )
+    items = app.query(
+        "SELECT i.status, count(*) FROM approvals_campaignitem i JOIN approvals_campaign c "
+        "ON c.id = i.campaign_id WHERE c.public_id = %s GROUP BY i.status",
+        public_id,
+    )
+    assert items == [("kept", total)]
+
+    runs = campaign_runs(loop, dev_server.client, f"campaign-{public_id}")
+    starts = [
+        e.start_child_workflow_execution_initiated_event_attributes.workflow_id
+        for events in runs
+        for e in events
+        if e.HasField("start_child_workflow_execution_initiated_event_attributes")
+    ]
+    assert len(starts) == len(set(starts)) == total  # each review started once...
+    assert not any(
+        e.HasField("start_child_workflow_execution_failed_event_attributes") for r in runs for e in r
+    )
+    per_run = [
+        sum(e.HasField("start_child_workflow_execution_initiated_event_attributes") for e in r) for r in runs
+    ]
+    assert len(runs) >= 2 and max(per_run) <= 1000, per_run  # ...in bounded runs
+    # One digest to the one reviewer, however many reviews and whatever died on the way.
+    digests = [subject for subject in mailbox.subjects("manager@example.com") if "Access review" in subject]
+    assert len(digests) == 1 and f"{total} to review" in digests[0], digests
+    assert interactive.poll() is None
 
 
 def http_client() -> tuple[urllib.request.OpenerDirector, http.cookiejar.CookieJar]:

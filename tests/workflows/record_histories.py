@@ -1,4 +1,5 @@
-"""Record histories of the released workflows (approval, fulfilment, grant), for the replay tests.
+"""Record histories of the released workflows (approval, fulfilment, grant, campaign and review),
+for the replay tests.
 
     python -m tests.workflows.record_histories [SCENARIO ...]
 
@@ -30,17 +31,31 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from workflows.approval import ApprovalWorkflow
+from workflows.campaign import CampaignWorkflow, ReviewWorkflow
 from workflows.fulfilment import FulfilmentWorkflow
 from workflows.grant import GrantWorkflow
 from workflows.types import (
+    CLOSE_REVIEWS,
+    LIST_REVIEWS,
+    OPEN_CAMPAIGN,
+    RECORD_CAMPAIGN,
+    RECORD_REVIEW,
     REFUSED_BY_PARTNER,
+    REVOKE_REVIEWED,
+    SEND_DIGESTS,
     Action,
     ActionKind,
     ApprovalInput,
     Assignee,
     AssignInput,
+    CampaignCancel,
+    CampaignInput,
+    CampaignPlan,
+    CampaignReport,
     Condition,
     Content,
+    DigestRound,
+    EndRule,
     EscalationLevel,
     Fulfilment,
     FulfilmentInput,
@@ -56,10 +71,18 @@ from workflows.types import (
     Operator,
     Policy,
     Projection,
+    ReviewDecision,
+    ReviewInput,
+    ReviewPage,
+    ReviewRecord,
+    ReviewRevoke,
+    ReviewsClose,
     Rule,
     StageSpec,
     StepInput,
+    campaign_id_for,
     fulfilment_id_for,
+    review_id_for,
     workflow_id_for,
 )
 
@@ -411,11 +434,7 @@ async def record(only: set[str]) -> None:
         ),
     }
     HISTORIES.mkdir(exist_ok=True)
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(Path(sys.executable).parent / "temporal-test-server")
-        if (Path(sys.executable).parent / "temporal-test-server").exists()
-        else shutil.which("temporal-test-server")
-    )
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=_test_server())
     client: Client = env.client
     try:
         async with Worker(
@@ -477,6 +496,165 @@ async def record(only: set[str]) -> None:
                     await write_runs(client, child.id, f"{name}_fulfilment")
     finally:
         await env.shutdown()
+    if not only or only & set(CAMPAIGN_SCENARIOS):
+        await record_campaigns(only)
+
+
+# An access-review campaign of five reviews, started two at a time and four to a run (so that it
+# continues as new between batches): one kept and one revoked by their reviewers, the rest
+# revoked by the end rule at the deadline, with a reminder and an escalation on the way; and a
+# campaign of three cancelled after one review was kept. Each review's history is written too.
+CAMPAIGN_SCENARIOS = {
+    "campaign_completed": (5, False),
+    "campaign_cancelled": (3, True),
+}
+REVIEW_HISTORIES = {
+    "campaign_completed": {
+        1: "campaign_review_kept",
+        2: "campaign_review_revoked",
+        3: "campaign_review_by_rule",
+    },
+    "campaign_cancelled": {2: "campaign_review_closed"},
+}
+
+
+async def record_campaigns(only: set[str]) -> None:
+    """On a time-skipping server of their own, in seconds of real time: the reviews outlive the
+    campaign's runs, and the test server stops skipping time once a child outlives its parent
+    (temporalio/sdk-java#1540, #1618)."""
+    from datetime import UTC, datetime
+
+    totals: dict[str, int] = {}
+    plans: dict[str, CampaignPlan] = {}
+
+    @activity.defn(name=OPEN_CAMPAIGN)
+    async def open_campaign(campaign_id: str) -> CampaignPlan:
+        now = datetime.now(UTC)
+        plans[campaign_id] = CampaignPlan(
+            total=totals[campaign_id],
+            opened_at=now,
+            deadline=now + timedelta(seconds=8),
+            end_rule=EndRule.REVOKE,
+            remind_every=3,
+            escalate_after=5,
+        )
+        return plans[campaign_id]
+
+    @activity.defn(name=LIST_REVIEWS)
+    async def list_reviews(page: ReviewPage) -> list[ReviewInput]:
+        plan = plans[page.campaign_id]
+        grants = [g for g in range(1, totals[page.campaign_id] + 1) if g > page.after][: page.limit]
+        return [
+            ReviewInput(
+                page.campaign_id,
+                g,
+                f"request-{g}",
+                reviewer_id=11,
+                deadline=plan.deadline,
+                end_rule=EndRule.REVOKE,
+                campaign_name="Payroll Q4",
+                manager_id=21,
+                escalate_at=plan.opened_at + timedelta(seconds=5),
+            )
+            for g in grants
+        ]
+
+    @activity.defn(name=RECORD_CAMPAIGN)
+    async def record_campaign(report: CampaignReport) -> None:
+        pass
+
+    @activity.defn(name=SEND_DIGESTS)
+    async def send_digests(round: DigestRound) -> int:
+        return 1
+
+    @activity.defn(name=CLOSE_REVIEWS)
+    async def close_reviews(close: ReviewsClose) -> int:
+        from temporalio.service import RPCError
+
+        client = activity.client()
+        for grant in range(1, close.cursor + 1):
+            try:
+                await client.get_workflow_handle(review_id_for(close.campaign_id, grant)).signal(
+                    ReviewWorkflow.close
+                )
+            except RPCError:
+                pass  # decided and over already
+        return close.cursor
+
+    @activity.defn(name=RECORD_REVIEW)
+    async def record_review(record: ReviewRecord) -> None:
+        pass
+
+    @activity.defn(name=REVOKE_REVIEWED)
+    async def revoke_reviewed(revoke: ReviewRevoke) -> bool:
+        return True
+
+    def decision(keep: bool) -> ReviewDecision:
+        return ReviewDecision(keep, 11, "user11", str(uuid.uuid4()), "" if keep else "Left the team")
+
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=_test_server())
+    client: Client = env.client
+    try:
+        async with Worker(
+            client,
+            task_queue="record-histories-bulk",
+            workflows=[CampaignWorkflow, ReviewWorkflow],
+            activities=[
+                open_campaign,
+                list_reviews,
+                record_campaign,
+                send_digests,
+                close_reviews,
+                record_review,
+                revoke_reviewed,
+            ],
+        ):
+            for name, (total, cancel) in CAMPAIGN_SCENARIOS.items():
+                if only and name not in only:
+                    continue
+                totals[name] = total
+                handle = await client.start_workflow(
+                    CampaignWorkflow.run,
+                    CampaignInput(name, batch_size=2, reviews_per_run=4),
+                    id=campaign_id_for(name),
+                    task_queue="record-histories-bulk",
+                )
+                for _ in range(200):  # every review started
+                    if all([await _running(client, review_id_for(name, g)) for g in range(1, total + 1)]):
+                        break
+                    await asyncio.sleep(0.1)
+                await client.get_workflow_handle(review_id_for(name, 1)).execute_update(
+                    ReviewWorkflow.decide, decision(True)
+                )
+                if cancel:
+                    await handle.signal(CampaignWorkflow.cancel, CampaignCancel("admin", "Wrong scope"))
+                else:
+                    await client.get_workflow_handle(review_id_for(name, 2)).execute_update(
+                        ReviewWorkflow.decide, decision(False)
+                    )
+                await handle.result()
+                await write_runs(client, campaign_id_for(name), name, handle.first_execution_run_id)
+                for grant, review_name in REVIEW_HISTORIES[name].items():
+                    review = client.get_workflow_handle(review_id_for(name, grant))
+                    await review.result()
+                    await write_runs(client, review.id, review_name)
+    finally:
+        await env.shutdown()
+
+
+async def _running(client: Client, workflow_id: str) -> bool:
+    from temporalio.service import RPCError
+
+    try:
+        await client.get_workflow_handle(workflow_id).describe()
+    except RPCError:
+        return False
+    return True
+
+
+def _test_server() -> str | None:
+    beside = Path(sys.executable).parent / "temporal-test-server"
+    return str(beside) if beside.exists() else shutil.which("temporal-test-server")
 
 
 async def write_runs(client: Client, workflow_id: str, name: str, first_run_id: str | None = None) -> None:

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils.text import slugify
 
-from approvals.models import CostCentre, EscalationLevel, RequestType, Resource, Stage
+from approvals.models import CostCentre, EscalationLevel, Manager, RequestType, Resource, Stage
 from approvals.services.budgets import budget_allocate
 from workflows.types import Fulfilment, Operator, Rule
 
@@ -108,16 +108,22 @@ class Command(BaseCommand):
             [dict(name="Team lead", users=reviewers, deadline=timedelta(days=2))],
             fulfilment=Fulfilment.ACCESS,
         )
-        # The access catalogue: extensions are approved by the manager.
+        # The access catalogue: the manager owns each resource (and reviews its access in
+        # campaigns that ask owners) and approves extensions.
         for code, name, roles in (
             ("payroll", "Payroll", "read, write"),
             ("prod-db", "Production database", "read, admin"),
         ):
             resource, created = Resource.objects.get_or_create(
-                code=code, defaults={"name": name, "roles": roles}
+                code=code, defaults={"name": name, "roles": roles, "owner": users["manager"]}
             )
             if created:
                 resource.approvers.set([users["manager"]])
+        # Who reports to whom: the reviewers of access in campaigns that ask managers, and where
+        # overdue reviews escalate.
+        for username in ("requester", "reviewer1", "reviewer2"):
+            Manager.objects.get_or_create(user=users[username], defaults={"manager": users["manager"]})
+        Manager.objects.get_or_create(user=users["manager"], defaults={"manager": users["admin"]})
         # Cost centres with a budget each (once: a fixed key makes the allocation happen once).
         for code, name, amount in (("it", "IT", "25000.00"), ("ops", "Operations", "10000.00")):
             centre, _ = CostCentre.objects.get_or_create(code=code, defaults={"name": name})

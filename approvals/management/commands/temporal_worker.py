@@ -4,20 +4,32 @@ import asyncio
 import signal
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
-from approvals.worker import serve
+from approvals.worker import QUEUES, serve
 
 
 class Command(BaseCommand):
-    help = "Run the Temporal worker (workflows and activities) and the outbox relay until SIGINT/SIGTERM."
+    help = (
+        "Run the Temporal workers (workflows and activities) and the outbox relay until SIGINT/SIGTERM: "
+        "both task queues, or the one --queue names (a pool of its own)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--queue",
+            choices=QUEUES,
+            help="Serve only this task queue: interactive (requests, fulfilments, grants) or bulk "
+            "(access-review campaigns). Both when left out.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        asyncio.run(self._main())
+        queues = (options["queue"],) if options["queue"] else QUEUES
+        asyncio.run(self._main(queues))
 
-    async def _main(self) -> None:
+    async def _main(self, queues: tuple[str, ...]) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(stop)
+        await serve(stop, queues)
