@@ -4,11 +4,15 @@ from decimal import Decimal
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.http import HttpRequest
 
+from approvals.exceptions import InvalidInput
 from approvals.models import (
     AccessGrant,
+    ApiIdempotency,
+    ApiToken,
+    ApiTokenUse,
     ApprovalRequest,
     Assignment,
     Campaign,
@@ -33,6 +37,7 @@ from approvals.models import (
     StageRun,
 )
 from approvals.selectors.budgets import balance
+from approvals.services import tokens as token_services
 from approvals.services.budgets import budget_allocate
 
 
@@ -345,3 +350,94 @@ class CampaignItemAdmin(ReadOnlyAdmin):
     list_filter = ["status", "by_rule", "campaign"]
     search_fields = ["grant__holder__username", "reviewer__username", "campaign__name"]
     list_select_related = ["campaign", "grant__holder", "grant__resource", "reviewer"]
+
+
+class ApiTokenAddForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(choices=ApiToken.Scope.choices, widget=forms.CheckboxSelectMultiple)
+
+    class Meta:
+        model = ApiToken
+        fields = ["user", "name", "scopes", "expires_at"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.errors:
+            return data
+        try:
+            token_services.token_check(
+                user=data["user"], name=data["name"], scopes=data["scopes"], expires_at=data.get("expires_at")
+            )
+        except InvalidInput as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return data
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Staff make a token for someone (shown once, in the message after saving) and revoke any;
+    a token is never edited, and only its SHA-256 is kept."""
+
+    list_display = [
+        "name",
+        "user",
+        "prefix",
+        "scopes",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    ]
+    list_filter = ["revoked_at"]
+    search_fields = ["name", "prefix", "user__username"]
+    raw_id_fields = ["user"]
+    actions = ["revoke"]
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = ApiTokenAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return []
+        return ["user", "name", "prefix", "scopes", "expires_at", "created_at", "last_used_at", "revoked_at"]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return ["user", "name", "scopes", "expires_at"]
+        return self.get_readonly_fields(request, obj)
+
+    def save_model(self, request: HttpRequest, obj: ApiToken, form: Any, change: bool) -> None:
+        if change:
+            return  # nothing of a token changes but its revocation (the action)
+        token, plain = token_services.token_create(
+            user=form.cleaned_data["user"],
+            name=form.cleaned_data["name"],
+            scopes=form.cleaned_data["scopes"],
+            expires_at=form.cleaned_data["expires_at"],
+        )
+        obj.pk = token.pk
+        messages.warning(request, f"The token for {token.user}, shown only this once (copy it now): {plain}")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # revoked, never deleted: its use log stays
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request: HttpRequest, queryset: Any) -> None:
+        for token in queryset:
+            token_services.token_revoke(token_id=token.pk, by=request.user)  # type: ignore[arg-type]
+        self.message_user(request, f"{queryset.count()} token(s) revoked.")
+
+
+@admin.register(ApiTokenUse)
+class ApiTokenUseAdmin(ReadOnlyAdmin):
+    list_display = ["at", "token", "method", "path", "status"]
+    list_filter = ["status", "method"]
+    search_fields = ["token__name", "token__prefix", "token__user__username", "path"]
+    list_select_related = ["token__user"]
+
+
+@admin.register(ApiIdempotency)
+class ApiIdempotencyAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "user", "key", "status"]
+    search_fields = ["user__username", "key"]

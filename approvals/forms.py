@@ -9,7 +9,7 @@ from django import forms
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from approvals.models import ApprovalRequest, CostCentre, OutboundEmail, RequestType, Resource
+from approvals.models import ApiToken, ApprovalRequest, CostCentre, OutboundEmail, RequestType, Resource
 from approvals.selectors.analytics import Period
 from approvals.selectors.requests import InboxSort, InboxState
 from approvals.services.access import access_problems
@@ -419,3 +419,54 @@ class MailboxFilterForm(forms.Form):
     status = forms.ChoiceField(
         required=False, label="Status", choices=[("", "Any status"), *OutboundEmail.Status.choices]
     )
+
+
+def _by_code(field: forms.ModelChoiceField, name: str, noun: str) -> forms.ModelChoiceField:
+    """The same field, naming its choice by `name` (a slug, a code) instead of its number."""
+    return forms.ModelChoiceField(
+        queryset=field.queryset,
+        required=field.required,
+        to_field_name=name,
+        error_messages={
+            "required": f"Name the {noun}.",
+            "invalid_choice": f"There is no {noun} “%(value)s” open to requests.",
+        },
+    )
+
+
+class ApiRequestForm(RequestForm):
+    """The request form as the API fills it in: the same fields and rules, with the request type
+    named by its slug and the cost centre and resource by their codes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["request_type"] = _by_code(self.fields["request_type"], "slug", "request type")  # type: ignore[arg-type]
+        self.fields["cost_centre"] = _by_code(self.fields["cost_centre"], "code", "cost centre")  # type: ignore[arg-type]
+        self.fields["resource"] = _by_code(self.fields["resource"], "code", "resource")  # type: ignore[arg-type]
+
+
+class ApiRoutingPreviewForm(RoutingPreviewForm):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["request_type"]
+        self.fields["request_type"] = _by_code(field, "slug", "request type")  # type: ignore[arg-type]
+        self.fields["request_type"].required = True
+
+
+TOKEN_EXPIRY = [("30", "In 30 days"), ("90", "In 90 days"), ("365", "In a year"), ("", "Never")]
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What it is for: the system that will use it.")
+    scopes = forms.MultipleChoiceField(
+        choices=ApiToken.Scope.choices,
+        widget=forms.CheckboxSelectMultiple,
+        initial=[ApiToken.Scope.READ],
+        error_messages={"required": "Choose at least one thing the token may do."},
+    )
+    expires = forms.ChoiceField(choices=TOKEN_EXPIRY, required=False, initial="90", label="Expires")
+
+    @property
+    def expires_at(self) -> datetime | None:
+        days = self.cleaned_data.get("expires")
+        return timezone.now() + timedelta(days=int(days)) if days else None

@@ -507,6 +507,7 @@ class PendingAction(models.Model):
         PAGE = "page", "a page of the app"
         BULK = "bulk", "a bulk action"
         EMAIL = "email", "an email link"
+        API = "api", "the API"
 
     request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="pending_actions")
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
@@ -1001,3 +1002,69 @@ class CampaignEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.campaign}: {self.kind}"
+
+
+class ApiToken(models.Model):
+    """A person's key to the integration API (/api/v1/): shown once when made, kept here only as
+    its SHA-256 (a random 256-bit secret needs no slow hash), with what it may do (its scopes)
+    and, if its owner said so, until when."""
+
+    class Scope(models.TextChoices):
+        READ = "read", "Read requests, the inbox and policies"
+        CREATE = "create", "Create requests"
+        DECIDE = "decide", "Decide and comment"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What it is for, to tell it from the others.")
+    prefix = models.CharField(max_length=16, help_text="The token's first characters, to recognise it.")
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    scopes = models.JSONField(default=list, help_text="Which of read, create and decide it may do.")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…) of {self.user}"
+
+    @property
+    def is_usable(self) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())
+
+
+class ApiTokenUse(models.Model):
+    """One call made with a token, as it was answered. Never edited."""
+
+    token = models.ForeignKey(ApiToken, on_delete=models.CASCADE, related_name="uses")
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=300)
+    status = models.PositiveSmallIntegerField()
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        indexes = [models.Index(fields=["token", "-at"], name="token_use_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} → {self.status} with {self.token_id}"
+
+
+class ApiIdempotency(models.Model):
+    """The answer given to a create or a decision sent with an Idempotency-Key: the same key
+    again, with the same body, gets the same answer; with another body, a refusal."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=200)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the operation and its body.")
+    status = models.PositiveSmallIntegerField()
+    body = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_once")]
+
+    def __str__(self) -> str:
+        return f"{self.key} of {self.user}"

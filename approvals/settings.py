@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "template_partials",
     "channels",
     "csp",
+    "ninja",  # the API's docs page, from its own static files
     "approvals",
 ]
 
@@ -84,6 +85,7 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "approvals.views.errors.NotFoundPage",
+    "approvals.api.auth.TokenUseLog",
 ]
 
 ROOT_URLCONF = "approvals.urls"
@@ -278,3 +280,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# The integration API (/api/v1/): calls per token per window (429 with Retry-After beyond).
+API_RATE_LIMIT = int(os.environ.get("API_RATE_LIMIT", "300"))
+API_RATE_WINDOW_SECONDS = int(os.environ.get("API_RATE_WINDOW_SECONDS", "60"))

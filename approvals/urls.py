@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from approvals import views
+from approvals.api import api
 from approvals.views.auth import LoginView
 
 urlpatterns = [
@@ -37,6 +38,9 @@ urlpatterns = [
         name="campaign_report_csv",
     ),
     path("dashboard/campaigns/<uuid:public_id>/cancel/", views.campaign_cancel, name="campaign_cancel"),
+    path("api/v1/", api.urls),
+    path("settings/tokens/", views.tokens, name="tokens"),
+    path("settings/tokens/<int:token_id>/revoke/", views.token_revoke, name="token_revoke"),
     path("mailbox/", views.mailbox, name="mailbox"),
     path("budgets/", views.budgets, name="budgets"),
     path("access/", views.access_mine, name="access_mine"),

@@ -32,8 +32,11 @@ from approvals.views.requests import (
     request_preview,
     request_resubmit,
 )
+from approvals.views.tokens import token_revoke, tokens
 
 __all__ = [
+    "token_revoke",
+    "tokens",
     "access_act",
     "access_all",
     "access_export",

@@ -39,7 +39,7 @@ def test_the_main_pages_have_no_serious_accessibility_violation(
     request = submit(people, purchase, "Accessible chair")
     pages = {
         "reviewer1": ["/inbox/", "/inbox/reviews/", request.get_absolute_url()],
-        "requester": ["/", "/requests/new/", request.get_absolute_url()],
+        "requester": ["/", "/requests/new/", request.get_absolute_url(), "/settings/tokens/"],
         "admin": ["/dashboard/", "/mailbox/", "/budgets/", "/dashboard/campaigns/"],
     }
     problems = []

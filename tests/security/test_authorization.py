@@ -23,6 +23,7 @@ from approvals.models import (
     StaffAction,
     Stage,
 )
+from approvals.services import tokens
 from tests.conftest import PASSWORD, make_request
 from workflows.types import ActionKind
 
@@ -67,6 +68,7 @@ def test_every_route_refuses_whoever_should_not_use_it_and_nothing_changes(
     request = make_request(people, travel, started=True)  # in its first stage: reviewer1's
     rid = request.public_id
     link = services.email_link_make(user=people["reviewer1"], request=request, action=ActionKind.APPROVE)
+    token, _ = tokens.token_create(user=people["requester"], name="bot", scopes=["read"])
     email_path = link.removeprefix("http://127.0.0.1:8000")
 
     def act(kind: str, **extra: Any) -> tuple[str, str, dict[str, Any]]:
@@ -222,6 +224,20 @@ def test_every_route_refuses_whoever_should_not_use_it_and_nothing_changes(
                 "manager": "403",
             },
         ),
+        (("get", reverse("tokens"), {}), {"anonymous": "login"}),
+        (
+            ("post", reverse("token_revoke", args=[token.pk]), {}),
+            {"anonymous": "login", "outsider": "404", "manager": "404"},
+        ),
+        (
+            ("get", "/admin/approvals/apitoken/", {}),
+            {
+                "anonymous": "admin login",
+                "outsider": "admin login",
+                "requester": "admin login",
+                "manager": "admin login",
+            },
+        ),
         (
             ("get", "/admin/", {}),
             {
@@ -287,6 +303,7 @@ def test_changes_need_a_post_and_every_post_needs_the_csrf_token(
 ) -> None:
     request = make_request(people, purchase, started=True)
     rid = request.public_id
+    token, _ = tokens.token_create(user=people["admin"], name="bot", scopes=["read"])
     posts = {
         reverse("request_act", args=[rid]): {"kind": "comment", "comment": "hi", "action_id": uuid.uuid4()},
         reverse("request_resubmit", args=[rid]): {"title": "x", "action_id": uuid.uuid4()},
@@ -295,10 +312,12 @@ def test_changes_need_a_post_and_every_post_needs_the_csrf_token(
         reverse("dashboard_cancel", args=[rid]): {"reason": "x"},
         reverse("dashboard_retry", args=[rid]): {},
         reverse("logout"): {},
+        reverse("tokens"): {"name": "bot", "scopes": ["read"], "expires": "30"},
+        reverse("token_revoke", args=[token.pk]): {},
     }
     admin = client_for(people, "admin", enforce_csrf_checks=True)
     for url in posts:
-        if url != reverse("request_create"):
+        if url not in (reverse("request_create"), reverse("tokens")):
             assert admin.get(url).status_code == 405, url  # a link or a prefetch can never change anything
     for url, data in posts.items():
         for headers in ({}, HTMX):

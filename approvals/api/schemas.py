@@ -1,0 +1,343 @@
+"""What the API reads and writes, as JSON: each shape built from the read model in one place."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from ninja import Field, Schema
+
+from approvals import selectors
+from approvals.models import ApprovalRequest, Participant, RequestEvent, RequestRevision
+from approvals.selectors.requests import display_name
+from approvals.services.routing import StagePreview
+from workflows import rules
+from workflows.types import Policy, RequestStatus, StageSpec
+
+
+class Person(Schema):
+    username: str
+    name: str
+
+
+def person(user: User | None) -> Person | None:
+    return None if user is None else Person(username=user.get_username(), name=display_name(user))
+
+
+class Stage(Schema):
+    name: str
+    number: int
+    count: int
+
+
+class Waiting(Schema):
+    username: str
+    name: str
+    level: int = Field(description="0: the stage's approver; k: added by escalation level k")
+    acting_for: str = ""
+    decision_held_until: datetime | None = Field(
+        None, description="Their decision, made and taking effect then unless they undo it."
+    )
+
+
+class Abilities(Schema):
+    decide: bool
+    comment: bool
+    withdraw: bool
+    resubmit: bool
+
+
+class RequestOut(Schema):
+    id: uuid.UUID
+    url: str = Field(description="The request's page in the browser.")
+    type: str = Field(description="The request type's slug.")
+    type_name: str
+    title: str
+    details: str
+    amount: Decimal | None
+    cost_centre: str | None
+    resource: str | None
+    access_role: str
+    access_days: int | None
+    status: str
+    status_label: str
+    stage: Stage | None
+    deadline: datetime | None
+    overdue: bool
+    requester: Person
+    created_at: datetime
+    revision: int
+    decided_by: str = Field(description="Who decided it, as the timeline names them.")
+    decided_at: datetime | None
+    decision_comment: str
+    fulfilment: str
+    waiting_for: list[Waiting]
+    you_may: Abilities = Field(description="What the token's owner may do on it now.")
+    workflow_started: bool = Field(description="False while its review waits for Temporal to start it.")
+
+
+def request_out(*, user: User, request: ApprovalRequest) -> RequestOut:
+    state = selectors.request_state(request=request)
+    may = selectors.request_abilities(user=user, request=request, state=state)
+    held = {h.action.actor_id: h for h in state.held}
+    waiting = []
+    if request.status == RequestStatus.IN_REVIEW:
+        for a in state.pending():
+            hold = held.get(a.user_id)
+            waiting.append(
+                Waiting(
+                    username=_username(a.user_id),
+                    name=a.name,
+                    level=a.level,
+                    acting_for=a.acting_for_name,
+                    decision_held_until=hold.until if hold else None,
+                )
+            )
+    stage = None
+    if request.stage_count:
+        stage = Stage(name=request.stage_name, number=request.stage_number, count=request.stage_count)
+    return RequestOut(
+        id=request.public_id,
+        url=settings.SITE_URL + request.get_absolute_url(),
+        type=request.request_type.slug,
+        type_name=request.request_type.name,
+        title=request.title,
+        details=request.details,
+        amount=request.amount,
+        cost_centre=request.cost_centre.code if request.cost_centre_id and request.cost_centre else None,
+        resource=request.resource.code if request.resource_id and request.resource else None,
+        access_role=request.access_role,
+        access_days=request.access_days,
+        status=request.status,
+        status_label=request.get_status_display(),
+        stage=stage,
+        deadline=request.deadline,
+        overdue=request.is_overdue,
+        requester=Person(username=request.requester.get_username(), name=display_name(request.requester)),
+        created_at=request.created_at,
+        revision=request.revision,
+        decided_by=request.decided_by_name,
+        decided_at=request.decided_at,
+        decision_comment=request.decision_comment,
+        fulfilment=request.fulfilment,
+        waiting_for=waiting,
+        you_may=Abilities(
+            decide=may.decide, comment=may.comment, withdraw=may.withdraw, resubmit=may.resubmit
+        ),
+        workflow_started=request.workflow_started_at is not None,
+    )
+
+
+def _username(user_id: int) -> str:
+    return User.objects.filter(pk=user_id).values_list("username", flat=True).first() or ""
+
+
+class RequestIn(Schema):
+    type: str = Field(description="The request type's slug (see /request-types).")
+    title: str
+    details: str = ""
+    amount: Decimal | None = None
+    cost_centre: str | None = Field(None, description="For purchases: the cost centre's code.")
+    resource: str | None = Field(None, description="For access requests: the resource's code.")
+    access_role: str = ""
+    access_days: int | None = None
+
+
+class Event(Schema):
+    seq: int
+    kind: str
+    label: str
+    actor: str | None = Field(description="The actor's username; none for the system's own events.")
+    actor_name: str
+    comment: str
+    detail: str
+    stage: str
+    revision: int
+    occurred_at: datetime
+
+
+def event_out(event: RequestEvent) -> Event:
+    return Event(
+        seq=event.seq,
+        kind=event.kind,
+        label=event.label,
+        actor=event.actor.get_username() if event.actor_id and event.actor else None,
+        actor_name=event.actor_name,
+        comment=event.comment,
+        detail=event.note,
+        stage=event.stage,
+        revision=event.revision,
+        occurred_at=event.occurred_at,
+    )
+
+
+class Revision(Schema):
+    number: int
+    title: str
+    details: str
+    amount: Decimal | None
+    created_at: datetime
+
+
+def revision_out(revision: RequestRevision) -> Revision:
+    return Revision(
+        number=revision.number,
+        title=revision.title,
+        details=revision.details,
+        amount=revision.amount,
+        created_at=revision.created_at,
+    )
+
+
+class Escalation(Schema):
+    after_seconds: int
+
+
+class StagePolicy(Schema):
+    name: str
+    rule: str = Field(description="any, all or n_of_m")
+    required: int
+    deadline_seconds: int
+    reminder_seconds: int | None
+    condition: str = Field(description="When the stage applies; empty: always.")
+    escalation: list[Escalation]
+    on_exhausted: str = Field(description="What happens when the last level runs out.")
+
+
+class PolicyOut(Schema):
+    stages: list[StagePolicy]
+    distinct_approvers: bool
+    undo_seconds: int
+    fulfilment: str
+
+
+def _stage_policy(stage: StageSpec) -> StagePolicy:
+    from workflows.policy import condition_words
+
+    return StagePolicy(
+        name=stage.name,
+        rule=stage.rule.value,
+        required=stage.required,
+        deadline_seconds=stage.deadline_seconds,
+        reminder_seconds=stage.reminder_seconds,
+        condition=condition_words(stage.condition) if stage.condition is not None else "",
+        escalation=[Escalation(after_seconds=level.after_seconds) for level in stage.escalation],
+        on_exhausted=stage.on_exhausted.value,
+    )
+
+
+def policy_out(policy: Policy) -> PolicyOut:
+    return PolicyOut(
+        stages=[_stage_policy(stage) for stage in policy.stages],
+        distinct_approvers=policy.distinct_approvers,
+        undo_seconds=policy.undo_seconds,
+        fulfilment=policy.fulfilment.value,
+    )
+
+
+class Snapshots(Schema):
+    revisions: list[Revision] = Field(description="The content as each revision was submitted.")
+    policy: PolicyOut = Field(description="The policy as it was when the request was submitted.")
+
+
+class RequestTypeOut(Schema):
+    slug: str
+    name: str
+    description: str
+    fulfilment: str
+    policy: PolicyOut
+
+
+class InboxItem(Schema):
+    request: RequestOut
+    waiting: bool = Field(description="It waits for this person's decision now.")
+    level: int
+    acting_for: str
+    deadline: datetime | None
+    assigned_at: datetime
+
+
+def inbox_item_out(*, user: User, place: Participant) -> InboxItem:
+    return InboxItem(
+        request=request_out(user=user, request=place.request),
+        waiting=place.pending,
+        level=place.level,
+        acting_for=display_name(place.acting_for) if place.acting_for else "",
+        deadline=place.deadline,
+        assigned_at=place.added_at,
+    )
+
+
+class RequestPage(Schema):
+    results: list[RequestOut]
+    next: str | None = Field(description="The cursor of the next page; none on the last.")
+
+
+class InboxPage(Schema):
+    results: list[InboxItem]
+    next: str | None
+
+
+class ActionIn(Schema):
+    kind: Literal["approve", "reject", "request_changes", "comment"]
+    comment: str = Field("", max_length=rules.MAX_COMMENT)
+
+
+class ActionOut(Schema):
+    outcome: Literal["done", "pending"] = Field(
+        description="done: the workflow took it (the request shows it); pending: sent, not confirmed yet."
+    )
+    message: str
+    undo_until: datetime | None = Field(None, description="A decision held for the undo period ends then.")
+    request: RequestOut
+
+
+class Approver(Schema):
+    name: str
+    level: int
+    acting_for: str
+
+
+class EscalationPreview(Schema):
+    at: datetime
+    approvers: list[Approver]
+
+
+class StagePreviewOut(Schema):
+    name: str
+    applies: bool
+    condition: str
+    rule: str
+    approvers: list[Approver]
+    starts_by: datetime | None
+    due: datetime | None
+    escalation: list[EscalationPreview]
+    gives_up_at: datetime | None
+    gives_up: str
+
+
+def stage_preview_out(stage: StagePreview) -> StagePreviewOut:
+    def approvers(people: list[Any]) -> list[Approver]:
+        return [Approver(name=a.name, level=a.level, acting_for=a.acting_for_name) for a in people]
+
+    return StagePreviewOut(
+        name=stage.name,
+        applies=stage.applies,
+        condition=stage.condition,
+        rule=stage.rule,
+        approvers=approvers(stage.approvers),
+        starts_by=stage.starts_by,
+        due=stage.due,
+        escalation=[EscalationPreview(at=e.at, approvers=approvers(e.approvers)) for e in stage.escalation],
+        gives_up_at=stage.gives_up_at,
+        gives_up=stage.gives_up,
+    )
+
+
+class RoutingPreviewOut(Schema):
+    stages: list[StagePreviewOut]
+    distinct_approvers: bool
