@@ -9,6 +9,13 @@ class ApprovalsConfig(AppConfig):
     name = "approvals"
     verbose_name = "Approvals"
 
+    def ready(self) -> None:
+        from django.core.signals import request_finished
+
+        from approvals.logs import request_done
+
+        request_finished.connect(request_done, dispatch_uid="approvals.logs.request_done")
+
 
 class AdminConfig(admin_apps.AdminConfig):
     """Django's admin, on a site that logs refused attempts."""

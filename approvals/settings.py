@@ -74,6 +74,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "approvals.metrics.RequestMetrics",  # outermost: times and counts every answer
+    "approvals.logs.RequestIds",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -272,11 +274,21 @@ LOGIN_LOCKOUT_SECONDS = int(os.environ.get("LOGIN_LOCKOUT_SECONDS", "900"))
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 
+# Plain lines by default; one JSON object a line (with request and workflow ids) in production.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "json" if not DEBUG and os.environ.get("SECRET_KEY") else "plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT is plain or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "approvals.logs.Context"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "approvals.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
@@ -284,3 +296,10 @@ LOGGING = {
 # The integration API (/api/v1/): calls per token per window (429 with Retry-After beyond).
 API_RATE_LIMIT = int(os.environ.get("API_RATE_LIMIT", "300"))
 API_RATE_WINDOW_SECONDS = int(os.environ.get("API_RATE_WINDOW_SECONDS", "60"))
+
+# Operations. The SDK's own metrics from a worker process, for Prometheus (e.g. 0.0.0.0:9464;
+# unset: none). The web's /metrics asks for `Authorization: Bearer <METRICS_TOKEN>` when it is set.
+TEMPORAL_METRICS_ADDRESS = os.environ.get("TEMPORAL_METRICS_ADDRESS", "")
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+# The proxy and the orchestrator probe these over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]

@@ -33,6 +33,7 @@ from approvals.client.connection import (
 )
 from approvals.client.fulfilment import start_fulfilment
 from approvals.client.grant import send_grant_action
+from approvals.client.health import ping
 from approvals.client.runs import (
     FAILING_QUERY,
     STOPPED_QUERY,
@@ -70,6 +71,7 @@ __all__ = [
     "describe",
     "describe_all",
     "listed",
+    "ping",
     "query_state",
     "reset",
     "reset_point",

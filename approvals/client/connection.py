@@ -19,6 +19,7 @@ from typing import TypeVar
 from django.conf import settings
 from temporalio.client import Client
 from temporalio.converter import DataConverter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
 from workflows import codec
@@ -159,7 +160,27 @@ def timeout() -> timedelta:
 
 
 async def connect() -> Client:
-    """A client of its own, for code that already runs on an event loop (the worker)."""
+    """A client of its own, for code that already runs on an event loop (the worker). With
+    TEMPORAL_METRICS_ADDRESS set, the SDK's own metrics (its runtime telemetry: task slots,
+    polls, latencies, failures) are served for Prometheus at http://<that address>/metrics."""
     return await Client.connect(
-        settings.TEMPORAL_ADDRESS, namespace=settings.TEMPORAL_NAMESPACE, data_converter=DATA_CONVERTER
+        settings.TEMPORAL_ADDRESS,
+        namespace=settings.TEMPORAL_NAMESPACE,
+        data_converter=DATA_CONVERTER,
+        runtime=metrics_runtime(),
     )
+
+
+_runtimes: dict[str, Runtime] = {}
+
+
+def metrics_runtime() -> Runtime | None:
+    """The process's SDK runtime that serves its metrics, made once per address; None without one."""
+    address = settings.TEMPORAL_METRICS_ADDRESS
+    if not address:
+        return None
+    if address not in _runtimes:
+        _runtimes[address] = Runtime(
+            telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address))
+        )
+    return _runtimes[address]

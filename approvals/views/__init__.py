@@ -19,6 +19,7 @@ from approvals.views.dashboard import (
     dashboard_workflows,
     mailbox,
 )
+from approvals.views.health import healthz, prometheus_metrics, readyz
 from approvals.views.requests import (
     decision_status,
     email_action,
@@ -35,6 +36,9 @@ from approvals.views.requests import (
 from approvals.views.tokens import token_revoke, tokens
 
 __all__ = [
+    "healthz",
+    "prometheus_metrics",
+    "readyz",
     "token_revoke",
     "tokens",
     "access_act",
