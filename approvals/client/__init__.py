@@ -36,6 +36,7 @@ from approvals.client.grant import send_grant_action
 from approvals.client.health import ping
 from approvals.client.runs import (
     FAILING_QUERY,
+    RUNNING_QUERY,
     STOPPED_QUERY,
     CloseReason,
     Run,
@@ -43,6 +44,7 @@ from approvals.client.runs import (
     close_reasons,
     describe,
     describe_all,
+    histories,
     listed,
     reset_point,
     retry_stopped,
@@ -52,6 +54,7 @@ __all__ = [
     "DEV_SERVER_ARGS",
     "DEV_SERVER_FILE_ARGS",
     "FAILING_QUERY",
+    "RUNNING_QUERY",
     "STOPPED_QUERY",
     "CloseReason",
     "NoWorkflow",
@@ -70,6 +73,7 @@ __all__ = [
     "connect",
     "describe",
     "describe_all",
+    "histories",
     "listed",
     "ping",
     "query_state",

@@ -178,6 +178,7 @@ async def _close_reason(client: Client, public_id: object, run_id: str) -> Close
 APPROVALS = 'WorkflowType = "ApprovalWorkflow"'
 FAILING_QUERY = f'{APPROVALS} AND ExecutionStatus = "Running" AND TemporalReportedProblems IS NOT NULL'
 STOPPED_QUERY = f'{APPROVALS} AND ExecutionStatus IN ("Failed", "Terminated", "TimedOut", "Canceled")'
+RUNNING_QUERY = f'{APPROVALS} AND ExecutionStatus = "Running"'
 
 
 def listed(query: str, *, limit: int) -> list[str]:
@@ -241,3 +242,30 @@ def reset_point(events: list[HistoryEvent]) -> int:
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
             return event.event_id
     raise ValueError("the run never started a workflow task")
+
+
+def histories(public_id: object) -> list[dict[str, Any]]:
+    """Every run of the request's workflow, oldest first, each with its whole event history as
+    Temporal's JSON (the form `temporal workflow show --output json` prints). Runs are followed
+    back from the latest through each one's "continued from" run, so none is missed however long
+    visibility takes to list it."""
+    workflow_id = workflow_id_for(public_id)
+
+    async def run(client: Client) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        run_id: str | None = None
+        while True:
+            handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+            try:
+                history = await handle.fetch_history(rpc_timeout=timeout())
+            except RPCError as exc:
+                if exc.status == RPCStatusCode.NOT_FOUND and not found:
+                    raise NoWorkflow(f"Temporal has no workflow {workflow_id}") from exc
+                raise
+            started = history.events[0].workflow_execution_started_event_attributes
+            found.append({"run_id": history.run_id, "history": history.to_json_dict()})
+            run_id = started.continued_execution_run_id
+            if not run_id:
+                return found[::-1]
+
+    return call(run, calls=2 + 2 * 50)
