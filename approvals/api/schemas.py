@@ -24,8 +24,8 @@ class Person(Schema):
     name: str
 
 
-def person(user: User | None) -> Person | None:
-    return None if user is None else Person(username=user.get_username(), name=display_name(user))
+def person(user: User) -> Person:
+    return Person(username=user.get_username(), name=display_name(user))
 
 
 class Stage(Schema):
@@ -86,11 +86,15 @@ def request_out(*, user: User, request: ApprovalRequest) -> RequestOut:
     held = {h.action.actor_id: h for h in state.held}
     waiting = []
     if request.status == RequestStatus.IN_REVIEW:
-        for a in state.pending():
+        pending = state.pending()
+        usernames = dict(
+            User.objects.filter(pk__in=[a.user_id for a in pending]).values_list("pk", "username")
+        )
+        for a in pending:
             hold = held.get(a.user_id)
             waiting.append(
                 Waiting(
-                    username=_username(a.user_id),
+                    username=usernames.get(a.user_id, ""),
                     name=a.name,
                     level=a.level,
                     acting_for=a.acting_for_name,
@@ -117,7 +121,7 @@ def request_out(*, user: User, request: ApprovalRequest) -> RequestOut:
         stage=stage,
         deadline=request.deadline,
         overdue=request.is_overdue,
-        requester=Person(username=request.requester.get_username(), name=display_name(request.requester)),
+        requester=person(request.requester),
         created_at=request.created_at,
         revision=request.revision,
         decided_by=request.decided_by_name,
@@ -130,10 +134,6 @@ def request_out(*, user: User, request: ApprovalRequest) -> RequestOut:
         ),
         workflow_started=request.workflow_started_at is not None,
     )
-
-
-def _username(user_id: int) -> str:
-    return User.objects.filter(pk=user_id).values_list("username", flat=True).first() or ""
 
 
 class RequestIn(Schema):
