@@ -1,6 +1,6 @@
 """Prometheus metrics of the web: its requests' counts and latencies by route, and the business's
 gauges (open, overdue and escalated requests, failed emails), read on each scrape from the same
-summary the staff dashboard shows.
+counts the staff dashboard shows.
 
 The SDK's own metrics come from each worker process (TEMPORAL_METRICS_ADDRESS, see
 approvals.client.connection)."""
@@ -61,10 +61,10 @@ class BusinessCollector(Collector):
         return []  # nothing read when registered: the gauges are read on each scrape
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from approvals.selectors.dashboard import dashboard_summary
+        from approvals.selectors.dashboard import dashboard_counts
 
         try:
-            summary = dashboard_summary(limit=0)
+            summary = dashboard_counts()
         except DatabaseError:
             yield GaugeMetricFamily("approvals_read_model_up", "Whether the database answered.", value=0)
             return

@@ -35,26 +35,45 @@ def mailbox(*, search: str = "", status: str = "") -> QuerySet[OutboundEmail]:
     return emails
 
 
-def dashboard_summary(*, limit: int = 10) -> dict[str, Any]:
-    """What staff see at a glance: counts per state, what is late or escalated, what failed."""
-    now = timezone.now()
+def dashboard_counts() -> dict[str, Any]:
+    """The dashboard's counts: per state, what is late or escalated, what failed to send, what
+    waits to start (the staff dashboard and the metrics' gauges alike)."""
     counts = dict(ApprovalRequest.objects.values_list("status").annotate(n=Count("pk")).order_by())
-    in_review = ApprovalRequest.objects.filter(status=RequestStatus.IN_REVIEW).select_related(
-        "request_type", "requester"
-    )
-    overdue = in_review.filter(deadline__lt=now).order_by("deadline")
-    escalated_ids = Participant.objects.filter(pending=True, level__gt=0).values("request_id")
-    escalated = in_review.filter(pk__in=escalated_ids)
-    failed = OutboundEmail.objects.filter(status=OutboundEmail.Status.FAILED)
     return {
         "counts": [(s.label, s.value, counts.get(s.value, 0)) for s in RequestStatus],
-        "overdue_count": overdue.count(),
-        "overdue": list(overdue[:limit]),
-        "escalated_count": escalated.count(),
-        "escalated": list(escalated.order_by("deadline")[:limit]),
-        "failed_email_count": failed.count(),
-        "failed_emails": list(failed.select_related("request").order_by("-created_at")[:limit]),
+        "overdue_count": _overdue().count(),
+        "escalated_count": _escalated().count(),
+        "failed_email_count": _failed_emails().count(),
         "not_started": ApprovalRequest.objects.filter(workflow_started_at__isnull=True).count(),
+    }
+
+
+def _in_review() -> QuerySet[ApprovalRequest]:
+    return ApprovalRequest.objects.filter(status=RequestStatus.IN_REVIEW).select_related(
+        "request_type", "requester"
+    )
+
+
+def _overdue() -> QuerySet[ApprovalRequest]:
+    return _in_review().filter(deadline__lt=timezone.now()).order_by("deadline")
+
+
+def _escalated() -> QuerySet[ApprovalRequest]:
+    escalated_ids = Participant.objects.filter(pending=True, level__gt=0).values("request_id")
+    return _in_review().filter(pk__in=escalated_ids)
+
+
+def _failed_emails() -> QuerySet[OutboundEmail]:
+    return OutboundEmail.objects.filter(status=OutboundEmail.Status.FAILED)
+
+
+def dashboard_summary(*, limit: int = 10) -> dict[str, Any]:
+    """What staff see at a glance: counts per state, what is late or escalated, what failed."""
+    return {
+        **dashboard_counts(),
+        "overdue": list(_overdue()[:limit]),
+        "escalated": list(_escalated().order_by("deadline")[:limit]),
+        "failed_emails": list(_failed_emails().select_related("request").order_by("-created_at")[:limit]),
         "recent_events": list(
             RequestEvent.objects.select_related("request").order_by("-occurred_at", "-pk")[:limit]
         ),
