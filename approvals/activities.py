@@ -20,10 +20,17 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from approvals import live, services
-from approvals.exceptions import InsufficientBudget, InvalidInput, NotFound, PartnerRefused
+from approvals.exceptions import (
+    InsufficientBudget,
+    InvalidInput,
+    NotFound,
+    PartnerRefused,
+    WebhookUndeliverable,
+)
 from workflows.types import (
     CANCEL_ORDER,
     CLOSE_REVIEWS,
+    DELIVER_WEBHOOK,
     END_GRANT,
     GRANT_ACCESS,
     INSUFFICIENT_BUDGET,
@@ -38,6 +45,7 @@ from workflows.types import (
     RECORD_FULFILMENT,
     RECORD_GRANT,
     RECORD_REVIEW,
+    RECORD_WEBHOOK_FAILING,
     REFUSED_BY_PARTNER,
     RELEASE_BUDGET,
     RESERVE_BUDGET,
@@ -46,6 +54,7 @@ from workflows.types import (
     REVOKE_REVIEWED,
     SEND_DIGESTS,
     SEND_NOTIFICATION,
+    UNDELIVERABLE,
     Assignee,
     AssignInput,
     CampaignPlan,
@@ -63,6 +72,8 @@ from workflows.types import (
     ReviewRevoke,
     ReviewsClose,
     StepInput,
+    WebhookDeliveryInput,
+    WebhookFailure,
 )
 
 logger = logging.getLogger(__name__)
@@ -78,6 +89,8 @@ def _classified(exc: Exception) -> Exception:
         return ApplicationError(str(exc), type=INSUFFICIENT_BUDGET, non_retryable=True)
     if isinstance(exc, PartnerRefused):
         return ApplicationError(str(exc), type=REFUSED_BY_PARTNER, non_retryable=True)
+    if isinstance(exc, WebhookUndeliverable):
+        return ApplicationError(str(exc), type=UNDELIVERABLE, non_retryable=True)
     if isinstance(exc, InvalidInput | DataError | UnicodeError):
         return ApplicationError(f"Cannot be kept: {exc}", type=INVALID, non_retryable=True)
     if isinstance(exc, IntegrityError) and not _unique_violation(exc):
@@ -304,6 +317,21 @@ def _run_bulk(name: str, service: Callable[[], R]) -> R:
         raise error from exc
 
 
+# --- Webhook deliveries (on the webhook queue): each attempt, and a round's giving up ----------
+# Each attempt is in the delivery's own log (staff read it there), so none is noted as trouble.
+
+
+@activity.defn(name=DELIVER_WEBHOOK)
+def deliver_webhook(delivery: WebhookDeliveryInput) -> str:
+    attempt = activity.info().attempt
+    return _run_bulk(DELIVER_WEBHOOK, lambda: services.webhook_attempt(delivery=delivery, attempt=attempt))
+
+
+@activity.defn(name=RECORD_WEBHOOK_FAILING)
+def record_webhook_failing(failure: WebhookFailure) -> None:
+    _run_bulk(RECORD_WEBHOOK_FAILING, lambda: services.webhook_failing(failure=failure))
+
+
 ACTIVITIES: list[Callable[..., object]] = [
     resolve_approvers,
     project_state,
@@ -329,3 +357,5 @@ BULK_ACTIVITIES: list[Callable[..., object]] = [
     record_review,
     revoke_reviewed_access,
 ]
+# The webhook queue's.
+WEBHOOK_ACTIVITIES: list[Callable[..., object]] = [deliver_webhook, record_webhook_failing]

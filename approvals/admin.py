@@ -35,10 +35,13 @@ from approvals.models import (
     StaffAction,
     Stage,
     StageRun,
+    WebhookDelivery,
+    WebhookSubscriber,
 )
 from approvals.selectors.budgets import balance
 from approvals.services import tokens as token_services
 from approvals.services.budgets import budget_allocate
+from approvals.services.webhooks import subscriber_save
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -441,3 +444,42 @@ class ApiTokenUseAdmin(ReadOnlyAdmin):
 class ApiIdempotencyAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "user", "key", "status"]
     search_fields = ["user__username", "key"]
+
+
+class WebhookSubscriberAdminForm(forms.ModelForm):
+    url = forms.URLField(max_length=500, assume_scheme="https")
+    events = forms.MultipleChoiceField(
+        choices=WebhookSubscriber.Event.choices, widget=forms.CheckboxSelectMultiple
+    )
+
+    class Meta:
+        model = WebhookSubscriber
+        fields = ["url", "description", "events", "is_active"]
+
+
+@admin.register(WebhookSubscriber)
+class WebhookSubscriberAdmin(admin.ModelAdmin):
+    """Subscribers, as on the staff's Webhooks page (which also shows each one's delivery log);
+    a new one gets its signing secret here too."""
+
+    form = WebhookSubscriberAdminForm
+    list_display = ["url", "description", "is_active", "created_at"]
+    list_filter = ["is_active"]
+    search_fields = ["url", "description"]
+    readonly_fields = ["secret", "created_by", "created_at"]
+
+    def save_model(self, request: HttpRequest, obj: WebhookSubscriber, form: Any, change: bool) -> None:
+        saved = subscriber_save(
+            subscriber=obj if change else None,
+            by=request.user,  # type: ignore[arg-type]
+            **form.cleaned_data,
+        )
+        obj.pk, obj.secret = saved.pk, saved.secret
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "event", "subscriber", "status", "round", "attempts", "last_status_code"]
+    list_filter = ["status"]
+    search_fields = ["subscriber__url", "event__type", "event__request__title"]
+    list_select_related = ["event", "subscriber"]

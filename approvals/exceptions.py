@@ -50,3 +50,12 @@ class OrderRefused(PartnerRefused):
 
 class OrderEndpointUnavailable(PartnerUnavailable):
     """The purchase-order endpoint did not answer, or failed."""
+
+
+class WebhookUndeliverable(ApprovalError):
+    """A webhook delivery that no retry can make: the subscriber said it is gone (410), or its
+    address cannot be called."""
+
+
+class WebhookNotAccepted(ApprovalError):
+    """The subscriber did not take the delivery (no answer, or not a 2xx): try again later."""

@@ -9,7 +9,15 @@ from django import forms
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from approvals.models import ApiToken, ApprovalRequest, CostCentre, OutboundEmail, RequestType, Resource
+from approvals.models import (
+    ApiToken,
+    ApprovalRequest,
+    CostCentre,
+    OutboundEmail,
+    RequestType,
+    Resource,
+    WebhookSubscriber,
+)
 from approvals.selectors.analytics import Period
 from approvals.selectors.requests import InboxSort, InboxState
 from approvals.services.access import access_problems
@@ -470,3 +478,26 @@ class ApiTokenForm(forms.Form):
     def expires_at(self) -> datetime | None:
         days = self.cleaned_data.get("expires")
         return timezone.now() + timedelta(days=int(days)) if days else None
+
+
+class WebhookSubscriberForm(forms.Form):
+    url = forms.URLField(
+        max_length=500,
+        label="Address",
+        assume_scheme="https",
+        help_text="Where the events are POSTed, as JSON, signed.",
+        error_messages={"invalid": "Enter an address that starts with https:// (or http://)."},
+    )
+    description = forms.CharField(max_length=200, required=False, help_text="Whose it is and what it does.")
+    events = forms.MultipleChoiceField(
+        choices=WebhookSubscriber.Event.choices,
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": "Choose at least one event to send it."},
+    )
+    is_active = forms.BooleanField(required=False, initial=True, label="On: new events go to it")
+
+    def clean_url(self) -> str:
+        url: str = self.cleaned_data["url"]
+        if not url.lower().startswith(("http://", "https://")):
+            raise forms.ValidationError("Enter an address that starts with https:// (or http://).")
+        return url

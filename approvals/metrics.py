@@ -78,6 +78,7 @@ class BusinessCollector(Collector):
             ("approvals_requests_escalated", "escalated_count", "Requests in review that escalated."),
             ("approvals_emails_failed", "failed_email_count", "Emails that could not be sent."),
             ("approvals_requests_not_started", "not_started", "Requests whose workflow waits to start."),
+            ("approvals_webhooks_failing", "failing_webhook_count", "Webhook deliveries that gave up."),
         ]:
             yield GaugeMetricFamily(name, what, value=summary[key])
 

@@ -1068,3 +1068,136 @@ class ApiIdempotency(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} of {self.user}"
+
+
+class WebhookSubscriber(models.Model):
+    """An address outside that staff registered to hear of chosen events: each is POSTed to it,
+    signed with its secret in the Standard Webhooks style (see services.webhooks)."""
+
+    class Event(models.TextChoices):
+        SUBMITTED = "request.submitted", "Submitted"
+        STAGE_STARTED = "request.stage_started", "Stage started"
+        DECIDED = "request.decided", "Decided (approved or rejected)"
+        ESCALATED = "request.escalated", "Escalated"
+        EXPIRED = "request.expired", "Expired"
+        WITHDRAWN = "request.withdrawn", "Withdrawn"
+        FULFILLED = "request.fulfilled", "Fulfilled"
+        ROLLED_BACK = "request.rolled_back", "Fulfilment rolled back"
+        GRANT_REVOKED = "grant.revoked", "Access revoked"
+
+    url = models.URLField(max_length=500, help_text="Where the events are POSTed.")
+    description = models.CharField(max_length=200, blank=True, help_text="Whose it is and what it does.")
+    events = models.JSONField(default=list, help_text="The event types it hears of.")
+    secret = models.CharField(max_length=100, editable=False, help_text="Signs every delivery.")
+    is_active = models.BooleanField(default=True, help_text="Off: no new event goes to it.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["url", "pk"]
+
+    def __str__(self) -> str:
+        return self.url
+
+    def get_absolute_url(self) -> str:
+        return reverse("webhook_detail", args=[self.pk])
+
+    @property
+    def event_labels(self) -> list[str]:
+        return [self.Event(e).label for e in self.events if e in self.Event.values]
+
+
+class WebhookEvent(models.Model):
+    """One event as it goes out, recorded once (by its source: a timeline event of a request, or
+    of a grant) in the same transaction as what it tells of. Its id is the `webhook-id` every
+    delivery of it carries, so a receiver can drop a duplicate."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    type = models.CharField(max_length=40, choices=WebhookSubscriber.Event.choices)
+    source = models.CharField(max_length=100, unique=True, help_text="What it tells of, once.")
+    request = models.ForeignKey(
+        "ApprovalRequest", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    payload = models.JSONField(help_text="The body every delivery sends.")
+    occurred_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"
+
+    @property
+    def event_id(self) -> str:
+        return f"evt_{self.public_id.hex}"
+
+
+class WebhookDelivery(models.Model):
+    """One event to one subscriber: its rounds (the first, and each redelivery), its attempts,
+    and how it stands. Started by the worker's relay; a round gives up after a day of retries,
+    and the delivery is then failing until a later round delivers it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting to start"
+        DELIVERING = "delivering", "Delivering"
+        DELIVERED = "delivered", "Delivered"
+        FAILING = "failing", "Failing"
+        CANCELLED = "cancelled", "Not sent: the subscriber is off"
+
+    event = models.ForeignKey(WebhookEvent, on_delete=models.CASCADE, related_name="deliveries")
+    subscriber = models.ForeignKey(WebhookSubscriber, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    round = models.PositiveIntegerField(default=1, help_text="1, then one more for each redelivery.")
+    started_at = models.DateTimeField(null=True, blank=True, help_text="When its round's workflow started.")
+    attempts = models.PositiveIntegerField(default=0)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    failure_reason = models.TextField(blank=True)
+    redelivered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    redelivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [models.UniqueConstraint(fields=["event", "subscriber"], name="webhook_delivery_once")]
+        indexes = [
+            models.Index(
+                fields=["created_at"], condition=models.Q(started_at__isnull=True), name="webhook_unstarted"
+            ),
+            models.Index(fields=["subscriber", "-created_at"], name="webhook_delivery_log"),
+            models.Index(fields=["status"], name="webhook_delivery_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} to {self.subscriber}"
+
+
+class WebhookAttempt(models.Model):
+    """One POST of a delivery and what came of it, as the delivery log shows it. Never edited."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log")
+    round = models.PositiveIntegerField()
+    number = models.PositiveIntegerField(help_text="The attempt's number within its round.")
+    at = models.DateTimeField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    milliseconds = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["delivery", "round", "number"], name="webhook_attempt_once")
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.delivery_id} round {self.round} attempt {self.number}: {self.status_code or self.error}"
+        )

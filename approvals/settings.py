@@ -16,7 +16,7 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from workflows.types import BULK_TASK_QUEUE, INTERACTIVE_TASK_QUEUE
+from workflows.types import BULK_TASK_QUEUE, INTERACTIVE_TASK_QUEUE, WEBHOOK_TASK_QUEUE
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -209,6 +209,10 @@ PURCHASE_ORDER_TIMEOUT = float(os.environ.get("PURCHASE_ORDER_TIMEOUT", "10"))
 # idempotency discipline; otherwise recorded in the app's own table only.
 ACCESS_GRANT_URL = os.environ.get("ACCESS_GRANT_URL", "").rstrip("/")
 ACCESS_GRANT_TIMEOUT = float(os.environ.get("ACCESS_GRANT_TIMEOUT", "10"))
+# Webhooks (subscribers are registered by staff): each POST's deadline, and how long a delivery
+# is retried before it is shown as failing.
+WEBHOOK_TIMEOUT = float(os.environ.get("WEBHOOK_TIMEOUT", "10"))
+WEBHOOK_RETRY_HOURS = float(os.environ.get("WEBHOOK_RETRY_HOURS", "24"))
 
 # Temporal.
 TEMPORAL_ADDRESS = os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233")
@@ -216,6 +220,7 @@ TEMPORAL_NAMESPACE = os.environ.get("TEMPORAL_NAMESPACE", "default")
 TEMPORAL_UI_URL = os.environ.get("TEMPORAL_UI_URL", "http://127.0.0.1:8233").rstrip("/")
 TEMPORAL_TASK_QUEUE = os.environ.get("TEMPORAL_TASK_QUEUE", INTERACTIVE_TASK_QUEUE)
 TEMPORAL_BULK_TASK_QUEUE = os.environ.get("TEMPORAL_BULK_TASK_QUEUE", BULK_TASK_QUEUE)
+TEMPORAL_WEBHOOK_TASK_QUEUE = os.environ.get("TEMPORAL_WEBHOOK_TASK_QUEUE", WEBHOOK_TASK_QUEUE)
 # Run the worker inside the web process (the embedded default, where the in-memory channel layer
 # only reaches consumers in its own process); production runs `manage.py temporal_worker` apart.
 TEMPORAL_WORKER_IN_WEB = env_bool("TEMPORAL_WORKER_IN_WEB", False)
@@ -227,6 +232,8 @@ TEMPORAL_RPC_TIMEOUT = timedelta(seconds=float(os.environ.get("TEMPORAL_RPC_TIME
 TEMPORAL_STICKY_TIMEOUT = timedelta(seconds=float(os.environ.get("TEMPORAL_STICKY_TIMEOUT", "3")))
 # How often the worker process retries starting workflows that could not be started on submit.
 OUTBOX_POLL_SECONDS = float(os.environ.get("OUTBOX_POLL_SECONDS", "5"))
+# How often the worker process that delivers webhooks starts the deliveries recorded meanwhile.
+WEBHOOK_POLL_SECONDS = float(os.environ.get("WEBHOOK_POLL_SECONDS", "1"))
 # How often the worker process asks Temporal for workflows that stopped for good (failed,
 # terminated, timed out), to say so on their requests' pages.
 STOPPED_POLL_SECONDS = float(os.environ.get("STOPPED_POLL_SECONDS", "10"))

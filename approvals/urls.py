@@ -38,6 +38,13 @@ urlpatterns = [
         name="campaign_report_csv",
     ),
     path("dashboard/campaigns/<uuid:public_id>/cancel/", views.campaign_cancel, name="campaign_cancel"),
+    path("dashboard/webhooks/", views.webhooks, name="webhooks"),
+    path("dashboard/webhooks/<int:subscriber_id>/", views.webhook_detail, name="webhook_detail"),
+    path(
+        "dashboard/webhooks/deliveries/<int:delivery_id>/redeliver/",
+        views.webhook_redeliver,
+        name="webhook_redeliver",
+    ),
     path("api/v1/", api.urls),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),

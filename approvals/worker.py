@@ -6,7 +6,9 @@ Two task queues, a bulkhead: the interactive queue (requests, fulfilments, grant
 wait on) and the bulk queue (access-review campaigns, thousands of reviews at once). Each has its
 own worker and its own activity executor, so a flood on one cannot starve the other; production
 runs a pool of each (`manage.py temporal_worker --queue interactive|bulk`), the embedded default
-both in one process."""
+both in one process. The bulk pool serves a third queue beside its own, the webhook deliveries'
+(with its own executor too: a subscriber that is slow or down holds up neither people nor
+campaigns), and runs the relay that starts each delivery recorded."""
 
 from __future__ import annotations
 
@@ -26,18 +28,19 @@ from temporalio.worker import Worker
 
 from approvals import client as temporal
 from approvals import live, services
-from approvals.activities import ACTIVITIES, BULK_ACTIVITIES
+from approvals.activities import ACTIVITIES, BULK_ACTIVITIES, WEBHOOK_ACTIVITIES
 from workflows.approval import ApprovalWorkflow
 from workflows.campaign import CampaignWorkflow, ReviewWorkflow
 from workflows.fulfilment import FulfilmentWorkflow
 from workflows.grant import GrantWorkflow
 from workflows.types import INTERACTIVE_TASK_QUEUE
+from workflows.webhook import WebhookDeliveryWorkflow
 
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = timedelta(seconds=10)
 QUEUES = ("interactive", "bulk")
-ACTIVITY_THREADS = {"interactive": 8, "bulk": 8}
+ACTIVITY_THREADS = {"interactive": 8, "bulk": 8, "webhooks": 8}
 
 
 def build_worker(
@@ -72,6 +75,25 @@ def build_bulk_worker(
         client,
         task_queue=task_queue or settings.TEMPORAL_BULK_TASK_QUEUE,
         workflows=[CampaignWorkflow, ReviewWorkflow],
+        activities=activities,
+        activity_executor=executor,
+        max_concurrent_activities=executor._max_workers,
+        sticky_queue_schedule_to_start_timeout=settings.TEMPORAL_STICKY_TIMEOUT,
+        graceful_shutdown_timeout=SHUTDOWN_GRACE,
+    )
+
+
+def build_webhook_worker(
+    client: Client,
+    executor: concurrent.futures.ThreadPoolExecutor,
+    task_queue: str | None = None,
+    activities: Sequence[Callable[..., Any]] = WEBHOOK_ACTIVITIES,
+) -> Worker:
+    """The webhook queue's worker: each delivery's workflow, and its attempts."""
+    return Worker(
+        client,
+        task_queue=task_queue or settings.TEMPORAL_WEBHOOK_TASK_QUEUE,
+        workflows=[WebhookDeliveryWorkflow],
         activities=activities,
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,
@@ -118,6 +140,17 @@ async def relay_outbox(stop: asyncio.Event, interval: float) -> None:
     await _every(stop, interval, "Outbox relay", round_)
 
 
+async def relay_webhooks(stop: asyncio.Event, interval: float) -> None:
+    """Start the delivery of each webhook event recorded (and each redelivery staff asked for)."""
+    start_pending = _round(services.webhooks_start_pending)
+
+    async def round_() -> None:
+        if started := await start_pending():
+            logger.info("Started %d webhook deliver%s", started, "y" if started == 1 else "ies")
+
+    await _every(stop, interval, "Webhook relay", round_)
+
+
 async def watch_stopped(stop: asyncio.Event, interval: float) -> None:
     """Note in the read model each request whose workflow stopped for good (and each whose
     workflow runs again), and tell its open pages."""
@@ -132,15 +165,20 @@ async def watch_stopped(stop: asyncio.Event, interval: float) -> None:
 
 async def run_until_stopped(client: Client, stop: asyncio.Event, queues: Sequence[str] = QUEUES) -> None:
     """Run a worker for each of these queues (each with its own activity threads) until `stop`
-    is set; beside the interactive one, the outbox relay and the stopped-workflow watch."""
+    is set; beside the interactive one, the outbox relay and the stopped-workflow watch; with the
+    bulk one, the webhook queue's worker and its relay."""
     with contextlib.ExitStack() as stack:
-        workers, loops = [], []
-        for queue in queues:
-            executor = stack.enter_context(
+
+        def executor_for(queue: str) -> concurrent.futures.ThreadPoolExecutor:
+            return stack.enter_context(
                 concurrent.futures.ThreadPoolExecutor(
                     max_workers=ACTIVITY_THREADS[queue], thread_name_prefix=f"{queue}-activity"
                 )
             )
+
+        workers, loops = [], []
+        for queue in queues:
+            executor = executor_for(queue)
             if queue == "interactive":
                 workers.append(build_worker(client, executor, settings.TEMPORAL_TASK_QUEUE))
                 loops += [
@@ -148,7 +186,11 @@ async def run_until_stopped(client: Client, stop: asyncio.Event, queues: Sequenc
                     asyncio.create_task(watch_stopped(stop, settings.STOPPED_POLL_SECONDS)),
                 ]
             else:
-                workers.append(build_bulk_worker(client, executor))
+                workers += [
+                    build_bulk_worker(client, executor),
+                    build_webhook_worker(client, executor_for("webhooks")),
+                ]
+                loops.append(asyncio.create_task(relay_webhooks(stop, settings.WEBHOOK_POLL_SECONDS)))
         async with contextlib.AsyncExitStack() as running:
             for worker in workers:
                 await running.enter_async_context(worker)

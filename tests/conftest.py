@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import json
+import os
 import shutil
 import socket
 import sys
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client as DjangoClient
@@ -49,7 +51,8 @@ from approvals.models import (
 from approvals.selectors import request_state
 from approvals.services import budget_allocate, policy_snapshot, request_project
 from approvals.services.projection import approvers_for
-from approvals.worker import build_bulk_worker, build_worker
+from approvals.settings import redis_channel_layers
+from approvals.worker import build_bulk_worker, build_webhook_worker, build_worker, relay_webhooks
 from workflows import handlers
 from workflows.grant import GrantWorkflow
 from workflows.review import Review
@@ -57,6 +60,27 @@ from workflows.types import Action, GrantInput, StepInput, grant_id_for
 
 T = TypeVar("T")
 PASSWORD = "test-pass-123"
+
+
+def _redis_of_this_worker() -> None:
+    """With the suite spread over processes (pytest-xdist), each has a Redis database of its own
+    for the cache and the channel layer, and so do the processes its tests start (they read
+    REDIS_URL): one worker's `fresh_cache` flush, or a push to a user id, never reaches another's
+    test. (Databases 12 and up are the tests' own: the topology's, the benchmark's, test_live's.)"""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not (worker.startswith("gw") and django_settings.REDIS_URL):
+        return
+    base, _, number = django_settings.REDIS_URL.rpartition("/")
+    database = (int(number) if number.isdigit() else 0) + int(worker[2:])
+    if database >= 12:
+        raise RuntimeError(f"Redis database {database} is a test's own: run fewer workers")
+    url = f"{base}/{database}"
+    os.environ["REDIS_URL"] = django_settings.REDIS_URL = url
+    django_settings.CHANNEL_LAYERS = redis_channel_layers(url)
+    django_settings.CACHES = {"default": {**django_settings.CACHES["default"], "LOCATION": url}}
+
+
+_redis_of_this_worker()
 
 
 class LoopThread:
@@ -190,6 +214,7 @@ def dev_server_settings(settings: Any, dev_server: WorkflowEnvironment) -> Clien
     settings.TEMPORAL_RPC_TIMEOUT = timedelta(seconds=5)
     settings.TEMPORAL_TASK_QUEUE = f"test-{uuid.uuid4()}"
     settings.TEMPORAL_BULK_TASK_QUEUE = f"test-bulk-{uuid.uuid4()}"
+    settings.TEMPORAL_WEBHOOK_TASK_QUEUE = f"test-webhooks-{uuid.uuid4()}"
     return dev_server.client
 
 
@@ -218,6 +243,27 @@ def bulk_worker(
     )
     yield worker
     worker.stop()
+
+
+@pytest.fixture
+def webhook_worker(
+    transactional_db: None, loop: LoopThread, settings: Any, dev_server_settings: Client
+) -> Iterator[RunningWorker]:
+    """The webhook queue's worker and the relay that starts each delivery, as the bulk pool runs
+    them, on the session's dev server; stopped as `use_dev_server`'s is."""
+    worker = RunningWorker(
+        loop, dev_server_settings, task_queue=settings.TEMPORAL_WEBHOOK_TASK_QUEUE, build=build_webhook_worker
+    )
+    stop = loop.run(_event())
+    relay = asyncio.run_coroutine_threadsafe(relay_webhooks(stop, 0.2), loop.loop)
+    yield worker
+    loop.loop.call_soon_threadsafe(stop.set)
+    relay.result(10)
+    worker.stop()
+
+
+async def _event() -> asyncio.Event:
+    return asyncio.Event()
 
 
 @pytest.fixture
@@ -355,6 +401,67 @@ def endpoint(settings: Any) -> Iterator[Endpoint]:
     yield running
     running.release.set()
     running.server.shutdown()
+
+
+class WebhookListener:
+    """A webhook receiver on loopback: keeps every delivery it gets (headers and the body's
+    bytes), answers `status`, and can be taken down (nothing listens: connection refused) and
+    brought back up on the same port."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.status = 200
+        self.lock = threading.Lock()
+        listener = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with listener.lock:
+                    listener.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                    status = listener.status
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.handler = Handler
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/hooks"
+        self.server: ThreadingHTTPServer | None = None
+        self.up()
+
+    def up(self) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self.handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def down(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def ids(self) -> list[str]:
+        with self.lock:
+            return [headers["webhook-id"] for headers, _ in self.received]
+
+    def events(self, secret: str) -> list[dict[str, Any]]:
+        """Every delivery's event, each verified with the subscriber's secret (the Standard
+        Webhooks reference code checks the signature, and that the timestamp is recent)."""
+        from standardwebhooks.webhooks import Webhook
+
+        with self.lock:
+            return [Webhook(secret).verify(body, headers) for headers, body in self.received]
+
+
+@pytest.fixture
+def listener() -> Iterator[WebhookListener]:
+    running = WebhookListener()
+    yield running
+    running.down()
 
 
 def make_user(username: str, **extra: Any) -> User:

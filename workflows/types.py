@@ -56,6 +56,15 @@ CLOSE_REVIEWS = "close_campaign_reviews"
 RECORD_REVIEW = "record_review"
 REVOKE_REVIEWED = "revoke_reviewed_access"
 CAMPAIGN_ID_PREFIX = "campaign-"
+# ... and those of webhook deliveries (on a queue of their own: a subscriber that is slow or down
+# holds up no approval): one attempt at a delivery, and its giving up.
+WEBHOOK_TASK_QUEUE = "approvals-webhooks"
+DELIVER_WEBHOOK = "deliver_webhook"
+RECORD_WEBHOOK_FAILING = "record_webhook_failing"
+WEBHOOK_ID_PREFIX = "webhook-"
+# The error type of a delivery retrying cannot help: the subscriber said it is gone (410), its
+# address cannot be called, or it was turned off or removed.
+UNDELIVERABLE = "Undeliverable"
 
 
 def workflow_id_for(public_id: object) -> str:
@@ -82,6 +91,12 @@ def review_id_for(campaign_id: object, grant_id: int) -> str:
     """The id of the review of one grant in one campaign: derived from both, so that a campaign
     that starts its reviews again (a retry, a replay) can never start one twice."""
     return f"{CAMPAIGN_ID_PREFIX}{campaign_id}-grant-{grant_id}"
+
+
+def webhook_id_for(delivery_id: int, round: int) -> str:
+    """The id of one round of a webhook delivery: round 1 is the first, each redelivery by staff
+    another; derived from both, so that the relay can never start a round twice."""
+    return f"{WEBHOOK_ID_PREFIX}{delivery_id}-{round}"
 
 
 def public_id_of(workflow_id: str) -> str | None:
@@ -895,3 +910,25 @@ class ReviewsClose:
 class CampaignCancel:
     actor_name: str
     reason: str = ""
+
+
+# --- Webhook deliveries ---------------------------------------------------------------------
+
+
+@dataclass
+class WebhookDeliveryInput:
+    """One round of delivering one event to one subscriber, tried until `retry_seconds` after
+    its start; the event, the subscriber and the signature are read by the activity."""
+
+    delivery_id: int
+    round: int = 1
+    retry_seconds: int = 24 * 60 * 60
+
+
+@dataclass
+class WebhookFailure:
+    """A round that gave up: its delivery is failing, for staff to see and redeliver."""
+
+    delivery_id: int
+    round: int
+    reason: str

@@ -49,6 +49,7 @@ from approvals.client.runs import (
     reset_point,
     retry_stopped,
 )
+from approvals.client.webhook import start_webhook_delivery
 
 __all__ = [
     "DEV_SERVER_ARGS",
@@ -85,6 +86,7 @@ __all__ = [
     "send_update",
     "send_updates",
     "start_approval",
+    "start_webhook_delivery",
     "start_campaign",
     "start_fulfilment",
     "send_grant_action",

@@ -15,6 +15,7 @@ from approvals.models import (
     Participant,
     RequestEvent,
     StaffAction,
+    WebhookDelivery,
 )
 from approvals.selectors.campaigns import campaigns_shown
 from workflows.types import FulfilmentStatus, RequestStatus
@@ -36,8 +37,9 @@ def mailbox(*, search: str = "", status: str = "") -> QuerySet[OutboundEmail]:
 
 
 def dashboard_counts() -> dict[str, Any]:
-    """The dashboard's counts: per state, what is late or escalated, what failed to send, what
-    waits to start (the staff dashboard and the metrics' gauges alike)."""
+    """The dashboard's counts: per state, what is late or escalated, what failed to send (emails,
+    and webhook deliveries that gave up), what waits to start (the staff dashboard and the
+    metrics' gauges alike)."""
     counts = dict(ApprovalRequest.objects.values_list("status").annotate(n=Count("pk")).order_by())
     return {
         "counts": [(s.label, s.value, counts.get(s.value, 0)) for s in RequestStatus],
@@ -45,6 +47,9 @@ def dashboard_counts() -> dict[str, Any]:
         "escalated_count": _escalated().count(),
         "failed_email_count": _failed_emails().count(),
         "not_started": ApprovalRequest.objects.filter(workflow_started_at__isnull=True).count(),
+        "failing_webhook_count": WebhookDelivery.objects.filter(
+            status=WebhookDelivery.Status.FAILING
+        ).count(),
     }
 
 

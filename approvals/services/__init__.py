@@ -65,6 +65,13 @@ from approvals.services.trouble import (
     workflows_in_trouble,
     workflows_stopped_note,
 )
+from approvals.services.webhooks import (
+    subscriber_save,
+    webhook_attempt,
+    webhook_failing,
+    webhook_redeliver,
+    webhooks_start_pending,
+)
 
 __all__ = [
     "ReviewAnswer",
@@ -119,6 +126,11 @@ __all__ = [
     "requests_act_bulk",
     "requests_start_pending",
     "routing_preview",
+    "subscriber_save",
+    "webhook_attempt",
+    "webhook_failing",
+    "webhook_redeliver",
+    "webhooks_start_pending",
     "workflows_in_trouble",
     "workflows_stopped_note",
 ]

@@ -21,6 +21,7 @@ from approvals.selectors.requests import display_name
 from approvals.services.notifications import notification_send
 from approvals.services.partners import partner_post
 from approvals.services.projection import approvers_for, request_change
+from approvals.services.webhooks import grant_event_emit
 from workflows import codec, rules
 from workflows.types import (
     GrantAction,
@@ -186,7 +187,7 @@ def grant_record(*, report: GrantReport) -> Change | None:
         if grant is None:
             raise NotFound(f"No access was granted for {report.request_id}.")
         event = report.event
-        _, new = GrantEvent.objects.get_or_create(
+        kept, new = GrantEvent.objects.get_or_create(
             grant=grant,
             seq=event.seq,
             defaults={
@@ -208,6 +209,8 @@ def grant_record(*, report: GrantReport) -> Change | None:
             if report.status != GrantStatus.ACTIVE and grant.ended_at is None:
                 grant.ended_at = event.at
             grant.save()
+        if new:
+            grant_event_emit(grant=grant, event=kept)  # the webhooks' event, in this transaction
     if report.notification is not None:
         notification_send(notification=report.notification)
     if not new:

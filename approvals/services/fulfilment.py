@@ -26,6 +26,7 @@ from approvals.services.purchase_orders import (
     purchase_order_cancel_unrecorded,
     purchase_order_place,
 )
+from approvals.services.webhooks import request_events_emit
 from workflows.types import EventKind, FulfilmentReport, FulfilmentStatus, StepInput
 
 # Whose approval counts as approving it: they hear how its fulfilment ended.
@@ -98,7 +99,7 @@ def _record(request: ApprovalRequest, report: FulfilmentReport) -> bool:
     event = report.event
     new = False
     if event is not None and not RequestEvent.objects.filter(request=request, seq=event.seq).exists():
-        RequestEvent.objects.create(
+        kept = RequestEvent.objects.create(
             request=request,
             seq=event.seq,
             kind=event.kind.value,
@@ -107,6 +108,7 @@ def _record(request: ApprovalRequest, report: FulfilmentReport) -> bool:
             revision=request.revision,
             occurred_at=event.at,
         )
+        request_events_emit(request=request, events=[kept])
         new = True
     ended = report.status in (FulfilmentStatus.FULFILLED, FulfilmentStatus.ROLLED_BACK)
     at = event.at if event is not None else timezone.now()

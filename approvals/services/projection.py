@@ -25,6 +25,7 @@ from approvals.models import (
     WorkflowSnapshot,
 )
 from approvals.selectors.requests import display_name
+from approvals.services.webhooks import request_events_emit
 from workflows import codec, rules
 from workflows.types import (
     ActionKind,
@@ -110,7 +111,10 @@ def request_project(*, projection: Projection) -> Change | None:
         request = ApprovalRequest.objects.select_for_update().filter(public_id=projection.request_id).first()
         if request is None:
             raise NotFound(f"No request {projection.request_id}.")
-        return request_change(request) if _project(request, projection) else None
+        kept: list[RequestEvent] = []
+        new = _project(request, projection, kept)
+        request_events_emit(request=request, events=kept)  # the webhooks' events, in this transaction
+        return request_change(request) if new else None
 
 
 def request_change(request: ApprovalRequest) -> Change:
@@ -120,8 +124,9 @@ def request_change(request: ApprovalRequest) -> Change:
     return Change(str(request.public_id), tuple(sorted({request.requester_id, *participants})))
 
 
-def _project(request: ApprovalRequest, projection: Projection) -> bool:
-    """Write what the read model lacks of the projection; whether anything was new.
+def _project(request: ApprovalRequest, projection: Projection, kept: list[RequestEvent]) -> bool:
+    """Write what the read model lacks of the projection (the new timeline events into `kept`
+    too); whether anything was new.
 
     The caller holds the request's row lock, which every projection of it takes: what is read
     here is not written by another meanwhile, so each kind of row is read once and the missing
@@ -149,6 +154,7 @@ def _project(request: ApprovalRequest, projection: Projection) -> bool:
         if event.seq not in known
     ]
     RequestEvent.objects.bulk_create(events)
+    kept += events
     new = bool(events)
     # The actions these events confirm are pending no more (see services.actions). Read once,
     # one query whether there are any or not (most requests have none); the newest projection

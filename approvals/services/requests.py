@@ -19,6 +19,7 @@ from approvals.selectors.requests import display_name
 from approvals.services.access import access_problems
 from approvals.services.policies import policy_snapshot
 from approvals.services.projection import approvers_for
+from approvals.services.webhooks import request_events_emit
 from workflows import codec, rules
 from workflows.policy import next_stage_index
 from workflows.types import ApprovalInput, Content, EventKind, Policy
@@ -132,7 +133,7 @@ def _request_create(
         policy=dataclasses.asdict(policy),
     )
     RequestRevision.objects.create(request=request, number=1, title=title, details=details, amount=amount)
-    RequestEvent.objects.create(
+    submitted = RequestEvent.objects.create(
         request=request,
         seq=0,
         kind=EventKind.SUBMITTED.value,
@@ -140,6 +141,7 @@ def _request_create(
         actor_name=display_name(requester),
         occurred_at=timezone.now(),
     )
+    request_events_emit(request=request, events=[submitted])  # whether Temporal is there or not
     transaction.on_commit(lambda: request_start_workflow(public_id=public_id))
     return request
 

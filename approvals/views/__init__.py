@@ -34,8 +34,12 @@ from approvals.views.requests import (
     request_resubmit,
 )
 from approvals.views.tokens import token_revoke, tokens
+from approvals.views.webhooks import webhook_detail, webhook_redeliver, webhooks
 
 __all__ = [
+    "webhook_detail",
+    "webhook_redeliver",
+    "webhooks",
     "healthz",
     "prometheus_metrics",
     "readyz",

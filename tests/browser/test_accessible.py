@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
+from approvals import services
 from approvals.models import RequestType
 from tests.browser.conftest import LiveServer, log_in, screenshot, submit
 
@@ -36,11 +37,26 @@ def serious_violations(page: Any) -> list[str]:
 def test_the_main_pages_have_no_serious_accessibility_violation(
     browser: Any, live_app: LiveServer, people: dict[str, User], purchase: RequestType, size: str
 ) -> None:
-    request = submit(people, purchase, "Accessible chair")
+    subscriber = services.subscriber_save(
+        subscriber=None,
+        url="https://erp.example.com/hooks",
+        description="ERP",
+        events=["request.submitted"],
+        is_active=True,
+        by=people["admin"],
+    )
+    request = submit(people, purchase, "Accessible chair")  # and its webhook delivery, in the log
     pages = {
         "reviewer1": ["/inbox/", "/inbox/reviews/", request.get_absolute_url()],
         "requester": ["/", "/requests/new/", request.get_absolute_url(), "/settings/tokens/"],
-        "admin": ["/dashboard/", "/mailbox/", "/budgets/", "/dashboard/campaigns/"],
+        "admin": [
+            "/dashboard/",
+            "/mailbox/",
+            "/budgets/",
+            "/dashboard/campaigns/",
+            "/dashboard/webhooks/",
+            subscriber.get_absolute_url(),
+        ],
     }
     problems = []
     for who, paths in pages.items():

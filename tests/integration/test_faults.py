@@ -235,6 +235,7 @@ def app(
         TEMPORAL_ADDRESS=dev_server.client.service_client.config.target_host,
         TEMPORAL_TASK_QUEUE=f"faults-{uuid.uuid4()}",
         TEMPORAL_BULK_TASK_QUEUE=f"faults-bulk-{uuid.uuid4()}",
+        TEMPORAL_WEBHOOK_TASK_QUEUE=f"faults-webhooks-{uuid.uuid4()}",
         TEMPORAL_RPC_TIMEOUT="5",
         EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
         EMAIL_HOST="127.0.0.1",

@@ -14,7 +14,16 @@ from django.contrib.auth.models import User
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from approvals import services
-from approvals.models import AccessGrant, ApprovalRequest, CostCentre, RequestType, Resource, StaffAction
+from approvals.models import (
+    AccessGrant,
+    ApprovalRequest,
+    CostCentre,
+    RequestType,
+    Resource,
+    StaffAction,
+    WebhookEvent,
+    WebhookSubscriber,
+)
 from tests.conftest import LoopThread, wait_until
 from workflows.types import ActionKind, GrantActionKind, fulfilment_id_for, grant_id_for
 
@@ -34,6 +43,15 @@ def fulfilment_of(request: ApprovalRequest) -> str:
 def test_an_approved_access_request_is_granted_by_its_fulfilment_kept_by_its_workflow_and_revoked(
     loop: LoopThread, use_dev_server: Client, people: dict[str, User], access: RequestType, payroll: Resource
 ) -> None:
+    events = [WebhookSubscriber.Event.FULFILLED, WebhookSubscriber.Event.GRANT_REVOKED]
+    services.subscriber_save(
+        subscriber=None,
+        url="https://erp.example.com/hooks",
+        description="",
+        events=events,
+        is_active=True,
+        by=people["admin"],
+    )
     request = services.request_submit(
         requester=people["requester"],
         request_type=access,
@@ -69,6 +87,16 @@ def test_an_approved_access_request_is_granted_by_its_fulfilment_kept_by_its_wor
     wait_until(
         lambda: loop.run(handle.describe()).status == WorkflowExecutionStatus.COMPLETED, what="grant ends"
     )
+    # Its webhook events, each once: the fulfilment's end, and the grant's revocation.
+    sent = list(WebhookEvent.objects.order_by("pk"))
+    assert [e.type for e in sent] == events
+    assert sent[1].payload["data"]["grant"] | {"ends_at": None} == {
+        "holder": "requester",
+        "resource": str(payroll),
+        "role": "read",
+        "status": "revoked",
+        "ends_at": None,
+    }
 
 
 def test_a_purchase_rolled_back_for_want_of_budget_is_retried_by_staff_and_fulfilled(

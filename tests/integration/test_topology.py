@@ -4,7 +4,9 @@ cluster of the test's own and Redis, each a process of its own, as docker-compos
 
 A decision made through web process A shows live on a staff dashboard connected to web process
 B (the worker's push goes through Redis); with the bulk worker killed (SIGKILL), the interactive
-one carries on, and every email goes once."""
+one carries on, and every email goes once. The bulk pool also delivers the webhooks: what was
+recorded while it was dead (and its listener down) reaches the listener once it is back, and no
+event twice."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import uuid
 import pytest
 import redis
 
-from tests.conftest import free_port, wait_until
+from tests.conftest import WebhookListener, free_port, wait_until
 from tests.integration import test_faults as faults
 from tests.integration.test_faults import SUBMIT, App, Mailbox
 from tests.test_run_command import Browser
@@ -25,6 +27,18 @@ pytestmark = pytest.mark.temporal_server
 REDIS_DB = 12  # of the machine's Redis; the benchmark takes 13
 # The fault tests' processes and their fixtures: a PostgreSQL cluster, an SMTP server, the app.
 scratch_postgres, mailbox, app = faults.scratch_postgres, faults.mailbox, faults.app
+
+SUBSCRIBE = """
+import json
+from django.contrib.auth.models import User
+from approvals import services
+from approvals.models import WebhookSubscriber
+subscriber = services.subscriber_save(
+    subscriber=None, url=URL, description="", events=list(WebhookSubscriber.Event.values), is_active=True,
+    by=User.objects.get(username="admin"),
+)
+print(json.dumps(subscriber.secret))
+"""
 
 
 @pytest.fixture
@@ -60,9 +74,10 @@ def session_cookie(web: Browser) -> str:
 
 
 def test_two_web_processes_and_two_workers_share_the_work_and_a_killed_worker_loses_nothing(
-    app: App, mailbox: Mailbox, redis_url: str
+    app: App, mailbox: Mailbox, redis_url: str, listener: WebhookListener
 ) -> None:
     app.env["REDIS_URL"] = redis_url
+    secret = app.shell(SUBSCRIBE.replace("URL", repr(listener.url)))
     port_a, port_b = free_port(), free_port()
     app.web(port_a)
     app.web(port_b)
@@ -84,7 +99,11 @@ def test_two_web_processes_and_two_workers_share_the_work_and_a_killed_worker_lo
     wait_until(lambda: len(mailbox.messages) >= 3, timeout=30, what="the review emails and the decision's")
     before = len(mailbox.messages)
 
-    # The bulk worker dies; the interactive one carries on with the next request.
+    wait_until(lambda: len(listener.ids()) >= 3, timeout=30, what="the first request's webhooks")
+
+    # The bulk worker dies, and the webhook listener is down; the interactive worker carries on
+    # with the next request.
+    listener.down()
     bulk.kill()
     bulk.wait(10)
     second = app.shell(SUBMIT)
@@ -93,6 +112,20 @@ def test_two_web_processes_and_two_workers_share_the_work_and_a_killed_worker_lo
     assert interactive.poll() is None
     keys = mailbox.keys()
     assert len(keys) == len(set(keys)), keys  # none twice
+
+    # The bulk pool comes back, then the listener: it gets what was recorded meanwhile, once.
+    app.worker("bulk")
+    wait_until(
+        lambda: app.query("SELECT count(*) FROM approvals_webhookattempt WHERE error <> ''")[0][0] > 0,
+        timeout=60,
+        what="an attempt at the second request's webhooks, refused",
+    )
+    listener.up()
+    recorded = {f"evt_{row[0].hex}" for row in app.query("SELECT public_id FROM approvals_webhookevent")}
+    assert len(recorded) == 5  # submitted, stage started, decided; submitted, stage started
+    wait_until(lambda: set(listener.ids()) == recorded, timeout=60, what="every webhook, once it is back")
+    assert sorted(listener.ids()) == sorted(recorded)  # none twice
+    assert {event["id"] for event in listener.events(secret)} == recorded  # each signed
     ready = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port_a}/readyz", timeout=10).read())
     assert ready["status"] == "ready", ready
 

@@ -13,6 +13,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from approvals import services
 from approvals.models import (
@@ -22,6 +23,9 @@ from approvals.models import (
     RequestType,
     StaffAction,
     Stage,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSubscriber,
 )
 from approvals.services import tokens
 from tests.conftest import PASSWORD, make_request
@@ -70,6 +74,18 @@ def test_every_route_refuses_whoever_should_not_use_it_and_nothing_changes(
     link = services.email_link_make(user=people["reviewer1"], request=request, action=ActionKind.APPROVE)
     token, _ = tokens.token_create(user=people["requester"], name="bot", scopes=["read"])
     email_path = link.removeprefix("http://127.0.0.1:8000")
+    subscriber = services.subscriber_save(
+        subscriber=None,
+        url="https://erp.example.com/",
+        description="",
+        events=["request.decided"],
+        is_active=True,
+        by=people["admin"],
+    )
+    event = WebhookEvent.objects.create(
+        type="request.decided", source="test", payload={}, occurred_at=timezone.now()
+    )
+    delivery = WebhookDelivery.objects.create(event=event, subscriber=subscriber, status="failing")
 
     def act(kind: str, **extra: Any) -> tuple[str, str, dict[str, Any]]:
         return (
@@ -224,6 +240,29 @@ def test_every_route_refuses_whoever_should_not_use_it_and_nothing_changes(
                 "manager": "403",
             },
         ),
+        *(
+            (route, {"anonymous": "login", "outsider": "403", "requester": "403", "manager": "403"})
+            for route in [
+                ("get", reverse("webhooks"), {}),
+                (
+                    "post",
+                    reverse("webhooks"),
+                    {"url": "https://x.example.com/", "events": ["request.decided"]},
+                ),
+                ("get", reverse("webhook_detail", args=[subscriber.pk]), {}),
+                ("post", reverse("webhook_detail", args=[subscriber.pk]), {"url": "https://y.example.com/"}),
+                ("post", reverse("webhook_redeliver", args=[delivery.pk]), {}),
+            ]
+        ),
+        (
+            ("get", "/admin/approvals/webhooksubscriber/", {}),
+            {
+                "anonymous": "admin login",
+                "outsider": "admin login",
+                "requester": "admin login",
+                "manager": "admin login",
+            },
+        ),
         (("get", reverse("tokens"), {}), {"anonymous": "login"}),
         (
             ("post", reverse("token_revoke", args=[token.pk]), {}),
@@ -284,7 +323,16 @@ def test_every_route_refuses_whoever_should_not_use_it_and_nothing_changes(
     assert before == (RequestStatus.IN_REVIEW, "New laptop", request.version)
     assert list(RequestEvent.objects.values_list("kind", flat=True)) == ["submitted", "stage_started"]
     assert not EmailLinkUse.objects.exists()
-    # Only staff reached the staff actions (and Temporal being away, they were refused, on record).
+    # Only staff changed a subscriber or redelivered (and staff only reached the staff actions;
+    # Temporal being away, they were refused, on record).
+    subscriber.refresh_from_db()
+    delivery.refresh_from_db()
+    assert WebhookSubscriber.objects.count() == 2  # staff's one
+    assert (subscriber.url, delivery.round, delivery.redelivered_by) == (
+        "https://erp.example.com/",
+        2,
+        people["admin"],
+    )
     assert set(StaffAction.objects.values_list("actor__username", "ok")) == {("admin", False)}
 
 
@@ -304,6 +352,18 @@ def test_changes_need_a_post_and_every_post_needs_the_csrf_token(
     request = make_request(people, purchase, started=True)
     rid = request.public_id
     token, _ = tokens.token_create(user=people["admin"], name="bot", scopes=["read"])
+    subscriber = services.subscriber_save(
+        subscriber=None,
+        url="https://erp.example.com/",
+        description="",
+        events=["request.decided"],
+        is_active=True,
+        by=people["admin"],
+    )
+    event = WebhookEvent.objects.create(
+        type="request.decided", source="test", payload={}, occurred_at=timezone.now()
+    )
+    delivery = WebhookDelivery.objects.create(event=event, subscriber=subscriber, status="failing")
     posts = {
         reverse("request_act", args=[rid]): {"kind": "comment", "comment": "hi", "action_id": uuid.uuid4()},
         reverse("request_resubmit", args=[rid]): {"title": "x", "action_id": uuid.uuid4()},
@@ -314,10 +374,17 @@ def test_changes_need_a_post_and_every_post_needs_the_csrf_token(
         reverse("logout"): {},
         reverse("tokens"): {"name": "bot", "scopes": ["read"], "expires": "30"},
         reverse("token_revoke", args=[token.pk]): {},
+        reverse("webhooks"): {"url": "https://x.example.com/", "events": ["request.decided"]},
+        reverse("webhook_detail", args=[subscriber.pk]): {
+            "url": "https://y.example.com/",
+            "events": ["request.decided"],
+        },
+        reverse("webhook_redeliver", args=[delivery.pk]): {},
     }
     admin = client_for(people, "admin", enforce_csrf_checks=True)
     for url in posts:
-        if url not in (reverse("request_create"), reverse("tokens")):
+        pages = [reverse(name) for name in ("request_create", "tokens", "webhooks")]
+        if url not in [*pages, reverse("webhook_detail", args=[subscriber.pk])]:
             assert admin.get(url).status_code == 405, url  # a link or a prefetch can never change anything
     for url, data in posts.items():
         for headers in ({}, HTMX):

@@ -1,5 +1,5 @@
-"""Record histories of the released workflows (approval, fulfilment, grant, campaign and review),
-for the replay tests.
+"""Record histories of the released workflows (approval, fulfilment, grant, campaign and review,
+webhook delivery), for the replay tests.
 
     python -m tests.workflows.record_histories [SCENARIO ...]
 
@@ -36,13 +36,16 @@ from workflows.fulfilment import FulfilmentWorkflow
 from workflows.grant import GrantWorkflow
 from workflows.types import (
     CLOSE_REVIEWS,
+    DELIVER_WEBHOOK,
     LIST_REVIEWS,
     OPEN_CAMPAIGN,
     RECORD_CAMPAIGN,
     RECORD_REVIEW,
+    RECORD_WEBHOOK_FAILING,
     REFUSED_BY_PARTNER,
     REVOKE_REVIEWED,
     SEND_DIGESTS,
+    UNDELIVERABLE,
     Action,
     ActionKind,
     ApprovalInput,
@@ -80,11 +83,15 @@ from workflows.types import (
     Rule,
     StageSpec,
     StepInput,
+    WebhookDeliveryInput,
+    WebhookFailure,
     campaign_id_for,
     fulfilment_id_for,
     review_id_for,
+    webhook_id_for,
     workflow_id_for,
 )
+from workflows.webhook import WebhookDeliveryWorkflow
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
 
@@ -498,6 +505,8 @@ async def record(only: set[str]) -> None:
         await env.shutdown()
     if not only or only & set(CAMPAIGN_SCENARIOS):
         await record_campaigns(only)
+    if not only or only & set(WEBHOOK_SCENARIOS):
+        await record_webhooks(only)
 
 
 # An access-review campaign of five reviews, started two at a time and four to a run (so that it
@@ -638,6 +647,58 @@ async def record_campaigns(only: set[str]) -> None:
                     review = client.get_workflow_handle(review_id_for(name, grant))
                     await review.result()
                     await write_runs(client, review.id, review_name)
+    finally:
+        await env.shutdown()
+
+
+# Webhook deliveries: one delivered at its third attempt; one whose subscriber said it is gone
+# (410), recorded as failing at once; one never answered, failing once its round's time is over.
+WEBHOOK_SCENARIOS = {
+    "webhook_delivered_on_retry": (1, "delivered"),
+    "webhook_gone": (2, "gone"),
+    "webhook_gave_up": (3, "down"),
+}
+
+
+async def record_webhooks(only: set[str]) -> None:
+    attempts: dict[int, int] = {}
+    outcome = {delivery: how for delivery, how in WEBHOOK_SCENARIOS.values()}
+
+    @activity.defn(name=DELIVER_WEBHOOK)
+    async def deliver(delivery: WebhookDeliveryInput) -> str:
+        attempts[delivery.delivery_id] = attempts.get(delivery.delivery_id, 0) + 1
+        how = outcome[delivery.delivery_id]
+        if how == "delivered" and attempts[delivery.delivery_id] >= 3:
+            return "delivered (200)"
+        if how == "gone":
+            raise ApplicationError("Answered 410: gone", type=UNDELIVERABLE, non_retryable=True)
+        raise ApplicationError("Answered 503: down for maintenance")
+
+    @activity.defn(name=RECORD_WEBHOOK_FAILING)
+    async def failing(failure: WebhookFailure) -> None:
+        pass
+
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=_test_server())
+    client: Client = env.client
+    try:
+        async with Worker(
+            client,
+            task_queue="record-histories-webhooks",
+            workflows=[WebhookDeliveryWorkflow],
+            activities=[deliver, failing],
+        ):
+            for name, (delivery_id, _) in WEBHOOK_SCENARIOS.items():
+                if only and name not in only:
+                    continue
+                workflow_id = webhook_id_for(delivery_id, 1)
+                handle = await client.start_workflow(
+                    WebhookDeliveryWorkflow.run,
+                    WebhookDeliveryInput(delivery_id, 1, retry_seconds=120),
+                    id=workflow_id,
+                    task_queue="record-histories-webhooks",
+                )
+                print(name, await handle.result())
+                await write_runs(client, workflow_id, name)
     finally:
         await env.shutdown()
 

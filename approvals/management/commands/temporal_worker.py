@@ -19,8 +19,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--queue",
             choices=QUEUES,
-            help="Serve only this task queue: interactive (requests, fulfilments, grants) or bulk "
-            "(access-review campaigns). Both when left out.",
+            help="Serve only this pool's queues: interactive (requests, fulfilments, grants) or bulk "
+            "(access-review campaigns, and the webhook deliveries). Both when left out.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
