@@ -24,6 +24,7 @@ from workflows.types import (
     RequestStatus,
     Rule,
     campaign_id_for,
+    webhook_id_for,
     workflow_id_for,
 )
 from workflows.types import Fulfilment as FulfilmentKind
@@ -1178,6 +1179,11 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} to {self.subscriber}"
+
+    @property
+    def workflow_id(self) -> str:
+        """The id of its round's workflow."""
+        return webhook_id_for(self.event.event_id, self.subscriber_id, self.round)
 
 
 class WebhookAttempt(models.Model):

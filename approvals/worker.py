@@ -50,17 +50,8 @@ def build_worker(
     activities: Sequence[Callable[..., Any]] = ACTIVITIES,
 ) -> Worker:
     """The interactive queue's worker."""
-    return Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[ApprovalWorkflow, FulfilmentWorkflow, GrantWorkflow],
-        activities=activities,
-        activity_executor=executor,
-        max_concurrent_activities=executor._max_workers,
-        sticky_queue_schedule_to_start_timeout=settings.TEMPORAL_STICKY_TIMEOUT,
-        # On shutdown, activities under way finish rather than stop halfway (they take seconds;
-        # a cancelled one would be retried by the next worker anyway, but a finished one is done).
-        graceful_shutdown_timeout=SHUTDOWN_GRACE,
+    return _worker(
+        client, executor, task_queue, [ApprovalWorkflow, FulfilmentWorkflow, GrantWorkflow], activities
     )
 
 
@@ -71,16 +62,8 @@ def build_bulk_worker(
     activities: Sequence[Callable[..., Any]] = BULK_ACTIVITIES,
 ) -> Worker:
     """The bulk queue's worker: campaigns and their reviews, with activities of their own."""
-    return Worker(
-        client,
-        task_queue=task_queue or settings.TEMPORAL_BULK_TASK_QUEUE,
-        workflows=[CampaignWorkflow, ReviewWorkflow],
-        activities=activities,
-        activity_executor=executor,
-        max_concurrent_activities=executor._max_workers,
-        sticky_queue_schedule_to_start_timeout=settings.TEMPORAL_STICKY_TIMEOUT,
-        graceful_shutdown_timeout=SHUTDOWN_GRACE,
-    )
+    queue = task_queue or settings.TEMPORAL_BULK_TASK_QUEUE
+    return _worker(client, executor, queue, [CampaignWorkflow, ReviewWorkflow], activities)
 
 
 def build_webhook_worker(
@@ -90,14 +73,27 @@ def build_webhook_worker(
     activities: Sequence[Callable[..., Any]] = WEBHOOK_ACTIVITIES,
 ) -> Worker:
     """The webhook queue's worker: each delivery's workflow, and its attempts."""
+    queue = task_queue or settings.TEMPORAL_WEBHOOK_TASK_QUEUE
+    return _worker(client, executor, queue, [WebhookDeliveryWorkflow], activities)
+
+
+def _worker(
+    client: Client,
+    executor: concurrent.futures.ThreadPoolExecutor,
+    task_queue: str,
+    workflows: Sequence[type],
+    activities: Sequence[Callable[..., Any]],
+) -> Worker:
     return Worker(
         client,
-        task_queue=task_queue or settings.TEMPORAL_WEBHOOK_TASK_QUEUE,
-        workflows=[WebhookDeliveryWorkflow],
+        task_queue=task_queue,
+        workflows=workflows,
         activities=activities,
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,
         sticky_queue_schedule_to_start_timeout=settings.TEMPORAL_STICKY_TIMEOUT,
+        # On shutdown, activities under way finish rather than stop halfway (they take seconds;
+        # a cancelled one would be retried by the next worker anyway, but a finished one is done).
         graceful_shutdown_timeout=SHUTDOWN_GRACE,
     )
 

@@ -93,10 +93,12 @@ def review_id_for(campaign_id: object, grant_id: int) -> str:
     return f"{CAMPAIGN_ID_PREFIX}{campaign_id}-grant-{grant_id}"
 
 
-def webhook_id_for(delivery_id: int, round: int) -> str:
-    """The id of one round of a webhook delivery: round 1 is the first, each redelivery by staff
-    another; derived from both, so that the relay can never start a round twice."""
-    return f"{WEBHOOK_ID_PREFIX}{delivery_id}-{round}"
+def webhook_id_for(event_id: str, subscriber_id: int, round: int) -> str:
+    """The id of one round of the delivery of an event (its random id) to a subscriber: round 1
+    is the first, each redelivery by staff another. Derived from all three, so that the relay can
+    never start a round twice, and unique in the namespace whatever database the ids come from
+    (a delivery's own number is not: another database numbers its deliveries from 1 too)."""
+    return f"{WEBHOOK_ID_PREFIX}{event_id}-{subscriber_id}-{round}"
 
 
 def public_id_of(workflow_id: str) -> str | None:

@@ -12,8 +12,7 @@ from temporalio.client import (
     WorkflowUpdateRPCTimeoutOrCancelledError,
     WorkflowUpdateStage,
 )
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from approvals.client.connection import (
@@ -22,6 +21,7 @@ from approvals.client.connection import (
     Unanswered,
     Unreachable,
     call,
+    start_once,
     timeout,
     translated,
 )
@@ -31,21 +31,12 @@ from workflows.types import Action, ActionResult, ApprovalInput, RequestState, w
 
 def start_approval(workflow_input: ApprovalInput) -> None:
     """Start the request's workflow; starting one that already started is no error."""
-
-    async def start(client: Client) -> None:
-        try:
-            await client.start_workflow(
-                ApprovalWorkflow.run,
-                workflow_input,
-                id=workflow_id_for(workflow_input.request_id),
-                task_queue=settings.TEMPORAL_TASK_QUEUE,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                rpc_timeout=timeout(),
-            )
-        except WorkflowAlreadyStartedError:
-            pass
-
-    call(start)
+    start_once(
+        ApprovalWorkflow.run,
+        workflow_input,
+        id=workflow_id_for(workflow_input.request_id),
+        task_queue=settings.TEMPORAL_TASK_QUEUE,
+    )
 
 
 def send_signal(public_id: object, action: Action) -> None:

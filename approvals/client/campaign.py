@@ -13,8 +13,7 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from approvals.client.connection import (
@@ -23,6 +22,7 @@ from approvals.client.connection import (
     Unanswered,
     Unreachable,
     call,
+    start_once,
     timeout,
     translated,
 )
@@ -32,22 +32,12 @@ from workflows.types import CampaignCancel, CampaignInput, ReviewDecision, campa
 
 def start_campaign(public_id: object) -> bool:
     """Start the campaign's workflow on the bulk queue; False when it was started already."""
-
-    async def start(client: Client) -> bool:
-        try:
-            await client.start_workflow(
-                CampaignWorkflow.run,
-                CampaignInput(str(public_id)),
-                id=campaign_id_for(public_id),
-                task_queue=settings.TEMPORAL_BULK_TASK_QUEUE,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                rpc_timeout=timeout(),
-            )
-        except WorkflowAlreadyStartedError:
-            return False
-        return True
-
-    return call(start)
+    return start_once(
+        CampaignWorkflow.run,
+        CampaignInput(str(public_id)),
+        id=campaign_id_for(public_id),
+        task_queue=settings.TEMPORAL_BULK_TASK_QUEUE,
+    )
 
 
 def cancel_campaign(public_id: object, cancel: CampaignCancel) -> None:

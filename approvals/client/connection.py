@@ -14,11 +14,13 @@ import os
 import threading
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.conf import settings
 from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.converter import DataConverter
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -157,6 +159,27 @@ reset = _client_thread.reset
 def timeout() -> timedelta:
     """How long each call to Temporal may take (settings.TEMPORAL_RPC_TIMEOUT)."""
     return settings.TEMPORAL_RPC_TIMEOUT
+
+
+def start_once(workflow: Any, arg: Any, *, id: str, task_queue: str) -> bool:
+    """Start the workflow under this id, which no second workflow ever gets (REJECT_DUPLICATE,
+    closed ones included); False when one was started under it already."""
+
+    async def start(client: Client) -> bool:
+        try:
+            await client.start_workflow(
+                workflow,
+                arg,
+                id=id,
+                task_queue=task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                rpc_timeout=timeout(),
+            )
+        except WorkflowAlreadyStartedError:
+            return False
+        return True
+
+    return call(start)
 
 
 async def connect() -> Client:

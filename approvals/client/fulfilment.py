@@ -4,30 +4,17 @@ first attempt is started by the request's approval workflow)."""
 from __future__ import annotations
 
 from django.conf import settings
-from temporalio.client import Client
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from approvals.client.connection import call, timeout
+from approvals.client.connection import start_once
 from workflows.fulfilment import FulfilmentWorkflow
 from workflows.types import FulfilmentInput, fulfilment_id_for
 
 
 def start_fulfilment(workflow_input: FulfilmentInput) -> bool:
     """Start this attempt at the request's fulfilment; False when it was started already."""
-
-    async def start(client: Client) -> bool:
-        try:
-            await client.start_workflow(
-                FulfilmentWorkflow.run,
-                workflow_input,
-                id=fulfilment_id_for(workflow_input.request_id, workflow_input.attempt),
-                task_queue=settings.TEMPORAL_TASK_QUEUE,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                rpc_timeout=timeout(),
-            )
-        except WorkflowAlreadyStartedError:
-            return False
-        return True
-
-    return call(start)
+    return start_once(
+        FulfilmentWorkflow.run,
+        workflow_input,
+        id=fulfilment_id_for(workflow_input.request_id, workflow_input.attempt),
+        task_queue=settings.TEMPORAL_TASK_QUEUE,
+    )

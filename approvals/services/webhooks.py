@@ -213,16 +213,24 @@ def webhooks_start_pending(*, limit: int = 200) -> int:
     started; stops at the first error, for the next round of the relay to go on from."""
     started = 0
     retry_seconds = int(settings.WEBHOOK_RETRY_HOURS * 3600)
-    pending = WebhookDelivery.objects.filter(started_at__isnull=True).order_by("created_at", "pk")
-    for pk, round_ in pending.values_list("pk", "round")[:limit]:
+    pending = (
+        WebhookDelivery.objects.filter(started_at__isnull=True)
+        .select_related("event")
+        .only("pk", "round", "subscriber_id", "event__public_id")
+        .order_by("created_at", "pk")
+    )
+    for delivery in pending[:limit]:
         try:
             temporal.start_webhook_delivery(
-                WebhookDeliveryInput(delivery_id=pk, round=round_, retry_seconds=retry_seconds)
+                WebhookDeliveryInput(
+                    delivery_id=delivery.pk, round=delivery.round, retry_seconds=retry_seconds
+                ),
+                delivery.workflow_id,
             )
         except temporal.TemporalError as exc:
             logger.warning("Webhook deliveries left for the next round of the relay: %s", exc)
             break
-        WebhookDelivery.objects.filter(pk=pk, round=round_, started_at__isnull=True).update(
+        WebhookDelivery.objects.filter(pk=delivery.pk, round=delivery.round, started_at__isnull=True).update(
             started_at=timezone.now()
         )
         started += 1

@@ -40,6 +40,15 @@ def subscribe(people: dict[str, User], url: str, events: list[str], **extra: Any
     )
 
 
+def submitted(
+    people: dict[str, User], purchase: RequestType, url: str
+) -> tuple[WebhookSubscriber, WebhookDelivery]:
+    """A subscriber of submissions at `url`, and the delivery of a request's submission to it."""
+    subscriber = subscribe(people, url, [Event.SUBMITTED])
+    make_request(people, purchase, started=True)
+    return subscriber, WebhookDelivery.objects.get()
+
+
 def approve(request: Any, people: dict[str, User]) -> None:
     project_action(request, Action(ActionKind.APPROVE, people["reviewer1"].pk, "reviewer1", "Fine"))
 
@@ -130,9 +139,7 @@ def test_a_delivery_is_signed_as_standard_webhooks_says_and_a_forgery_or_a_repla
 def test_an_attempt_posts_the_signed_event_and_records_each_kind_of_answer(
     people: dict[str, User], purchase: RequestType, listener: WebhookListener
 ) -> None:
-    subscriber = subscribe(people, listener.url, [Event.SUBMITTED])
-    make_request(people, purchase, started=True)
-    delivery = WebhookDelivery.objects.get()
+    subscriber, delivery = submitted(people, purchase, listener.url)
 
     listener.status = 503
     with pytest.raises(WebhookNotAccepted, match="Answered 503"):
@@ -150,6 +157,8 @@ def test_an_attempt_posts_the_signed_event_and_records_each_kind_of_answer(
         (2, 204),
     ]
 
+    # Its workflow's id is unique in the namespace, whatever database numbers the deliveries.
+    assert delivery.workflow_id == f"webhook-{delivery.event.event_id}-{subscriber.pk}-1"
     events = listener.events(subscriber.secret)  # both verify; the same event id, the same body
     assert len(events) == 2 and events[0] == events[1] == delivery.event.payload
     assert listener.ids() == [delivery.event.event_id] * 2
@@ -162,9 +171,7 @@ def test_an_attempt_posts_the_signed_event_and_records_each_kind_of_answer(
 def test_a_subscriber_gone_or_away_or_off(
     people: dict[str, User], purchase: RequestType, listener: WebhookListener
 ) -> None:
-    subscriber = subscribe(people, listener.url, [Event.SUBMITTED])
-    make_request(people, purchase, started=True)
-    delivery = WebhookDelivery.objects.get()
+    subscriber, delivery = submitted(people, purchase, listener.url)
 
     listener.status = 410
     with pytest.raises(WebhookUndeliverable, match="410"):
@@ -185,9 +192,7 @@ def test_a_subscriber_gone_or_away_or_off(
 def test_a_round_that_gives_up_is_failing_until_staff_redeliver_it(
     people: dict[str, User], purchase: RequestType, listener: WebhookListener
 ) -> None:
-    subscribe(people, listener.url, [Event.SUBMITTED])
-    make_request(people, purchase, started=True)
-    delivery = WebhookDelivery.objects.get()
+    _, delivery = submitted(people, purchase, listener.url)
     WebhookDelivery.objects.filter(pk=delivery.pk).update(started_at=timezone.now(), status=Status.DELIVERING)
 
     with pytest.raises(ActionRefused, match="still being delivered"):

@@ -16,7 +16,7 @@ from approvals import services
 from approvals.models import RequestType, WebhookAttempt, WebhookDelivery, WebhookEvent, WebhookSubscriber
 from approvals.worker import build_webhook_worker
 from tests.conftest import LoopThread, RunningWorker, WebhookListener, free_port, wait_until
-from workflows.types import ActionKind, WebhookDeliveryInput, webhook_id_for
+from workflows.types import ActionKind, WebhookDeliveryInput
 from workflows.webhook import WebhookDeliveryWorkflow
 
 Event = WebhookSubscriber.Event
@@ -77,7 +77,7 @@ def test_a_listener_down_for_a_while_gets_every_event_once_it_is_back_each_once(
     assert all(v == events[v["id"]].payload for v in verified)
     assert all(d.attempts >= 2 for d in WebhookDelivery.objects.all())
     for delivery in WebhookDelivery.objects.all():
-        handle = use_dev_server.get_workflow_handle(webhook_id_for(delivery.pk, 1))
+        handle = use_dev_server.get_workflow_handle(delivery.workflow_id)
         assert use_dev_server_result(webhook_worker.loop, handle) == "delivered (200)"
 
 
@@ -111,7 +111,7 @@ def test_a_listener_down_for_good_is_retried_for_a_day_then_the_delivery_is_fail
         time_skipping_env.client.start_workflow(
             WebhookDeliveryWorkflow.run,
             WebhookDeliveryInput(delivery_id=delivery.pk, round=1, retry_seconds=24 * 3600),
-            id=webhook_id_for(delivery.pk, 1),
+            id=delivery.workflow_id,
             task_queue="ts-webhooks",
         )
     )

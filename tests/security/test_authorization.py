@@ -46,6 +46,22 @@ def travel(people: dict[str, User]) -> RequestType:
     return travel
 
 
+def failing_delivery(people: dict[str, User]) -> tuple[WebhookSubscriber, WebhookDelivery]:
+    """A subscriber staff registered, and a delivery to it that gave up."""
+    subscriber = services.subscriber_save(
+        subscriber=None,
+        url="https://erp.example.com/",
+        description="",
+        events=["request.decided"],
+        is_active=True,
+        by=people["admin"],
+    )
+    event = WebhookEvent.objects.create(
+        type="request.decided", source="test", payload={}, occurred_at=timezone.now()
+    )
+    return subscriber, WebhookDelivery.objects.create(event=event, subscriber=subscriber, status="failing")
+
+
 def client_for(people: dict[str, User], who: str, **kwargs: Any) -> Client:
     client = Client(**kwargs)
     if who != "anonymous":
@@ -74,18 +90,7 @@ def test_every_route_refuses_whoever_should_not_use_it_and_nothing_changes(
     link = services.email_link_make(user=people["reviewer1"], request=request, action=ActionKind.APPROVE)
     token, _ = tokens.token_create(user=people["requester"], name="bot", scopes=["read"])
     email_path = link.removeprefix("http://127.0.0.1:8000")
-    subscriber = services.subscriber_save(
-        subscriber=None,
-        url="https://erp.example.com/",
-        description="",
-        events=["request.decided"],
-        is_active=True,
-        by=people["admin"],
-    )
-    event = WebhookEvent.objects.create(
-        type="request.decided", source="test", payload={}, occurred_at=timezone.now()
-    )
-    delivery = WebhookDelivery.objects.create(event=event, subscriber=subscriber, status="failing")
+    subscriber, delivery = failing_delivery(people)
 
     def act(kind: str, **extra: Any) -> tuple[str, str, dict[str, Any]]:
         return (
@@ -352,18 +357,7 @@ def test_changes_need_a_post_and_every_post_needs_the_csrf_token(
     request = make_request(people, purchase, started=True)
     rid = request.public_id
     token, _ = tokens.token_create(user=people["admin"], name="bot", scopes=["read"])
-    subscriber = services.subscriber_save(
-        subscriber=None,
-        url="https://erp.example.com/",
-        description="",
-        events=["request.decided"],
-        is_active=True,
-        by=people["admin"],
-    )
-    event = WebhookEvent.objects.create(
-        type="request.decided", source="test", payload={}, occurred_at=timezone.now()
-    )
-    delivery = WebhookDelivery.objects.create(event=event, subscriber=subscriber, status="failing")
+    subscriber, delivery = failing_delivery(people)
     posts = {
         reverse("request_act", args=[rid]): {"kind": "comment", "comment": "hi", "action_id": uuid.uuid4()},
         reverse("request_resubmit", args=[rid]): {"title": "x", "action_id": uuid.uuid4()},

@@ -690,7 +690,7 @@ async def record_webhooks(only: set[str]) -> None:
             for name, (delivery_id, _) in WEBHOOK_SCENARIOS.items():
                 if only and name not in only:
                     continue
-                workflow_id = webhook_id_for(delivery_id, 1)
+                workflow_id = webhook_id_for(f"evt_{name}", 1, 1)
                 handle = await client.start_workflow(
                     WebhookDeliveryWorkflow.run,
                     WebhookDeliveryInput(delivery_id, 1, retry_seconds=120),
