@@ -92,7 +92,8 @@ def subscriber_save(
     if subscriber is None:
         subscriber = WebhookSubscriber(secret=secret_make(), created_by=by)
     subscriber.url, subscriber.description, subscriber.is_active = url, description.strip(), is_active
-    subscriber.events = [e for e in Event.values if e in set(events)]
+    chosen = set(events)
+    subscriber.events = [e for e in Event.values if e in chosen]
     subscriber.save()
     return subscriber
 
@@ -285,7 +286,7 @@ def webhook_attempt(*, delivery: WebhookDeliveryInput, attempt: int) -> str:
     )
     began = time.monotonic()
     code: int | None = None
-    error = ""
+    error, callable_ = "", True
     try:
         with _opener.open(call, timeout=settings.WEBHOOK_TIMEOUT) as response:
             code = response.status
@@ -294,7 +295,7 @@ def webhook_attempt(*, delivery: WebhookDeliveryInput, attempt: int) -> str:
         code = exc.code
         error = f"Answered {exc.code}: {exc.read(ANSWER_KEPT).decode(errors='replace')}".strip()
     except ValueError as exc:  # no scheme, say: it cannot be called as it is
-        error = f"Its address cannot be called: {exc}"
+        error, callable_ = f"Its address cannot be called: {exc}", False
     except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
         error = f"No answer: {getattr(exc, 'reason', exc)}"
     milliseconds = int((time.monotonic() - began) * 1000)
@@ -302,7 +303,7 @@ def webhook_attempt(*, delivery: WebhookDeliveryInput, attempt: int) -> str:
     _attempt_record(found, attempt=attempt, at=at, code=code, error=error, milliseconds=milliseconds, ok=ok)
     if ok:
         return f"delivered ({code})"
-    if code == 410 or error.startswith("Its address"):
+    if code == 410 or not callable_:
         raise WebhookUndeliverable(error or "The subscriber said it is gone (410).")
     raise WebhookNotAccepted(error)
 

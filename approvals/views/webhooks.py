@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from approvals import services
-from approvals.exceptions import ApprovalError
+from approvals.exceptions import ActionRefused, NotFound
 from approvals.forms import WebhookSubscriberForm
 from approvals.models import WebhookDelivery, WebhookSubscriber
 from approvals.selectors import webhooks as selectors
@@ -90,12 +90,12 @@ def webhook_redeliver(request: HtmxHttpRequest, delivery_id: int) -> HttpRespons
     drop it)."""
     try:
         delivery = services.webhook_redeliver(delivery_id=delivery_id, by=request.user)
-    except ApprovalError as exc:
-        if not WebhookDelivery.objects.filter(pk=delivery_id).exists():
-            log_refused(request, f"webhook delivery {delivery_id}: none")
-            raise Http404(str(exc)) from exc
+    except NotFound as exc:
+        log_refused(request, f"webhook delivery {delivery_id}: none")
+        raise Http404(str(exc)) from exc
+    except ActionRefused as exc:
         messages.error(request, str(exc))
-        delivery = WebhookDelivery.objects.get(pk=delivery_id)
+        delivery = WebhookDelivery.objects.select_related("subscriber").get(pk=delivery_id)
     else:
         messages.success(
             request,

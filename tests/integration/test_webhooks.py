@@ -15,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from approvals import services
 from approvals.models import RequestType, WebhookAttempt, WebhookDelivery, WebhookEvent, WebhookSubscriber
 from approvals.worker import build_webhook_worker
-from tests.conftest import LoopThread, RunningWorker, WebhookListener, free_port, wait_until
+from tests.conftest import LoopThread, RunningWorker, WebhookListener, free_port, make_request, wait_until
 from workflows.types import ActionKind, WebhookDeliveryInput
 from workflows.webhook import WebhookDeliveryWorkflow
 
@@ -78,11 +78,7 @@ def test_a_listener_down_for_a_while_gets_every_event_once_it_is_back_each_once(
     assert all(d.attempts >= 2 for d in WebhookDelivery.objects.all())
     for delivery in WebhookDelivery.objects.all():
         handle = use_dev_server.get_workflow_handle(delivery.workflow_id)
-        assert use_dev_server_result(webhook_worker.loop, handle) == "delivered (200)"
-
-
-def use_dev_server_result(loop: LoopThread, handle: Any) -> str:
-    return str(loop.run(handle.result(), timeout=30))
+        assert webhook_worker.loop.run(handle.result(), timeout=30) == "delivered (200)"
 
 
 @pytest.fixture
@@ -101,8 +97,6 @@ def test_a_listener_down_for_good_is_retried_for_a_day_then_the_delivery_is_fail
     people: dict[str, User],
     purchase: RequestType,
 ) -> None:
-    from tests.conftest import make_request
-
     subscribe(people, f"http://127.0.0.1:{free_port()}/nobody-listens")
     make_request(people, purchase, started=True)
     delivery = WebhookDelivery.objects.filter(event__type=Event.SUBMITTED).get()
