@@ -72,13 +72,14 @@ class StageInline(admin.StackedInline):
     model = Stage
     extra = 0
     show_change_link = True
-    filter_horizontal = ["approver_users", "approver_groups"]
+    filter_horizontal = ["approver_users", "approver_groups", "auto_approve_groups"]
     fields = [
         ("order", "name"),
         ("approver_users", "approver_groups"),
         ("rule", "required_approvals"),
         ("deadline", "reminder_interval", "on_exhausted"),
-        ("condition_field", "condition_operator", "condition_value"),
+        ("condition_field", "condition_operator", "condition_value", "condition_text"),
+        "auto_approve_groups",
     ]
 
 
@@ -88,6 +89,7 @@ class RequestTypeAdmin(admin.ModelAdmin):
         "name",
         "is_active",
         "fulfilment",
+        "for_agents",
         "allow_auto_approve",
         "distinct_approvers",
         "undo_seconds",
@@ -108,7 +110,7 @@ class StageAdmin(admin.ModelAdmin):
 
     list_display = ["__str__", "rule", "deadline", "reminder_interval", "on_exhausted"]
     list_filter = ["request_type"]
-    filter_horizontal = ["approver_users", "approver_groups"]
+    filter_horizontal = ["approver_users", "approver_groups", "auto_approve_groups"]
     inlines = [EscalationLevelInline]
 
 
@@ -127,7 +129,7 @@ class ParticipantInline(ReadOnlyInline):
 
 class RevisionInline(ReadOnlyInline):
     model = RequestRevision
-    readonly_fields = ("number", "title", "details", "amount", "created_at")
+    readonly_fields = ("number", "title", "details", "amount", "action_sha256", "created_at")
     fields = readonly_fields
 
 

@@ -6,12 +6,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from typing import Any
 
 from django.core.asgi import get_asgi_application
+from django.core.handlers.asgi import ASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "approvals.settings")
 django_asgi_app = get_asgi_application()
+
+
+class LongPolls(ASGIHandler):
+    """Django for the requests that wait (GET /api/v1/requests/<id>/wait): as its ASGI handler,
+    but without a thread of each request's own. Django gives every request one (asgiref's
+    ThreadSensitiveContext), and it would stay, idle, as long as the request waits; here what
+    little synchronous work such a request has (its middleware's, its token's check) takes turns
+    on one shared thread, and its looks at the database run in the shared pool."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.handle(scope, receive, send)
+
+
+LONG_POLL = re.compile(r"^/api/v1/requests/[^/]+/wait/?$")
+long_polls = LongPolls()
 
 # After Django is set up:
 from channels.auth import AuthMiddlewareStack  # noqa: E402
@@ -54,5 +71,7 @@ async def lifespan(receive: Any, send: Any) -> None:
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         await lifespan(receive, send)
+    elif scope["type"] == "http" and LONG_POLL.match(scope["path"]):
+        await long_polls(scope, receive, send)
     else:
         await router(scope, receive, send)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from approvals.models import (
 from approvals.selectors.analytics import Period
 from approvals.selectors.requests import InboxSort, InboxState
 from approvals.services.access import access_problems
+from approvals.services.agents import MAX_ACTION_BYTES
 from approvals.services.requests import purchase_problems
 from workflows import rules
 from workflows.types import Action, ActionKind, Content
@@ -87,7 +89,8 @@ class ResourceChoiceField(forms.ModelChoiceField):
 class RequestForm(PointsAtErrors, forms.ModelForm):
     submission_id = _form_token()
     request_type = forms.ModelChoiceField(
-        queryset=RequestType.objects.filter(is_active=True),
+        # Agent actions come through the API alone (approvals.services.agents).
+        queryset=RequestType.objects.filter(is_active=True, for_agents=False),
         empty_label="Choose a type of request",
         widget=RequestTypeSelect,
     )
@@ -200,9 +203,27 @@ class ActionForm(forms.Form):
     delegate = forms.ModelChoiceField(queryset=User.objects.filter(is_active=True), required=False)
     extend_by = forms.TypedChoiceField(choices=EXTENSIONS, coerce=int, required=False)
     target = forms.CharField(required=False, max_length=rules.MAX_ACTION_ID)  # the decision to undo
+    # An agent action: the version the approver read, and the arguments they approve instead.
+    action_sha256 = forms.RegexField(regex=r"^[0-9a-f]{64}$", required=False)
+    arguments = forms.CharField(required=False, max_length=MAX_ACTION_BYTES * 2)
+
+    def clean_arguments(self) -> dict[str, Any] | None:
+        text = self.cleaned_data.get("arguments", "")
+        if not text.strip():
+            return None
+        try:
+            arguments = json.loads(text)
+        except json.JSONDecodeError as exc:
+            where = f"{exc.msg}, line {exc.lineno}"
+            raise forms.ValidationError(f"These arguments are not JSON ({where}).") from exc
+        if not isinstance(arguments, dict):
+            raise forms.ValidationError('The arguments are a JSON object: {"name": value, …}.')
+        return arguments
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        if data.get("arguments") is not None and data.get("kind") != ActionKind.APPROVE:
+            self.add_error("arguments", "Edited arguments go with an approval only.")
         if "kind" in data:
             delegate = data.get("delegate")
             _add_rule_errors(
@@ -448,6 +469,8 @@ class ApiRequestForm(RequestForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # A type of agent action is named too, for request_submit to say where those go.
+        self.fields["request_type"].queryset = RequestType.objects.filter(is_active=True)  # type: ignore[attr-defined]
         self.fields["request_type"] = _by_code(self.fields["request_type"], "slug", "request type")  # type: ignore[arg-type]
         self.fields["cost_centre"] = _by_code(self.fields["cost_centre"], "code", "cost centre")  # type: ignore[arg-type]
         self.fields["resource"] = _by_code(self.fields["resource"], "code", "resource")  # type: ignore[arg-type]

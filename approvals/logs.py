@@ -14,25 +14,26 @@ from typing import Any
 
 from temporalio import activity
 
+from approvals.middleware import Middleware
+
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 HEADER = "X-Request-ID"
 GIVEN = re.compile(r"^[A-Za-z0-9._:-]{8,100}$")  # a proxy's own id, taken as it is when it looks like one
 
 
-class RequestIds:
+class RequestIds(Middleware):
     """Middleware: each HTTP request gets an id (the proxy's X-Request-ID, or a new one), on every
     log line written while it is answered and on its answer's X-Request-ID."""
 
-    def __init__(self, get_response: Any) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: Any) -> Any:
+    def before(self, request: Any) -> str:
         given = request.headers.get(HEADER, "")
         request_id = given if GIVEN.match(given) else uuid.uuid4().hex
         # Kept until the answer is sent (`request_done`): Django logs a 4xx or 5xx after every
         # middleware returned.
         REQUEST_ID.set(request_id)
-        response = self.get_response(request)
+        return request_id
+
+    def after(self, request: Any, response: Any, request_id: str) -> Any:
         response[HEADER] = request_id
         return response
 

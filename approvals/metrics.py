@@ -13,9 +13,11 @@ from typing import Any
 
 from django.db import DatabaseError
 from django.http import HttpRequest
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from approvals.middleware import Middleware
 
 REGISTRY = CollectorRegistry()
 REQUESTS = Counter(
@@ -32,6 +34,12 @@ LATENCY = Histogram(
     registry=REGISTRY,
 )
 
+WAITING = Gauge(
+    "approvals_waiting_calls",
+    "Calls to /api/v1/requests/{id}/wait this web process holds open now, each waiting for a decision.",
+    registry=REGISTRY,
+)
+
 
 def _route(request: HttpRequest) -> str:
     """The route's pattern, never the path itself (ids would make a series each)."""
@@ -41,15 +49,13 @@ def _route(request: HttpRequest) -> str:
     return "/" + (match.route or match.url_name or "unnamed")
 
 
-class RequestMetrics:
+class RequestMetrics(Middleware):
     """Middleware: count and time every answer. Websockets are not HTTP requests and are not here."""
 
-    def __init__(self, get_response: Any) -> None:
-        self.get_response = get_response
+    def before(self, request: HttpRequest) -> float:
+        return time.perf_counter()
 
-    def __call__(self, request: HttpRequest) -> Any:
-        started = time.perf_counter()
-        response = self.get_response(request)
+    def after(self, request: HttpRequest, response: Any, started: float) -> Any:
         route, method = _route(request), request.method or ""
         LATENCY.labels(method, route).observe(time.perf_counter() - started)
         REQUESTS.labels(method, route, str(response.status_code)).inc()

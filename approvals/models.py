@@ -12,10 +12,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from workflows import codec
+from workflows.policy import condition_problem
 from workflows.rules import MAX_DETAILS, MAX_TITLE, MAX_UNDO_SECONDS, NOUNS
 from workflows.types import (
     FINAL_STATUSES,
+    RISKS,
     ActionKind,
+    Content,
     EventKind,
     Exhausted,
     Extension,
@@ -78,6 +81,14 @@ class RequestType(models.Model):
             "fails. A purchase asks the requester for an amount and a cost centre."
         ),
     )
+    for_agents = models.BooleanField(
+        "Agent actions",
+        default=False,
+        help_text=(
+            "Requests come from software agents through the API, each naming one exact action (a "
+            "tool and its arguments): an approval holds for those arguments only."
+        ),
+    )
     is_active = models.BooleanField(default=True)
 
     class Meta:
@@ -124,7 +135,10 @@ class Stage(models.Model):
         help_text="What happens when the deadline of the last escalation level passes.",
     )
     condition_field = models.CharField(
-        max_length=20, blank=True, choices=[("amount", "Amount")], help_text="Apply the stage only when…"
+        max_length=20,
+        blank=True,
+        choices=[("amount", "Amount"), ("risk", "Risk (agent actions)"), ("tool", "Tool (agent actions)")],
+        help_text="Apply the stage only when…",
     )
     condition_operator = models.CharField(
         max_length=3,
@@ -138,7 +152,28 @@ class Stage(models.Model):
             (Operator.NE.value, "≠"),
         ],
     )
-    condition_value = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    condition_value = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True, help_text="For the amount."
+    )
+    condition_text = models.CharField(
+        "Condition value (risk or tools)",
+        max_length=200,
+        blank=True,
+        help_text=(
+            f"For the risk: one of {', '.join(RISKS)}, compared in that order. For the tool: names "
+            "separated by commas, each may end in * (“db.*”); = means one of them, ≠ none of them."
+        ),
+    )
+    auto_approve_groups = models.ManyToManyField(
+        Group,
+        blank=True,
+        related_name="+",
+        verbose_name="Trusted requesters",
+        help_text=(
+            "A request from a member of these groups (a trusted agent's account, say) is approved at "
+            "this stage by itself, where its condition holds; the timeline says so."
+        ),
+    )
 
     class Meta:
         ordering = ["request_type", "order"]
@@ -155,11 +190,15 @@ class Stage(models.Model):
             errors["reminder_interval"] = "Remind at most once a minute."
         if self.rule == Rule.N_OF_M and self.required_approvals < 1:
             errors["required_approvals"] = "N must be at least 1."
-        condition = [self.condition_field, self.condition_operator, self.condition_value]
+        value = self.condition_value if self.condition_field == "amount" else self.condition_text
+        condition = [self.condition_field, self.condition_operator, value]
+        field = "condition_value" if self.condition_field in ("amount", "") else "condition_text"
         if any(v not in ("", None) for v in condition) and not all(v not in ("", None) for v in condition):
-            errors["condition_value"] = (
-                "A condition needs a field, an operator and a value (or none of them)."
-            )
+            errors[field] = "A condition needs a field, an operator and a value (or none of them)."
+        elif self.condition_field and (
+            problem := condition_problem(self.condition_field, self.condition_operator, str(value))
+        ):
+            errors[field] = problem
         if (
             self.on_exhausted == Exhausted.APPROVE
             and self.request_type_id
@@ -238,6 +277,12 @@ class ApprovalRequest(models.Model):
     )
     access_role = models.CharField("Role", max_length=50, blank=True)
     access_days = models.PositiveSmallIntegerField("Period (days)", null=True, blank=True)
+    # For agent actions: who proposes what, how risky they say it is, and the hash of the version
+    # now under review (ActionArguments keeps each version's arguments).
+    agent_name = models.CharField("Agent", max_length=100, blank=True)
+    tool = models.CharField(max_length=100, blank=True)
+    risk = models.CharField(max_length=10, blank=True, choices=[(r, r.capitalize()) for r in RISKS])
+    action_sha256 = models.CharField("Action SHA-256", max_length=64, blank=True)
     revision = models.PositiveIntegerField(default=1)
     # The policy as it was on submission (workflows.types.Policy): the workflow starts from this
     # even if Temporal was away and the request type changed meanwhile.
@@ -311,6 +356,21 @@ class ApprovalRequest(models.Model):
             and self.deadline < timezone.now()
         )
 
+    @property
+    def is_agent_action(self) -> bool:
+        return bool(self.action_sha256)
+
+    def content(self) -> Content:
+        """Its content as the workflow carries it."""
+        return Content(
+            title=self.title,
+            details=self.details,
+            amount=None if self.amount is None else str(self.amount),
+            tool=self.tool,
+            risk=self.risk,
+            action_sha256=self.action_sha256,
+        )
+
 
 class WorkflowSnapshot(models.Model):
     """The request's workflow state as of the request's `version` (a workflows.types.RequestState
@@ -335,6 +395,7 @@ class RequestRevision(models.Model):
     title = models.CharField(max_length=MAX_TITLE)
     details = models.TextField(blank=True, max_length=MAX_DETAILS)
     amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    action_sha256 = models.CharField(max_length=64, blank=True)  # an agent action's version
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -343,6 +404,40 @@ class RequestRevision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.request} r{self.number}"
+
+
+class ActionArguments(models.Model):
+    """One version of an agent action, by its hash: the canonical JSON (RFC 8785) of its tool and
+    arguments. Kept once per request and hash, whoever proposed it (the agent on submission, or
+    a reviewer approving with edits)."""
+
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="action_versions")
+    sha256 = models.CharField(max_length=64)
+    canonical = models.TextField()
+    proposed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["request", "sha256"], name="action_version_once")]
+
+    def __str__(self) -> str:
+        return f"{self.request} {self.sha256[:12]}"
+
+
+class ApprovalTokenUse(models.Model):
+    """An approval token, presented and accepted: each approval's token is accepted once."""
+
+    request = models.OneToOneField(ApprovalRequest, on_delete=models.CASCADE, related_name="token_use")
+    sha256 = models.CharField(max_length=64)
+    used_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    used_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.request} token used {self.used_at:%Y-%m-%d %H:%M}"
 
 
 class Participant(models.Model):

@@ -77,7 +77,7 @@ MIDDLEWARE = [
     "approvals.metrics.RequestMetrics",  # outermost: times and counts every answer
     "approvals.logs.RequestIds",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "approvals.middleware.StaticFiles",  # WhiteNoise, able to pass requests on asynchronously
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -213,6 +213,12 @@ ACCESS_GRANT_TIMEOUT = float(os.environ.get("ACCESS_GRANT_TIMEOUT", "10"))
 # is retried before it is shown as failing.
 WEBHOOK_TIMEOUT = float(os.environ.get("WEBHOOK_TIMEOUT", "10"))
 WEBHOOK_RETRY_HOURS = float(os.environ.get("WEBHOOK_RETRY_HOURS", "24"))
+# Agent actions: an approval token holds this long after the decision (approvals.services.agents);
+# a waiting agent's answer is looked up again this often even when no change is heard (a live
+# push is best effort), and a wait lasts this long at most.
+AGENT_TOKEN_SECONDS = int(os.environ.get("AGENT_TOKEN_SECONDS", "3600"))
+AGENT_WAIT_RECHECK_SECONDS = float(os.environ.get("AGENT_WAIT_RECHECK_SECONDS", "30"))
+AGENT_WAIT_MAX_SECONDS = int(os.environ.get("AGENT_WAIT_MAX_SECONDS", "300"))
 
 # Temporal.
 TEMPORAL_ADDRESS = os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233")

@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import uvicorn
 from django.conf import settings as django_settings
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.db import connection
 from django.test import Client as DjangoClient
 from django.utils import timezone
@@ -489,6 +490,44 @@ def purchase(people: dict[str, User]) -> RequestType:
 
 
 @pytest.fixture
+def agent_type(people: dict[str, User]) -> RequestType:
+    """Agent actions, asked for by the requester's account (the agent's):
+    - low risk: approved by itself for the group "Trusted agents" (empty until a test adds it), by
+      either reviewer otherwise;
+    - medium risk and above: either reviewer, within an hour, or it expires;
+    - db.* tools: two of reviewer1, reviewer2 and the manager as well.
+    Decisions take effect at once, and one person may approve two stages."""
+    request_type = RequestType.objects.create(
+        name="Agent action", slug="agent-action", for_agents=True, undo_seconds=0, distinct_approvers=False
+    )
+    trusted = Group.objects.create(name="Trusted agents")
+    reviewers = [people["reviewer1"], people["reviewer2"]]
+    for order, (name, field, operator, value, rule, required, approvers) in enumerate(
+        [
+            ("Low risk", "risk", "eq", "low", "any", 1, reviewers),
+            ("Review", "risk", "gte", "medium", "any", 1, reviewers),
+            ("Two people", "tool", "eq", "db.*", "n_of_m", 2, [*reviewers, people["manager"]]),
+        ],
+        start=1,
+    ):
+        stage = Stage.objects.create(
+            request_type=request_type,
+            order=order,
+            name=name,
+            deadline=timedelta(hours=1),
+            rule=rule,
+            required_approvals=required,
+            condition_field=field,
+            condition_operator=operator,
+            condition_text=value,
+        )
+        stage.approver_users.set(approvers)
+        if order == 1:
+            stage.auto_approve_groups.set([trusted])
+    return request_type
+
+
+@pytest.fixture
 def centre(people: dict[str, User]) -> CostCentre:
     """A cost centre with 5,000 of budget."""
     centre = CostCentre.objects.create(code="it", name="IT")
@@ -609,3 +648,51 @@ def project(request: ApprovalRequest, change: Callable[[Review], object]) -> App
 def project_action(request: ApprovalRequest, action: Action) -> ApprovalRequest:
     """`project` of one action, applied by the workflow's handler for its kind."""
     return project(request, lambda review: handlers.apply(review, action))
+
+
+class LiveServer:
+    """The ASGI app under uvicorn in a thread of the test process, so it sees the test database."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.start()
+
+    def start(self) -> None:
+        """Serve on this server's port (again, after `stop`: as a restarted web process)."""
+        from channels.layers import channel_layers
+
+        from approvals.asgi import application
+
+        # Each server runs its own event loop, as each web process does: it gets a channel layer
+        # of its own (channels_redis receives on one loop per layer, and the last test's server
+        # may still be closing its sockets on its loop).
+        channel_layers.backends.clear()
+        config = uvicorn.Config(
+            application,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="live-server", daemon=True)
+        self.thread.start()
+        wait_until(lambda: self.server.started, what="uvicorn to start")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture
+def live_app(transactional_db: None, dev_server_settings: Any, settings: Any) -> Iterator[LiveServer]:
+    """The app with its worker inside, on this test's own task queue; it stops (its worker too)
+    before the database is flushed."""
+    settings.TEMPORAL_WORKER_IN_WEB = True
+    settings.STOPPED_POLL_SECONDS = 0.5
+    server = LiveServer()
+    settings.SITE_URL = server.url
+    yield server
+    server.stop()

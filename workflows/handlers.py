@@ -179,7 +179,10 @@ def _cancel(review: Review, action: Action) -> str:
 def _resubmit(review: Review, action: Action) -> str:
     state, stage, content = review.state, review.state.stage, action.content
     assert content is not None and stage is not None
-    state.content = Content(content.title.strip(), content.details, content.amount)
+    # An agent action keeps its tool, risk and version: only what a person wrote changes.
+    state.content = dataclasses.replace(
+        state.content, title=content.title.strip(), details=content.details, amount=content.amount
+    )
     state.revision += 1
     state.status = RequestStatus.IN_REVIEW
     _record(review, EventKind.RESUBMITTED, action, detail=f"Revision {state.revision}")
@@ -191,6 +194,8 @@ def _resubmit(review: Review, action: Action) -> str:
 def _approve(review: Review, action: Action) -> str:
     stage = review.state.stage
     assert stage is not None
+    if action.content is not None:
+        _edit_arguments(review, action, action.content)
     me = next(a for a in stage.assignees if a.user_id == action.actor_id)
     # The vote without its comment, which the timeline keeps (the state stays small).
     vote = Vote(action.actor_id, action.actor_name, review.now(), review.state.revision)
@@ -201,6 +206,24 @@ def _approve(review: Review, action: Action) -> str:
         review.stage_approved(Decided(vote.user_id, vote.name, vote.at, action.comment.strip()))
         return f"Stage “{stage.name}” is approved."
     return f"Your approval is recorded ({len(stage.approvals)} of {stage.required})."
+
+
+def _edit_arguments(review: Review, action: Action, edited: Content) -> None:
+    """Approved with edits: the edited arguments are the action's new version, under its own
+    hash. Approvals of the earlier version in this stage no longer count: the others are asked
+    again, of the version that would now run."""
+    state, stage = review.state, review.state.stage
+    assert stage is not None
+    before = state.content.action_sha256
+    state.content = dataclasses.replace(state.content, action_sha256=edited.action_sha256)
+    state.revision += 1
+    stage.approvals = []
+    review.record(
+        EventKind.ACTION_EDITED,
+        actor_id=action.actor_id,
+        actor_name=action.actor_name,
+        detail=f"Revision {state.revision}: SHA-256 {before[:12]}… became {edited.action_sha256[:12]}…",
+    )
 
 
 def _reject(review: Review, action: Action) -> str:

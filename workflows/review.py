@@ -125,6 +125,11 @@ class Review:
             else None,
         )
         self.changed = True
+        if spec.auto_approve:
+            why = f"Approved automatically: the policy trusts {state.requester_name} with this stage"
+            if spec.condition is not None:
+                why += f", which applies {condition_words(spec.condition)}"
+            self.stage_approved(Decided(None, "policy", now, why + "."), automatic=True, how=why)
 
     def assign(self, assignees: list[Assignee]) -> None:
         """The current stage's approvers are known: ask them (nobody: escalate at once)."""
@@ -155,7 +160,7 @@ class Review:
         event = self.record(EventKind.ESCALATED, detail=detail)
         self.notify(NotificationKind.ESCALATED, [a.user_id for a in added], event)
 
-    def stage_approved(self, decided: Decided, *, automatic: bool = False) -> None:
+    def stage_approved(self, decided: Decided, *, automatic: bool = False, how: str = "") -> None:
         state = self.state
         stage = state.stage
         assert stage is not None
@@ -168,7 +173,8 @@ class Review:
                 approver_ids=[v.user_id for v in stage.approvals],
             )
         )
-        how = "automatically, as the policy allows" if automatic else f"by {decided.by_name}"
+        if not how:
+            how = "automatically, as the policy allows" if automatic else f"by {decided.by_name}"
         event = self.record(
             EventKind.STAGE_APPROVED, actor_id=decided.by_id, actor_name=decided.by_name, detail=how
         )

@@ -176,6 +176,36 @@ def refusal(
         return refused
     if bad := _missing(action) or _bad_delegate(state, action):
         return Refusal(Why.INVALID, bad)
+    return _version_refusal(state, action)
+
+
+ACTION_CHANGED = "The action was edited since you looked at it: read its arguments again, then decide."
+
+
+def _version_refusal(state: RequestState, action: Action) -> Refusal | None:
+    """An agent action's approval is bound to the version the approver saw (its hash); one with
+    edits names the new version, which may change the arguments only."""
+    current = state.content
+    if action.kind != ActionKind.APPROVE:
+        return None
+    if not current.action_sha256:
+        if action.content is not None or action.action_sha256:
+            return Refusal(Why.INVALID, "Only an agent action can be approved with edits.")
+        return None
+    if action.action_sha256 != current.action_sha256:
+        return Refusal(Why.NOT_NOW, ACTION_CHANGED)
+    edited = action.content
+    if edited is None:
+        return None
+    if (edited.title, edited.details, edited.tool, edited.risk) != (
+        current.title,
+        current.details,
+        current.tool,
+        current.risk,
+    ):
+        return Refusal(Why.INVALID, "Approving with edits changes the arguments only.")
+    if not edited.action_sha256 or edited.action_sha256 == current.action_sha256:
+        return Refusal(Why.INVALID, "These are the arguments as they stand: approve them without edits.")
     return None
 
 
@@ -372,6 +402,13 @@ def _is_int(value: object) -> bool:
     return type(value) is int  # exactly: not a bool (an int to Python), nor a float
 
 
+def _is_sha256(text: object) -> bool:
+    """Empty, or a SHA-256 as lowercase hex."""
+    return isinstance(text, str) and (
+        text == "" or (len(text) == 64 and all(c in "0123456789abcdef" for c in text))
+    )
+
+
 def _plain_id(text: str) -> bool:
     return len(text) <= MAX_ACTION_ID and text.isascii() and text.isprintable()
 
@@ -402,7 +439,14 @@ def parse_action(payload: object) -> Action | str:
     kind, content = raw.get("kind"), raw.get("content")
     if isinstance(content, dict):
         given: Any = content
-        content = Content(given.get("title"), given.get("details", ""), given.get("amount"))
+        content = Content(
+            given.get("title"),
+            given.get("details", ""),
+            given.get("amount"),
+            tool=given.get("tool", ""),
+            risk=given.get("risk", ""),
+            action_sha256=given.get("action_sha256", ""),
+        )
     action = Action(
         kind=ActionKind(kind) if isinstance(kind, str) and kind in set(ActionKind) else kind,
         actor_id=raw.get("actor_id"),
@@ -415,6 +459,7 @@ def parse_action(payload: object) -> Action | str:
         content=content,
         as_staff=raw.get("as_staff", False),
         target_id=raw.get("target_id", ""),
+        action_sha256=raw.get("action_sha256", ""),
     )
     return malformed(action) or action
 
@@ -441,7 +486,7 @@ def malformed(action: object) -> str | None:
         return "The action is not well formed."
     if max(len(action.actor_name), len(action.delegate_name)) > MAX_NAME:
         return "The action is not well formed (a name that long is no person's)."
-    if not isinstance(action.as_staff, bool):
+    if not isinstance(action.as_staff, bool) or not _is_sha256(action.action_sha256):
         return "The action is not well formed."
     if not all(_keepable(text) for text in texts):
         return "The action holds characters that cannot be kept (NUL, or invalid Unicode)."
@@ -451,11 +496,17 @@ def malformed(action: object) -> str | None:
 def _malformed_content(content: object) -> str | None:
     if content is None:
         return None
-    if not isinstance(content, Content) or not all(
-        isinstance(text, str) for text in (content.title, content.details)
+    if (
+        not isinstance(content, Content)
+        or not all(
+            isinstance(text, str) for text in (content.title, content.details, content.tool, content.risk)
+        )
+        or not _is_sha256(content.action_sha256)
+        or len(content.tool) > MAX_NAME
+        or len(content.risk) > MAX_NAME
     ):
         return "The request's new content is not well formed."
-    if not (_keepable(content.title) and _keepable(content.details)):
+    if not all(_keepable(text) for text in (content.title, content.details, content.tool, content.risk)):
         return "The request's new content holds characters that cannot be kept (NUL, or invalid Unicode)."
     if content.amount is not None:
         try:

@@ -166,6 +166,10 @@ class Operator(StrEnum):
     NE = "ne"
 
 
+# An agent action's risk, lowest first: a policy's condition compares them in this order.
+RISKS = ("low", "medium", "high", "critical")
+
+
 class ActionKind(StrEnum):
     APPROVE = "approve"
     REJECT = "reject"
@@ -216,6 +220,8 @@ class EventKind(StrEnum):
     UNDO_FAILING = "undo_failing"
     FULFILLED = "fulfilled"
     ROLLED_BACK = "rolled_back"
+    # An agent action approved with edited arguments: a new version, with its own hash.
+    ACTION_EDITED = "action_edited"
 
     @property
     def label(self) -> str:
@@ -232,6 +238,7 @@ EVENT_LABELS = {
     EventKind.STEP_UNDONE: "Step undone",
     EventKind.UNDO_FAILING: "Undoing a step keeps failing",
     EventKind.ROLLED_BACK: "Fulfilment failed — rolled back",
+    EventKind.ACTION_EDITED: "Arguments edited",
 }
 
 
@@ -287,6 +294,9 @@ class StageSpec:
     escalation: list[EscalationLevel] = field(default_factory=list)
     on_exhausted: Exhausted = Exhausted.EXPIRE
     condition: Condition | None = None
+    # The requester is one the stage trusts (found on submission): the stage approves itself,
+    # where its condition holds, and the timeline says why.
+    auto_approve: bool = False
 
 
 class Fulfilment(StrEnum):
@@ -316,6 +326,11 @@ class Content:
     title: str
     details: str = ""
     amount: str | None = None
+    # An agent action's: the tool it would call, its risk, and the SHA-256 of its canonical JSON
+    # (the arguments themselves stay in the read model: what the workflow carries stays small).
+    tool: str = ""
+    risk: str = ""
+    action_sha256: str = ""
 
 
 @dataclass
@@ -469,6 +484,9 @@ class Action:
     content: Content | None = None  # for RESUBMIT
     as_staff: bool = False  # the web sets it for staff, who alone may cancel
     target_id: str = ""  # for UNDO: the action id of the held decision it takes back
+    # For APPROVE of an agent action: the version the approver saw; with `content`, approved with
+    # edits (the content names the edited version).
+    action_sha256: str = ""
 
 
 @dataclass

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.db import DatabaseError
 from django.http import HttpRequest
 from ninja.security import HttpBearer
@@ -13,6 +14,7 @@ from ninja.security import HttpBearer
 from approvals import audit
 from approvals.api.problems import ApiProblem
 from approvals.exceptions import NotAllowed
+from approvals.middleware import Middleware
 from approvals.models import ApiToken
 from approvals.services import tokens
 
@@ -50,15 +52,16 @@ class TokenAuth(HttpBearer):
 READ, CREATE, DECIDE = TokenAuth("read"), TokenAuth("create"), TokenAuth("decide")
 
 
-class TokenUseLog:
+class TokenUseLog(Middleware):
     """Middleware: every call made with a token goes on its record, with the token's id, once
     answered (the refused ones too)."""
 
-    def __init__(self, get_response: Any) -> None:
-        self.get_response = get_response
+    async def after_async(self, request: HttpRequest, response: Any, state: Any) -> Any:
+        if getattr(request, "api_token", None) is None:
+            return response
+        return await sync_to_async(self.after)(request, response, state)
 
-    def __call__(self, request: HttpRequest) -> Any:
-        response = self.get_response(request)
+    def after(self, request: HttpRequest, response: Any, state: Any) -> Any:
         token = getattr(request, "api_token", None)
         if token is not None:
             try:

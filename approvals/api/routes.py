@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
+from django.conf import settings
 from django.db.models import DateTimeField, Value
 from django.db.models.functions import Coalesce
 from django.forms import BaseForm
@@ -28,6 +29,7 @@ from approvals.exceptions import ActionPending
 from approvals.forms import ActionForm, ApiRequestForm, ApiRoutingPreviewForm
 from approvals.models import ApiIdempotency, ApprovalRequest, PendingAction, RequestType
 from approvals.selectors.requests import InboxState
+from approvals.services import agents, waiting
 from approvals.services.policies import policy_snapshot
 from workflows import codec
 from workflows.types import ActionKind, Policy
@@ -67,19 +69,23 @@ def known_query(model: type[schemas.Schema] | None = None) -> Callable[[V], V]:
     def decorate(view: V) -> V:
         @functools.wraps(view)
         def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-            if unknown := sorted(set(request.GET) - allowed):
-                names = ", ".join(f"“{name}”" for name in unknown)
-                raise ApiProblem(
-                    422,
-                    "unknown_parameter",
-                    f"This operation has no parameter {names}.",
-                    errors=[{"field": name, "message": "No such parameter."} for name in unknown],
-                )
+            _refuse_unknown(request, allowed)
             return view(request, *args, **kwargs)
 
         return checked  # type: ignore[return-value]
 
     return decorate
+
+
+def _refuse_unknown(request: HttpRequest, allowed: set[str]) -> None:
+    if unknown := sorted(set(request.GET) - allowed):
+        names = ", ".join(f"“{name}”" for name in unknown)
+        raise ApiProblem(
+            422,
+            "unknown_parameter",
+            f"This operation has no parameter {names}.",
+            errors=[{"field": name, "message": "No such parameter."} for name in unknown],
+        )
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> HttpResponse:
@@ -125,6 +131,14 @@ def _idempotent(
             user=user, key=key, defaults={"fingerprint": fingerprint, "status": status, "body": data}
         )
     return _json(status, out, headers)
+
+
+def _created(request: HttpRequest, approval: ApprovalRequest) -> tuple[int, Any, dict[str, str]]:
+    """The answer to a create: the request as it now stands, and where it lives."""
+    approval.refresh_from_db()
+    out = schemas.request_out(user=_user(request), request=approval).dict()
+    location = reverse("api:request_get", kwargs={"public_id": approval.public_id})
+    return 201, out, {"Location": location}
 
 
 IDEMPOTENCY_KEY = Header(
@@ -175,10 +189,7 @@ def request_create(
         approval = services.request_submit(
             requester=_user(request), public_id=cleaned.pop("submission_id"), **cleaned
         )
-        approval.refresh_from_db()
-        out = schemas.request_out(user=_user(request), request=approval).dict()
-        location = reverse("api:request_get", kwargs={"public_id": approval.public_id})
-        return 201, out, {"Location": location}
+        return _created(request, approval)
 
     return _idempotent(request, idempotency_key, "create", body, run)
 
@@ -287,6 +298,7 @@ def request_act(
                 comment=form.cleaned_data["comment"],
                 action_id=action_id,
                 via=PendingAction.Via.API,
+                action_sha256=payload.action_sha256,
             )
         except ActionPending as exc:
             approval.refresh_from_db()
@@ -307,6 +319,107 @@ def request_act(
         return 200, out.dict(), {}
 
     return _idempotent(request, idempotency_key, "act", body, run)
+
+
+@router.post(
+    "/agent-actions",
+    response={201: schemas.RequestOut, **PROBLEMS},
+    auth=CREATE,
+    tags=["agent actions"],
+    summary="Ask for approval of an exact action",
+)
+@known_query()
+def agent_action_create(
+    request: HttpRequest, payload: schemas.AgentActionIn, idempotency_key: str | None = IDEMPOTENCY_KEY
+) -> HttpResponse:
+    """An agent asks, as the token's owner, before it calls a tool: the request names the tool and
+    its exact arguments, whose canonical JSON and SHA-256 reviewers see. Once it is approved, the
+    request's `approval_token` (for you alone) holds for those arguments only; wait for the
+    decision with /requests/{id}/wait."""
+    body = payload.dict()
+
+    def run(public_id: uuid.UUID) -> tuple[int, Any, dict[str, str]]:
+        if payload.type is None:
+            request_type = agents.agent_type_default()
+            if request_type is None:
+                raise ApiProblem(
+                    422,
+                    "invalid",
+                    "Name the request type (`type`): there is not exactly one type of agent action.",
+                    errors=[{"field": "type", "message": "Name the request type."}],
+                )
+        else:
+            request_type = RequestType.objects.filter(slug=payload.type, for_agents=True).first()
+            if request_type is None:
+                raise ApiProblem(
+                    422,
+                    "invalid",
+                    f"There is no type of agent action “{payload.type}”.",
+                    errors=[{"field": "type", "message": "No such type of agent action."}],
+                )
+        approval = services.agent_action_submit(
+            requester=_user(request),
+            request_type=request_type,
+            agent=payload.agent,
+            tool=payload.tool,
+            arguments=payload.arguments,
+            reason=payload.reason,
+            risk=payload.risk,
+            public_id=public_id,
+        )
+        return _created(request, approval)
+
+    return _idempotent(request, idempotency_key, "agent-action", body, run)
+
+
+@router.post(
+    "/agent-actions/verify",
+    response={200: schemas.VerifyOut, **PROBLEMS},
+    auth=READ,
+    tags=["agent actions"],
+    summary="Check an approval token before acting",
+)
+@known_query()
+def agent_action_verify(request: HttpRequest, payload: schemas.VerifyIn) -> schemas.VerifyOut:
+    """Whether this token approves exactly this tool and these arguments now: `valid` is true
+    once, and never again for the same token; then act. Present it from the agent, or from the
+    tool it calls."""
+    verdict = agents.approval_verify(
+        token=payload.token, tool=payload.tool, arguments=payload.arguments, by=_user(request)
+    )
+    return schemas.VerifyOut(
+        valid=verdict.valid,
+        code=verdict.code,  # type: ignore[arg-type]  # one of the Literal's, by Verdict's contract
+        message=verdict.message,
+        request=verdict.request.public_id if verdict.request else None,
+        sha256=verdict.sha256,
+    )
+
+
+class WaitQuery(schemas.Schema):
+    timeout: int = Field(
+        30,
+        ge=0,
+        le=settings.AGENT_WAIT_MAX_SECONDS,
+        description="Seconds to wait at most for a decision.",
+    )
+
+
+@router.get(
+    "/requests/{public_id}/wait",
+    response={200: schemas.RequestOut, **PROBLEMS},
+    auth=READ,
+    tags=["requests"],
+    summary="Wait for the decision",
+)
+async def request_wait(request: HttpRequest, public_id: uuid.UUID, query: Query[WaitQuery]) -> Any:
+    """The request as soon as it is decided (approved, rejected, expired, withdrawn, cancelled) or
+    changes are requested, or as it stands once `timeout` seconds have passed: look at its
+    `status`, and call again to wait longer. Waiting costs the server no thread and no polling."""
+    _refuse_unknown(request, set(WaitQuery.model_fields))
+    user = _user(request)
+    approval = await waiting.request_wait(user=user, public_id=public_id, timeout=query.timeout)
+    return await waiting.pooled(schemas.request_out)(user=user, request=approval)
 
 
 class InboxQuery(schemas.Schema):

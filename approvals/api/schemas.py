@@ -13,7 +13,9 @@ from ninja import Field, Schema
 
 from approvals import selectors
 from approvals.models import ApprovalRequest, Participant, RequestEvent, RequestRevision
+from approvals.selectors.agents import agent_action
 from approvals.selectors.requests import display_name
+from approvals.services import agents
 from approvals.services.routing import StagePreview
 from workflows import rules
 from workflows.types import Policy, RequestStatus, StageSpec
@@ -51,6 +53,23 @@ class Abilities(Schema):
     resubmit: bool
 
 
+class ActionVersion(Schema):
+    revision: int
+    sha256: str
+    arguments: dict[str, Any]
+    proposed_by: str = Field(description="The agent (empty) or the reviewer who edited it (their username).")
+
+
+class AgentActionOut(Schema):
+    agent: str
+    tool: str
+    risk: str
+    sha256: str = Field(description="SHA-256 of the canonical JSON (RFC 8785) of {tool, arguments}.")
+    arguments: dict[str, Any] = Field(description="The arguments of the version under review (or approved).")
+    versions: list[ActionVersion] = Field(description="Each version, oldest first: edits make new ones.")
+    token_used_at: datetime | None = Field(None, description="When its approval token was accepted.")
+
+
 class RequestOut(Schema):
     id: uuid.UUID
     url: str = Field(description="The request's page in the browser.")
@@ -78,6 +97,39 @@ class RequestOut(Schema):
     waiting_for: list[Waiting]
     you_may: Abilities = Field(description="What the token's owner may do on it now.")
     workflow_started: bool = Field(description="False while its review waits for Temporal to start it.")
+    action: AgentActionOut | None = Field(None, description="An agent action's exact action; none otherwise.")
+    approval_token: str | None = Field(
+        None,
+        description=(
+            "An approved agent action's token, for its requester only: present it to "
+            "/agent-actions/verify with the exact arguments before acting. It is accepted once."
+        ),
+    )
+    approval_token_expires_at: datetime | None = None
+
+
+def action_out(request: ApprovalRequest) -> AgentActionOut | None:
+    action = agent_action(request=request)
+    if action is None:
+        return None
+    current = action.current
+    return AgentActionOut(
+        agent=action.agent,
+        tool=action.tool,
+        risk=action.risk,
+        sha256=action.sha256,
+        arguments=current.arguments if current else {},
+        versions=[
+            ActionVersion(
+                revision=v.revision,
+                sha256=v.sha256,
+                arguments=v.arguments,
+                proposed_by=v.proposed_by.get_username() if v.proposed_by else "",
+            )
+            for v in action.versions
+        ],
+        token_used_at=action.token_used_at,
+    )
 
 
 def request_out(*, user: User, request: ApprovalRequest) -> RequestOut:
@@ -133,6 +185,11 @@ def request_out(*, user: User, request: ApprovalRequest) -> RequestOut:
             decide=may.decide, comment=may.comment, withdraw=may.withdraw, resubmit=may.resubmit
         ),
         workflow_started=request.workflow_started_at is not None,
+        action=action_out(request),
+        approval_token=agents.approval_token(request) if request.requester_id == user.pk else None,
+        approval_token_expires_at=agents.token_expiry(request)
+        if request.requester_id == user.pk and request.is_agent_action
+        else None,
     )
 
 
@@ -285,6 +342,41 @@ class InboxPage(Schema):
 class ActionIn(Schema):
     kind: Literal["approve", "reject", "request_changes", "comment"]
     comment: str = Field("", max_length=rules.MAX_COMMENT)
+    action_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description=(
+            "Approving an agent action: the version you approve (its `action.sha256` as you read "
+            "it); refused if it has been edited since. None: the version under review now."
+        ),
+    )
+
+
+class AgentActionIn(Schema):
+    type: str | None = Field(
+        None, description="The request type's slug; none: the one type of agent action there is."
+    )
+    agent: str = Field(min_length=1, max_length=agents.MAX_AGENT_NAME, description="The agent's name.")
+    tool: str = Field(description="The tool it would call, such as orders.refund.")
+    arguments: dict[str, Any] = Field(description="The tool's arguments, exactly as it would call it.")
+    reason: str = Field(min_length=1, max_length=rules.MAX_DETAILS, description="Why, for the reviewers.")
+    risk: Literal["low", "medium", "high", "critical"] | None = Field(
+        None, description=f"How risky the agent judges it; none counts as {agents.DEFAULT_RISK}."
+    )
+
+
+class VerifyIn(Schema):
+    token: str = Field(min_length=1, max_length=2000)
+    tool: str
+    arguments: dict[str, Any]
+
+
+class VerifyOut(Schema):
+    valid: bool = Field(description="True once: go ahead with exactly this action.")
+    code: Literal["approved", "not_a_token", "expired", "not_approved", "arguments_differ", "used"]
+    message: str
+    request: uuid.UUID | None
+    sha256: str = Field(description="The hash the token approves (empty for a token not ours).")
 
 
 class ActionOut(Schema):

@@ -27,7 +27,7 @@ from approvals.models import (
     Stage,
 )
 from workflows import codec, rules
-from workflows.types import Content, EventKind, Held, Policy, RequestState
+from workflows.types import EventKind, Held, Policy, RequestState
 
 
 def _with_related(qs: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest]:
@@ -251,11 +251,7 @@ def request_state(*, request: ApprovalRequest, to_change: bool = False) -> Reque
 
     def decode() -> RequestState:
         policy = codec.decode(Policy, request.policy) if request.policy else Policy("", [])
-        content = Content(
-            title=request.title,
-            details=request.details,
-            amount=None if request.amount is None else str(request.amount),
-        )
+        content = request.content()
         if snapshot is None:
             return RequestState(
                 request_id=str(request.public_id),

@@ -46,6 +46,7 @@ from approvals.services.notifications import notification_send
 from approvals.services.policies import policy_snapshot
 from approvals.services.projection import approvers_resolve, request_change, request_project
 from approvals.services.requests import (
+    agent_action_submit,
     approval_input_for,
     request_start_workflow,
     request_submit,
@@ -74,6 +75,7 @@ from approvals.services.webhooks import (
 )
 
 __all__ = [
+    "agent_action_submit",
     "ReviewAnswer",
     "campaign_cancel",
     "campaign_digests_send",

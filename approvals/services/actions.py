@@ -8,11 +8,13 @@ refused, recorded, not recorded, or not known yet.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import OperationalError, connection, transaction
@@ -29,6 +31,7 @@ from approvals.exceptions import (
 )
 from approvals.models import ApprovalRequest, PendingAction, RequestEvent
 from approvals.selectors.requests import display_name, request_state, requests_visible, reviewers
+from approvals.services import agents
 from approvals.services.trouble import request_stopped_note
 from workflows import rules
 from workflows.types import Action, ActionKind, ActionResult, Content
@@ -68,11 +71,22 @@ def request_act(
     amount: Decimal | None = None,
     target_id: str = "",
     via: PendingAction.Via = PendingAction.Via.PAGE,
+    action_sha256: str | None = None,
+    edited_arguments: dict[str, Any] | None = None,
 ) -> ActionResult:
     """Apply one person's action through the workflow and return its truthful answer, which
     comes once the read model shows what it did. `action_id` makes a repeated submission of the
     same form count once. With no answer in time, ActionPending, and the action shows as
-    pending (`via` says where it was sent from) until the read model confirms it."""
+    pending (`via` says where it was sent from) until the read model confirms it.
+
+    An agent action's approval names the version approved (`action_sha256`: the one its
+    approver saw; none: the one the read model shows now); with `edited_arguments`, it approves
+    them instead, as the action's new version (its token will hold for them only)."""
+    edited_sha256 = ""
+    if edited_arguments is not None:
+        if kind != ActionKind.APPROVE or not request.is_agent_action:
+            raise InvalidInput("Only an agent action can be approved with edits.")
+        edited_sha256 = agents.action_version_keep(request=request, actor=actor, arguments=edited_arguments)
     content = None
     if kind == ActionKind.RESUBMIT:
         content = Content(title=title, details=details, amount=None if amount is None else str(amount))
@@ -86,6 +100,8 @@ def request_act(
         extend_by=extend_by,
         content=content,
         target_id=target_id,
+        action_sha256=action_sha256,
+        edited_sha256=edited_sha256,
     )
     try:
         return temporal.send_update(request.public_id, action)
@@ -104,6 +120,7 @@ def request_signal(
     comment: str = "",
     action_id: uuid.UUID,
     via: PendingAction.Via = PendingAction.Via.EMAIL,
+    action_sha256: str | None = None,
 ) -> bool:
     """Send an action as a signal: accepted by Temporal even while no worker runs.
 
@@ -112,7 +129,14 @@ def request_signal(
     until the read model confirms it. True once Temporal has it; False when that is not known
     (its deadline passed), the action still shown as pending.
     """
-    action = _checked_action(request=request, actor=actor, kind=kind, comment=comment, action_id=action_id)
+    action = _checked_action(
+        request=request,
+        actor=actor,
+        kind=kind,
+        comment=comment,
+        action_id=action_id,
+        action_sha256=action_sha256,
+    )
     # Noted first: a running worker applies a signal at once, and may project it before this
     # call returns.
     pending_action_note(request=request, action=action, via=via)
@@ -245,11 +269,18 @@ def _checked_action(
     extend_by: timedelta | None = None,
     content: Content | None = None,
     target_id: str = "",
+    action_sha256: str | None = None,
+    edited_sha256: str = "",
 ) -> Action:
     """The action, once the workflow's rules, over the state it last projected, allow it (or
     leave it to the workflow)."""
     if kind == ActionKind.DELEGATE and delegate is not None and not delegate.is_active:
         raise InvalidInput("Choose an active person to delegate to.")
+    seen = ""
+    if kind == ActionKind.APPROVE and request.is_agent_action:
+        seen = request.action_sha256 if action_sha256 is None else action_sha256
+        if edited_sha256:
+            content = dataclasses.replace(request.content(), action_sha256=edited_sha256)
     action = Action(
         kind=kind,
         actor_id=actor.pk,
@@ -262,6 +293,7 @@ def _checked_action(
         content=content,
         as_staff=actor.is_staff,
         target_id=target_id,
+        action_sha256=seen,
     )
     started = request.workflow_started_at is not None
     refused = rules.refusal(

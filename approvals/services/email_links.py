@@ -44,6 +44,7 @@ class EmailLink:
     stage_version: int
     link_id: uuid.UUID
     expires_at: datetime
+    action_sha256: str = ""  # an agent action's version, as the email showed it
 
 
 def email_link_make(*, user: User, request: ApprovalRequest, action: ActionKind) -> str:
@@ -57,6 +58,8 @@ def email_link_make(*, user: User, request: ApprovalRequest, action: ActionKind)
         "n": uuid.uuid4().hex,
         "e": int(min(expires, timezone.now() + LONGEST).timestamp()),
     }
+    if request.action_sha256:
+        payload["h"] = request.action_sha256
     token = signing.dumps(payload, salt=SALT, compress=True)
     return settings.SITE_URL + reverse("email_action", args=[token])
 
@@ -72,6 +75,7 @@ def email_link_check(*, token: str, user: User) -> EmailLink:
         user_id, stage_version = int(data["u"]), int(data["v"])
         link_id = uuid.UUID(hex=data["n"])
         expires_at = datetime.fromtimestamp(int(data["e"]), tz=UTC)
+        action_sha256 = str(data.get("h", ""))
     except (signing.BadSignature, KeyError, TypeError, ValueError) as exc:
         raise LinkRefused("This link is not valid. Open the request from the app instead.", 400) from exc
     if user_id != user.pk:
@@ -97,7 +101,11 @@ def email_link_check(*, token: str, user: User) -> EmailLink:
         raise LinkRefused(
             "The stage this link was for is closed or has started again; open the request instead.", 409
         )
-    return EmailLink(request, user_id, action, stage_version, link_id, expires_at)
+    if action == ActionKind.APPROVE and request.action_sha256 != action_sha256:
+        raise LinkRefused(
+            "The action was edited since this email was sent: open the request to read it again.", 409
+        )
+    return EmailLink(request, user_id, action, stage_version, link_id, expires_at, action_sha256)
 
 
 def email_link_use(*, token: str, user: User, comment: str = "") -> bool:
@@ -112,7 +120,12 @@ def email_link_use(*, token: str, user: User, comment: str = "") -> bool:
             )
             # The link id doubles as the action id, so even a signal sent twice counts once.
             return request_signal(
-                request=link.request, actor=user, kind=link.action, comment=comment, action_id=link.link_id
+                request=link.request,
+                actor=user,
+                kind=link.action,
+                comment=comment,
+                action_id=link.link_id,
+                action_sha256=link.action_sha256 or None,
             )
     except IntegrityError as exc:
         raise LinkRefused("This link was just used.", 409) from exc

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.contrib.auth.models import User
+
 from approvals.exceptions import InvalidInput
 from approvals.models import RequestType
 from workflows.types import (
@@ -22,18 +24,24 @@ def _seconds(duration: timedelta) -> int:
     return int(duration.total_seconds())
 
 
-def policy_snapshot(*, request_type: RequestType) -> Policy:
-    """Freeze the request type's current policy; later edits never reach requests in flight."""
+def policy_snapshot(*, request_type: RequestType, requester: User | None = None) -> Policy:
+    """Freeze the request type's current policy; later edits never reach requests in flight.
+    With the `requester`, the stages that trust them approve by themselves (see
+    Stage.auto_approve_groups): whom a stage trusts is weighed once, on submission."""
     stages = []
+    groups = set(requester.groups.values_list("pk", flat=True)) if requester is not None else set()
     for stage in request_type.stages.prefetch_related(
-        "approver_users", "approver_groups", "escalation_levels__users", "escalation_levels__groups"
+        "approver_users",
+        "approver_groups",
+        "escalation_levels__users",
+        "escalation_levels__groups",
+        "auto_approve_groups",
     ):
         condition = None
         if stage.condition_field:
+            value = stage.condition_value if stage.condition_field == "amount" else stage.condition_text
             condition = Condition(
-                field=stage.condition_field,
-                operator=Operator(stage.condition_operator),
-                value=str(stage.condition_value),
+                field=stage.condition_field, operator=Operator(stage.condition_operator), value=str(value)
             )
         stages.append(
             StageSpec(
@@ -54,6 +62,7 @@ def policy_snapshot(*, request_type: RequestType) -> Policy:
                 ],
                 on_exhausted=Exhausted(stage.on_exhausted),
                 condition=condition,
+                auto_approve=bool(groups & {g.pk for g in stage.auto_approve_groups.all()}),
             )
         )
     if not stages:

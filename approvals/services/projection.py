@@ -182,7 +182,12 @@ def _project(request: ApprovalRequest, projection: Projection, kept: list[Reques
         RequestRevision.objects.get_or_create(
             request=request,
             number=projection.revision,
-            defaults={"title": content.title, "details": content.details, "amount": amount},
+            defaults={
+                "title": content.title,
+                "details": content.details,
+                "amount": amount,
+                "action_sha256": content.action_sha256,
+            },
         )
     if projection.seq <= request.version:
         return new  # a newer state is already recorded; events and people above were still kept
@@ -199,6 +204,7 @@ def _project(request: ApprovalRequest, projection: Projection, kept: list[Reques
     request.revision = projection.revision
     if content is not None:
         request.title, request.details, request.amount = content.title, content.details, amount
+        request.action_sha256 = content.action_sha256
     request.stage_name = projection.stage_name
     request.stage_version = projection.stage_version
     request.stage_number = projection.stage_number

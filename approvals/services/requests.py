@@ -14,9 +14,18 @@ from django.utils import timezone
 
 from approvals import client as temporal
 from approvals.exceptions import InvalidInput, NotFound
-from approvals.models import ApprovalRequest, CostCentre, RequestEvent, RequestRevision, RequestType, Resource
+from approvals.models import (
+    ActionArguments,
+    ApprovalRequest,
+    CostCentre,
+    RequestEvent,
+    RequestRevision,
+    RequestType,
+    Resource,
+)
 from approvals.selectors.requests import display_name
 from approvals.services.access import access_problems
+from approvals.services.agents import ProposedAction, action_propose
 from approvals.services.policies import policy_snapshot
 from approvals.services.projection import approvers_for
 from approvals.services.webhooks import request_events_emit
@@ -39,8 +48,10 @@ def request_submit(
     access_role: str = "",
     access_days: int | None = None,
     public_id: uuid.UUID | None = None,
+    action: ProposedAction | None = None,
 ) -> ApprovalRequest:
     """Save the request with a snapshot of its policy; start its workflow once that commits.
+    An agent action (`action`, see approvals.services.agents) goes only to a type for agents.
 
     `public_id` comes with the form, so submitting the same form twice (a double click, a
     retried POST) returns the first request instead of making a second one. The row is the
@@ -58,6 +69,11 @@ def request_submit(
         request_type=request_type, resource=resource, role=access_role, days=access_days
     ):
         raise InvalidInput(" ".join(problems.values()))
+    if request_type.for_agents and action is None:
+        raise InvalidInput(
+            f"“{request_type}” requests come from agents, each naming an exact action: "
+            "POST /api/v1/agent-actions."
+        )
     access = request_type.is_access
     try:
         return _request_create(
@@ -71,12 +87,44 @@ def request_submit(
             access_role=access_role if access else "",
             access_days=access_days if access else None,
             public_id=public_id,
+            action=action,
         )
     except IntegrityError:
         # The same form, submitted twice at once: the other submission won the race.
         if existing := _earlier_submission(public_id=public_id, requester=requester):
             return existing
         raise
+
+
+def agent_action_submit(
+    *,
+    requester: User,
+    request_type: RequestType,
+    agent: str,
+    tool: str,
+    arguments: Any,
+    reason: str,
+    risk: str | None = None,
+    public_id: uuid.UUID | None = None,
+) -> ApprovalRequest:
+    """Ask for approval of one exact action, as the agent's account (`requester`)."""
+    if not request_type.for_agents:
+        raise InvalidInput(f"“{request_type}” is not a type of agent action.")
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("Say why the agent wants to do this: reviewers read it first.")
+    if len(reason) > rules.MAX_DETAILS:
+        raise InvalidInput(f"A reason is limited to {rules.MAX_DETAILS} characters.")
+    proposed = action_propose(agent=agent, tool=tool, arguments=arguments, risk=risk)
+    title = f"{proposed.tool} (asked by {proposed.agent})"[: rules.MAX_TITLE]
+    return request_submit(
+        requester=requester,
+        request_type=request_type,
+        title=title,
+        details=reason,
+        public_id=public_id,
+        action=proposed,
+    )
 
 
 def purchase_problems(
@@ -115,10 +163,11 @@ def _request_create(
     access_role: str,
     access_days: int | None,
     public_id: uuid.UUID,
+    action: ProposedAction | None,
 ) -> ApprovalRequest:
     if not request_type.is_active:
         raise InvalidInput(f"“{request_type}” requests are no longer accepted.")
-    policy = policy_snapshot(request_type=request_type)
+    policy = policy_snapshot(request_type=request_type, requester=requester)
     request = ApprovalRequest.objects.create(
         public_id=public_id,
         request_type=request_type,
@@ -131,8 +180,21 @@ def _request_create(
         access_role=access_role,
         access_days=access_days,
         policy=dataclasses.asdict(policy),
+        agent_name=action.agent if action else "",
+        tool=action.tool if action else "",
+        risk=action.risk if action else "",
+        action_sha256=action.sha256 if action else "",
     )
-    RequestRevision.objects.create(request=request, number=1, title=title, details=details, amount=amount)
+    RequestRevision.objects.create(
+        request=request,
+        number=1,
+        title=title,
+        details=details,
+        amount=amount,
+        action_sha256=request.action_sha256,
+    )
+    if action is not None:
+        ActionArguments.objects.create(request=request, sha256=action.sha256, canonical=action.canonical)
     submitted = RequestEvent.objects.create(
         request=request,
         seq=0,
@@ -151,11 +213,7 @@ def approval_input_for(request: ApprovalRequest, *, policy: Policy | None = None
     content, and who its first stage asks, found now (the workflow need not ask the read model
     in an activity of its own)."""
     policy = policy or codec.decode(Policy, request.policy)
-    content = Content(
-        title=request.title,
-        details=request.details,
-        amount=None if request.amount is None else str(request.amount),
-    )
+    content = request.content()
     first = next_stage_index(policy, content, after=-1)
     assignees = None
     if first is not None:

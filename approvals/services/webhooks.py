@@ -175,7 +175,7 @@ def _emit(request: ApprovalRequest, outs: list[_Out]) -> int:
 
 
 def _request_data(request: ApprovalRequest) -> dict[str, Any]:
-    return {
+    data: dict[str, Any] = {
         "id": str(request.public_id),
         "url": settings.SITE_URL + request.get_absolute_url(),
         "type": request.request_type.name,
@@ -186,6 +186,14 @@ def _request_data(request: ApprovalRequest) -> dict[str, Any]:
         "stage": request.stage_name,
         "revision": request.revision,
     }
+    if request.is_agent_action:  # the exact action; its token goes to its requester alone, by the API
+        data["action"] = {
+            "agent": request.agent_name,
+            "tool": request.tool,
+            "risk": request.risk,
+            "sha256": request.action_sha256,
+        }
+    return data
 
 
 def _entry(

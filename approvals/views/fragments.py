@@ -23,6 +23,7 @@ from approvals.forms import ActionForm, InboxFilterForm, ResubmitForm
 from approvals.models import AccessGrant, ApprovalRequest, Participant, PendingAction
 from approvals.selectors import access as access_selectors
 from approvals.selectors import campaigns as campaign_selectors
+from approvals.selectors.agents import agent_action
 from approvals.services.trouble import temporal_ui_url
 from workflows import rules
 from workflows.types import ActionResult, Held
@@ -54,6 +55,7 @@ def request_context(
         "mine_held": held.get(user.pk),
         "refill": refill,
         "events": selectors.request_timeline(request=request),
+        "agent": agent_action(request=request),
         "fulfilment": request.fulfilments.first() if request.fulfilment else None,
         "fulfils": bool(request.policy.get("fulfilment")),
         **_grant_context(user, request),

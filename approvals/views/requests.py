@@ -25,6 +25,7 @@ from approvals.forms import (
     RoutingPreviewForm,
 )
 from approvals.models import ApprovalRequest
+from approvals.selectors.agents import agent_action
 from approvals.selectors.requests import InboxState
 from approvals.views import fragments
 from approvals.views.common import HtmxHttpRequest, form_errors, log_refused, page_of, visible_request
@@ -284,6 +285,8 @@ def request_act(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
         delegate=lambda data: data.get("delegate"),
         extend_by=lambda data: form.extension,
         target_id=lambda data: data.get("target", ""),
+        action_sha256=lambda data: data.get("action_sha256") or None,
+        edited_arguments=lambda data: data.get("arguments"),
     )
 
 
@@ -316,6 +319,7 @@ def email_action(request: HtmxHttpRequest, token: str) -> HttpResponse:
         "r": link.request,
         "token": token,
         "noun": rules.NOUNS[link.action],
+        "agent": agent_action(request=link.request),
     }
     if request.method == "POST":
         form = EmailConfirmForm(request.POST, action=link.action)

@@ -8,18 +8,16 @@ there a missing browser fails the run instead of skipping.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from django.contrib.auth.models import User
 
 from approvals import services
 from approvals.models import ApprovalRequest, RequestType
-from tests.conftest import PASSWORD, free_port, wait_until
+from tests.conftest import PASSWORD, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -43,54 +41,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if BROWSER_MISSING and item.path.parent == Path(__file__).parent:
             item.add_marker(pytest.mark.skip(reason=f"{CHROMIUM} is not installed (CI installs it)"))
-
-
-class LiveServer:
-    """The ASGI app under uvicorn in a thread of the test process, so it sees the test database."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.start()
-
-    def start(self) -> None:
-        """Serve on this server's port (again, after `stop`: as a restarted web process)."""
-        from channels.layers import channel_layers
-
-        from approvals.asgi import application
-
-        # Each server runs its own event loop, as each web process does: it gets a channel layer
-        # of its own (channels_redis receives on one loop per layer, and the last test's server
-        # may still be closing its sockets on its loop).
-        channel_layers.backends.clear()
-        config = uvicorn.Config(
-            application,
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            lifespan="on",
-            timeout_graceful_shutdown=5,
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="live-server", daemon=True)
-        self.thread.start()
-        wait_until(lambda: self.server.started, what="uvicorn to start")
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
-@pytest.fixture
-def live_app(transactional_db: None, dev_server_settings: Any, settings: Any) -> Iterator[LiveServer]:
-    """The app with its worker inside, on this test's own task queue; it stops (its worker too)
-    before the database is flushed."""
-    settings.TEMPORAL_WORKER_IN_WEB = True
-    settings.STOPPED_POLL_SECONDS = 0.5
-    server = LiveServer()
-    settings.SITE_URL = server.url
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

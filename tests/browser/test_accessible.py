@@ -11,7 +11,8 @@ from django.contrib.auth.models import User
 
 from approvals import services
 from approvals.models import RequestType
-from tests.browser.conftest import LiveServer, log_in, screenshot, submit
+from tests.browser.conftest import log_in, screenshot, submit
+from tests.conftest import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.temporal_server]
 

@@ -10,7 +10,8 @@ import pytest
 from django.contrib.auth.models import User
 
 from approvals.models import RequestType
-from tests.browser.conftest import LiveServer, csp_violations, log_in, screenshot, submit
+from tests.browser.conftest import csp_violations, log_in, screenshot, submit
+from tests.conftest import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.temporal_server]
 

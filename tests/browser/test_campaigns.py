@@ -12,9 +12,9 @@ import pytest
 from django.contrib.auth.models import User
 
 from approvals.models import AccessGrant, Campaign, CampaignItem, Manager, RequestType, Resource
-from tests.browser.conftest import LiveServer, log_in, screenshot
+from tests.browser.conftest import log_in, screenshot
 from tests.browser.test_accessible import serious_violations
-from tests.conftest import LoopThread, make_grant, make_user, wait_until
+from tests.conftest import LiveServer, LoopThread, make_grant, make_user, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.temporal_server]
 

@@ -10,7 +10,8 @@ from django.contrib.auth.models import User
 
 from approvals import services
 from approvals.models import RequestType
-from tests.browser.conftest import WATCHES, LiveServer, csp_violations, expect_status, log_in, submit
+from tests.browser.conftest import WATCHES, csp_violations, expect_status, log_in, submit
+from tests.conftest import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.temporal_server]
 

@@ -13,8 +13,8 @@ from temporalio.client import Client as TemporalClient
 
 from approvals import services
 from approvals.models import ApprovalRequest, EscalationLevel, RequestStatus, RequestType, Stage
-from tests.browser.conftest import LiveServer, csp_violations, log_in, screenshot, submit
-from tests.conftest import LoopThread, wait_until
+from tests.browser.conftest import csp_violations, log_in, screenshot, submit
+from tests.conftest import LiveServer, LoopThread, wait_until
 from workflows.types import ActionKind
 
 pytestmark = [pytest.mark.browser, pytest.mark.temporal_server]

@@ -10,9 +10,9 @@ import pytest
 from django.contrib.auth.models import User
 
 from approvals.models import AccessGrant, CostCentre, RequestType, Resource, StaffAction
-from tests.browser.conftest import LiveServer, expect_console_errors, expect_status, log_in, screenshot
+from tests.browser.conftest import expect_console_errors, expect_status, log_in, screenshot
 from tests.browser.test_accessible import serious_violations
-from tests.conftest import Endpoint
+from tests.conftest import Endpoint, LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.temporal_server]
 

@@ -18,8 +18,8 @@ from temporalio.client import Client as TemporalClient
 from approvals import services
 from approvals.exceptions import ActionRefused
 from approvals.models import ApprovalRequest, RequestStatus, RequestType, Stage
-from tests.browser.conftest import LiveServer, log_in, open_row, screenshot, submit
-from tests.conftest import LoopThread, wait_until
+from tests.browser.conftest import log_in, open_row, screenshot, submit
+from tests.conftest import LiveServer, LoopThread, wait_until
 from workflows.types import ActionKind
 
 pytestmark = [pytest.mark.browser, pytest.mark.temporal_server]

@@ -9,8 +9,8 @@ from django.contrib.auth.models import User
 
 from approvals import services
 from approvals.models import ApprovalRequest, RequestStatus, RequestType
-from tests.browser.conftest import LiveServer, expect_status, log_in, open_row, screenshot
-from tests.conftest import wait_until
+from tests.browser.conftest import expect_status, log_in, open_row, screenshot
+from tests.conftest import LiveServer, wait_until
 from workflows.types import ActionKind
 
 pytestmark = [pytest.mark.browser, pytest.mark.temporal_server]

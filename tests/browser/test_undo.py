@@ -11,8 +11,9 @@ from django.contrib.auth.models import User
 
 from approvals import services
 from approvals.models import RequestType
-from tests.browser.conftest import LiveServer, log_in, open_row, screenshot, submit
+from tests.browser.conftest import log_in, open_row, screenshot, submit
 from tests.browser.test_accessible import serious_violations
+from tests.conftest import LiveServer
 from workflows.types import ActionKind
 
 pytestmark = [pytest.mark.browser, pytest.mark.temporal_server]

@@ -398,6 +398,54 @@ async def record(only: set[str]) -> None:
         "undo_continued_as_new": _policy(undo_seconds=10),
         "approved_then_fulfilled": dataclasses.replace(_policy(), fulfilment=Fulfilment.PURCHASE),
     }
+    # On the release of agent actions: one approved with edits by the second of two people (the
+    # first asked again), and one a trusting stage approves by itself.
+    agent_stages = [
+        StageSpec(
+            name="Low risk",
+            rule=Rule.ANY,
+            user_ids=[11, 12],
+            deadline_seconds=3600,
+            condition=Condition(field="risk", operator=Operator.EQ, value="low"),
+            auto_approve=True,
+        ),
+        StageSpec(
+            name="Two people",
+            rule=Rule.N_OF_M,
+            required=2,
+            user_ids=[11, 12, 13],
+            deadline_seconds=3600,
+            condition=Condition(field="tool", operator=Operator.EQ, value="db.*"),
+        ),
+    ]
+    policies["agent_approved_with_edits"] = Policy("Agent action", agent_stages)
+    policies["agent_trusted_low_risk"] = Policy("Agent action", agent_stages)
+    v1, v2 = "1" * 64, "2" * 64
+    contents = {
+        "agent_approved_with_edits": Content(
+            "db.migrate (asked by deploy-bot)", "Ship it", tool="db.migrate", risk="high", action_sha256=v1
+        ),
+        "agent_trusted_low_risk": Content(
+            "email.send (asked by deploy-bot)", "Tell them", tool="email.send", risk="low", action_sha256=v1
+        ),
+    }
+
+    async def agent_approved_with_edits(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]) -> None:
+        await handle.execute_update(
+            ApprovalWorkflow.submit_action, act(ActionKind.APPROVE, 11, action_sha256=v1)
+        )
+        edited = dataclasses.replace(contents["agent_approved_with_edits"], action_sha256=v2)
+        await handle.execute_update(
+            ApprovalWorkflow.submit_action, act(ActionKind.APPROVE, 12, action_sha256=v1, content=edited)
+        )
+        await handle.signal(ApprovalWorkflow.act, act(ActionKind.APPROVE, 13, action_sha256=v1))  # refused
+        await handle.execute_update(
+            ApprovalWorkflow.submit_action, act(ActionKind.APPROVE, 11, action_sha256=v2)
+        )
+
+    async def nothing(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]) -> None:
+        pass
+
     # Who the first stage asks, found by the starter (as the web does from this release on).
     team = [Assignee(user_id=i, name=f"user{i}", level=0) for i in (11, 12, 13)]
     first_assignees = {"fewer_tasks": team, "fewer_tasks_continued_as_new": team}
@@ -419,6 +467,8 @@ async def record(only: set[str]) -> None:
         "undo_continued_as_new": (undo_continued_as_new, "1500", 30),
         # On the release that fulfils what an approval sets in motion (its fulfilment recorded too):
         "approved_then_fulfilled": (approved_then_fulfilled, "200", 2000),
+        "agent_approved_with_edits": (agent_approved_with_edits, "", 2000),
+        "agent_trusted_low_risk": (nothing, "", 2000),
     }
     # ... and the fulfilment and grant workflows of that release, started on their own.
     others: dict[str, tuple[Any, Any, Scenario | None]] = {
@@ -486,7 +536,7 @@ async def record(only: set[str]) -> None:
                         requester_id=10,
                         requester_name="user10",
                         policy=policies.get(name, _policy()),
-                        content=Content("New laptop", "For the new hire", amount),
+                        content=contents.get(name, Content("New laptop", "For the new hire", amount or None)),
                         history_limit=history_limit,
                         first_assignees=first_assignees.get(name),
                     ),

@@ -74,6 +74,9 @@ def test_released_histories_are_committed() -> None:
         "grant_extended_then_expired",
         "grant_revoked",
         "grant_continued_as_new",
+        # On the release of agent actions: approved with edits, and approved by a trusting stage.
+        "agent_approved_with_edits",
+        "agent_trusted_low_risk",
         # On the release that reviews access in campaigns: a campaign that continued as new
         # between its batches and completed, one cancelled, and its reviews' ends.
         "campaign_completed",

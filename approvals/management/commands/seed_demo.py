@@ -108,6 +108,39 @@ class Command(BaseCommand):
             [dict(name="Team lead", users=reviewers, deadline=timedelta(days=2))],
             fulfilment=Fulfilment.ACCESS,
         )
+        # Software agents ask before they act: a trusted agent's low-risk actions pass by
+        # themselves (add its account to "Trusted agents"), others wait for a reviewer, and
+        # destructive tools for two more people.
+        trusted, _ = Group.objects.get_or_create(name="Trusted agents")
+        self._request_type(
+            "Agent action",
+            "An action a software agent asks to take, with its exact arguments: the approval holds "
+            "for those arguments only. Unanswered within an hour, it expires, which means no.",
+            [
+                dict(
+                    name="Low risk",
+                    users=reviewers,
+                    deadline=timedelta(hours=1),
+                    condition=("risk", Operator.EQ, "low"),
+                    trusted=[trusted],
+                ),
+                dict(
+                    name="Review",
+                    users=reviewers,
+                    deadline=timedelta(hours=1),
+                    condition=("risk", Operator.GTE, "medium"),
+                ),
+                dict(
+                    name="Two people for destructive tools",
+                    users=[*reviewers, users["manager"]],
+                    rule=Rule.N_OF_M,
+                    required=2,
+                    deadline=timedelta(hours=1),
+                    condition=("tool", Operator.EQ, "db.*, *.delete, payments.refund"),
+                ),
+            ],
+            for_agents=True,
+        )
         # The access catalogue: the manager owns each resource (and reviews its access in
         # campaigns that ask owners) and approves extensions.
         for code, name, roles in (
@@ -139,10 +172,16 @@ class Command(BaseCommand):
         description: str,
         stages: list[dict[str, Any]],
         fulfilment: Fulfilment = Fulfilment.NONE,
+        for_agents: bool = False,
     ) -> None:
         request_type, created = RequestType.objects.get_or_create(
             slug=slugify(name),
-            defaults={"name": name, "description": description, "fulfilment": fulfilment.value},
+            defaults={
+                "name": name,
+                "description": description,
+                "fulfilment": fulfilment.value,
+                "for_agents": for_agents,
+            },
         )
         if not created:
             return  # never overwrite what an admin has edited since
@@ -153,12 +192,15 @@ class Command(BaseCommand):
                 order=order,
                 name=spec["name"],
                 rule=spec.get("rule", Rule.ANY),
+                required_approvals=spec.get("required", 1),
                 deadline=spec["deadline"],
                 reminder_interval=spec.get("reminder"),
                 condition_field=field,
                 condition_operator=operator,
-                condition_value=value,
+                condition_value=value if field == "amount" else None,
+                condition_text=value if field in ("risk", "tool") else "",
             )
+            stage.auto_approve_groups.set(spec.get("trusted", []))
             stage.approver_users.set(spec.get("users", []))
             stage.approver_groups.set(spec.get("groups", []))
             for level_order, (after, people) in enumerate(spec.get("escalation", []), start=1):
