@@ -34,7 +34,7 @@ from approvals.selectors.requests import display_name, request_state, requests_v
 from approvals.services import agents
 from approvals.services.trouble import request_stopped_note
 from workflows import rules
-from workflows.types import Action, ActionKind, ActionResult, Content
+from workflows.types import Action, ActionKind, ActionResult, Content, EventKind, RequestStatus
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +82,8 @@ def request_act(
     An agent action's approval names the version approved (`action_sha256`: the one its
     approver saw; none: the one the read model shows now); with `edited_arguments`, it approves
     them instead, as the action's new version (its token will hold for them only)."""
+    if (done := _done_already(request=request, kind=kind, action_id=action_id)) is not None:
+        return done
     edited_sha256 = ""
     if edited_arguments is not None:
         if kind != ActionKind.APPROVE or not request.is_agent_action:
@@ -110,6 +112,22 @@ def request_act(
         if isinstance(told, ActionPending):
             pending_action_note(request=request, action=action, via=via)
         raise told from exc
+
+
+def _done_already(
+    *, request: ApprovalRequest, kind: ActionKind, action_id: uuid.UUID | None
+) -> ActionResult | None:
+    """An action sent again once it took effect and the request closed (a retry with its
+    Idempotency-Key, a second click): it counted once, and is answered so, not refused as late."""
+    if action_id is None or request.is_open:
+        return None
+    took_effect = RequestEvent.objects.filter(request=request, action_id=str(action_id)).exclude(
+        kind__in=[EventKind.HELD, EventKind.UNDONE, EventKind.LAPSED]
+    )
+    if not took_effect.exists():
+        return None
+    message = f"Your {rules.NOUNS[kind]} was recorded already; it counts once."
+    return ActionResult(RequestStatus(request.status), message, stage=request.stage_name)
 
 
 def request_signal(

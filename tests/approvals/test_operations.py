@@ -121,7 +121,8 @@ def test_a_worker_serves_the_temporal_sdks_own_metrics(
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
                 return answer.read().decode()
 
-        wait_until(lambda: "temporal_workflow_task_execution_latency" in metrics(), what="the SDK's series")
+        series = ("temporal_workflow_task_execution_latency", "temporal_activity_execution_latency")
+        wait_until(lambda: all(name in metrics() for name in series), what="the SDK's series")
         text = metrics()
         assert f'task_queue="{settings.TEMPORAL_TASK_QUEUE}"' in text
         assert "temporal_worker_task_slots_available" in text

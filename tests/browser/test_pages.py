@@ -9,7 +9,6 @@ from django.contrib.auth.models import User
 
 from approvals.models import RequestType
 from tests.browser.conftest import (
-    LiveServer,
     expect_console_errors,
     expect_status,
     log_in,
@@ -17,7 +16,7 @@ from tests.browser.conftest import (
     screenshot,
     submit,
 )
-from tests.conftest import make_request
+from tests.conftest import LiveServer, make_request
 
 pytestmark = [pytest.mark.browser, pytest.mark.temporal_server]
 
