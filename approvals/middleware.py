@@ -14,17 +14,23 @@ from django.http import HttpRequest, HttpResponseBase
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 
+def _async_if_below(middleware: Any, get_response: Any) -> None:
+    """Make `middleware` a coroutine function if the handler below it is one."""
+    middleware.is_async = iscoroutinefunction(get_response)
+    if middleware.is_async:
+        markcoroutinefunction(middleware)
+
+
 class Middleware:
     """`before` each request, `after` its answer; subclasses say what, in plain sync code."""
 
     sync_capable = True
     async_capable = True
+    is_async: bool
 
     def __init__(self, get_response: Any) -> None:
         self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
+        _async_if_below(self, get_response)
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
@@ -53,12 +59,11 @@ class StaticFiles(WhiteNoiseMiddleware):
 
     sync_capable = True
     async_capable = True
+    is_async: bool
 
     def __init__(self, get_response: Any = None, **kwargs: Any) -> None:
         super().__init__(get_response, **kwargs)
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
+        _async_if_below(self, get_response)
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:

@@ -219,6 +219,8 @@ WEBHOOK_RETRY_HOURS = float(os.environ.get("WEBHOOK_RETRY_HOURS", "24"))
 AGENT_TOKEN_SECONDS = int(os.environ.get("AGENT_TOKEN_SECONDS", "3600"))
 AGENT_WAIT_RECHECK_SECONDS = float(os.environ.get("AGENT_WAIT_RECHECK_SECONDS", "30"))
 AGENT_WAIT_MAX_SECONDS = int(os.environ.get("AGENT_WAIT_MAX_SECONDS", "300"))
+MCP_WAIT_MAX_SECONDS = int(os.environ.get("MCP_WAIT_MAX_SECONDS", "3600"))  # request_approval's wait
+MCP_PROGRESS_SECONDS = float(os.environ.get("MCP_PROGRESS_SECONDS", "10"))  # between progress notes
 
 # Temporal.
 TEMPORAL_ADDRESS = os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233")

@@ -180,6 +180,7 @@ def refusal(
 
 
 ACTION_CHANGED = "The action was edited since you looked at it: read its arguments again, then decide."
+NOT_AN_AGENT_ACTION = "Only an agent action can be approved with edits."
 
 
 def _version_refusal(state: RequestState, action: Action) -> Refusal | None:
@@ -190,7 +191,7 @@ def _version_refusal(state: RequestState, action: Action) -> Refusal | None:
         return None
     if not current.action_sha256:
         if action.content is not None or action.action_sha256:
-            return Refusal(Why.INVALID, "Only an agent action can be approved with edits.")
+            return Refusal(Why.INVALID, NOT_AN_AGENT_ACTION)
         return None
     if action.action_sha256 != current.action_sha256:
         return Refusal(Why.NOT_NOW, ACTION_CHANGED)

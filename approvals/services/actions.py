@@ -87,7 +87,7 @@ def request_act(
     edited_sha256 = ""
     if edited_arguments is not None:
         if kind != ActionKind.APPROVE or not request.is_agent_action:
-            raise InvalidInput("Only an agent action can be approved with edits.")
+            raise InvalidInput(rules.NOT_AN_AGENT_ACTION)
         edited_sha256 = agents.action_version_keep(request=request, actor=actor, arguments=edited_arguments)
     content = None
     if kind == ActionKind.RESUBMIT:

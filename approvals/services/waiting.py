@@ -54,24 +54,22 @@ def look(user: User, public_id: Any) -> ApprovalRequest:
 
 async def request_wait(*, user: User, public_id: Any, timeout: float) -> ApprovalRequest:
     """The request once it is settled, or as it stands when `timeout` seconds have passed.
-    NotFound if the user may not see it."""
+    NotFound if the user may not see it. With the channel layer down, it only looks again now
+    and then: a wait is never refused for that."""
     request = await look(user, public_id)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(0.0, timeout)
-    layer = get_channel_layer()
     if is_settled(request) or timeout <= 0:
         return request
     groups = [live.user_group(user.pk)] + ([live.STAFF_GROUP] if user.is_staff else [])
-    channel = await layer.new_channel() if layer is not None else None
     WAITING.inc()
+    layer, channel = await _listen(get_channel_layer(), groups)
     try:
-        if layer is not None and channel is not None:
-            for group in groups:
-                await layer.group_add(group, channel)
+        if layer is not None:
             request = await look(user, public_id)  # what changed before it listened
         while not is_settled(request) and (left := deadline - loop.time()) > 0:
             wait = min(left, settings.AGENT_WAIT_RECHECK_SECONDS)
-            if layer is not None and channel is not None:
+            if layer is not None:
                 try:
                     await asyncio.wait_for(_heard(layer, channel, str(request.public_id)), wait)
                 except TimeoutError:
@@ -84,13 +82,29 @@ async def request_wait(*, user: User, public_id: Any, timeout: float) -> Approva
             request = await look(user, public_id)
     finally:
         WAITING.dec()
-        if layer is not None and channel is not None:
+        if layer is not None:
             for group in groups:
                 try:
                     await layer.group_discard(group, channel)
                 except Exception:  # the layer is down: its groups expire by themselves
                     logger.warning("Could not leave %s", group, exc_info=True)
     return request
+
+
+async def _listen(layer: Any, groups: list[str]) -> tuple[Any, str]:
+    """The layer and a channel of its own in these groups; (None, "") when there is no layer or
+    it cannot be reached, and the wait only looks again now and then."""
+    if layer is None:
+        return None, ""
+    channel = ""
+    try:
+        channel = await layer.new_channel()
+        for group in groups:
+            await layer.group_add(group, channel)
+    except Exception:  # what it joined expires by itself (channels_redis's group expiry)
+        logger.warning("The channel layer is unreachable: looking again now and then", exc_info=True)
+        return None, ""
+    return layer, channel
 
 
 async def _heard(layer: Any, channel: str, public_id: str) -> None:

@@ -5,6 +5,7 @@ the whole loop on a dev server: tests/api/test_agent_actions.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import uuid
@@ -20,7 +21,7 @@ from approvals import services
 from approvals.api.schemas import request_out
 from approvals.exceptions import InvalidInput
 from approvals.models import ActionArguments, ApprovalRequest, ApprovalTokenUse, RequestType
-from approvals.services import agents
+from approvals.services import agents, waiting
 from approvals.services.policies import policy_snapshot
 from approvals.services.projection import approvers_for
 from tests.api.conftest import api_for, problem
@@ -300,3 +301,40 @@ def test_an_email_link_approves_the_version_the_email_was_sent_for_and_no_other(
     # A rejection still works: it says no to whatever version.
     rejected = services.email_link_check(token=reject.rsplit("/", 2)[-2], user=reviewer)
     assert rejected.action == ActionKind.REJECT
+
+
+class UnreachableLayer:
+    """A channel layer whose server is down."""
+
+    async def new_channel(self) -> str:
+        return "specific.waiter"
+
+    async def group_add(self, group: str, channel: str) -> None:
+        raise ConnectionError("Connection refused")
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        raise ConnectionError("Connection refused")
+
+
+def test_a_wait_with_the_channel_layer_down_looks_again_now_and_then_instead_of_failing(
+    people: dict[str, User], agent_type: RequestType, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.AGENT_WAIT_RECHECK_SECONDS = 0.2
+    monkeypatch.setattr(waiting, "get_channel_layer", UnreachableLayer)
+    request = under_review(asked(people, agent_type))
+
+    async def agent_waits_and_a_reviewer_approves() -> tuple[ApprovalRequest, ApprovalRequest]:
+        undecided = await waiting.request_wait(
+            user=people["requester"], public_id=request.public_id, timeout=0.5
+        )
+        wait = asyncio.create_task(
+            waiting.request_wait(user=people["requester"], public_id=request.public_id, timeout=30)
+        )
+        await asyncio.sleep(0.3)
+        assert not wait.done()
+        await waiting.pooled(approved_by)(request, people["reviewer1"])
+        return undecided, await asyncio.wait_for(wait, 10)
+
+    undecided, decided = asyncio.run(agent_waits_and_a_reviewer_approves())
+    assert undecided.status == RequestStatus.IN_REVIEW
+    assert decided.status == RequestStatus.APPROVED

@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from approvals import services
 from approvals.models import RequestType
 from tests.browser.conftest import log_in, screenshot, submit
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.temporal_server]
 
@@ -36,7 +36,12 @@ def serious_violations(page: Any) -> list[str]:
 
 @pytest.mark.parametrize("size", SIZES)
 def test_the_main_pages_have_no_serious_accessibility_violation(
-    browser: Any, live_app: LiveServer, people: dict[str, User], purchase: RequestType, size: str
+    browser: Any,
+    live_app: LiveServer,
+    people: dict[str, User],
+    purchase: RequestType,
+    agent_type: RequestType,
+    size: str,
 ) -> None:
     subscriber = services.subscriber_save(
         subscriber=None,
@@ -47,8 +52,17 @@ def test_the_main_pages_have_no_serious_accessibility_violation(
         by=people["admin"],
     )
     request = submit(people, purchase, "Accessible chair")  # and its webhook delivery, in the log
+    action = services.agent_action_submit(
+        requester=people["requester"],
+        request_type=agent_type,
+        agent="support-bot",
+        tool="payments.refund",
+        arguments={"order": "A-1001", "amount": "25.00"},
+        reason="Charged twice",
+    )
+    wait_until(lambda: action.participants.filter(pending=True).exists(), what="the action's reviewers")
     pages = {
-        "reviewer1": ["/inbox/", "/inbox/reviews/", request.get_absolute_url()],
+        "reviewer1": ["/inbox/", "/inbox/reviews/", request.get_absolute_url(), action.get_absolute_url()],
         "requester": ["/", "/requests/new/", request.get_absolute_url(), "/settings/tokens/"],
         "admin": [
             "/dashboard/",
@@ -65,6 +79,8 @@ def test_the_main_pages_have_no_serious_accessibility_violation(
         for path in paths:
             page.goto(path)
             page.wait_for_load_state("networkidle")
+            if path == action.get_absolute_url():  # its exact arguments, and the form to edit them
+                page.get_by_text("Approve with edits").click()
             problems += [f"{path} as {who}: {line}" for line in serious_violations(page)]
         if who == "reviewer1" and size == "desktop, dark":
             screenshot(page, "dark-request")
