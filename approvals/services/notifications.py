@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import smtplib
+import time
 from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.mail import EmailMultiAlternatives
+from django.db import InterfaceError, OperationalError, connection
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -118,9 +121,8 @@ def email_once(
             status=OutboundEmail.Status.FAILED, error=f"{user.get_username()} has no email address."
         )
         return
-    message = EmailMultiAlternatives(
-        email.subject, email.body_text, to=[email.to], headers={"X-Idempotency-Key": key}
-    )
+    headers = {"X-Idempotency-Key": key, "Message-ID": message_id(key)}
+    message = EmailMultiAlternatives(email.subject, email.body_text, to=[email.to], headers=headers)
     message.attach_alternative(email.body_html, "text/html")
     try:
         message.send()
@@ -140,4 +142,34 @@ def email_once(
             return
         raise  # 4xx: a temporary failure; the activity retries with backoff
     # Any other error (connection refused, timeout) propagates and the activity retries.
-    OutboundEmail.objects.filter(pk=email.pk).update(status=OutboundEmail.Status.SENT, sent_at=timezone.now())
+    _mark_sent(email.pk, key)
+
+
+def message_id(key: str) -> str:
+    """The email's Message-ID, the same on every try: should a worker die in the instant between
+    the mail server taking an email and its record as sent, the email that goes again is the
+    same message by its id, which mail systems show once."""
+    domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].strip(">") or "localhost"
+    return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}>"
+
+
+SENT_MARK_DELAYS = (0.25, 0.5, 1, 2, 4, 8)  # about 16 s in all: within the email heartbeat's 30
+
+
+def _mark_sent(pk: int, key: str) -> None:
+    """Record that the email went. It is out: were the database away just now (restarting, say),
+    failing here would have the activity's retry send it again, so wait for the database a while
+    rather than fail. (A worker killed between the two, in that instant, still sends it again:
+    `message_id` makes that the same message.)"""
+    for delay in (*SENT_MARK_DELAYS, None):
+        try:
+            OutboundEmail.objects.filter(pk=pk).update(
+                status=OutboundEmail.Status.SENT, sent_at=timezone.now()
+            )
+            return
+        except (OperationalError, InterfaceError):
+            if delay is None or connection.in_atomic_block:  # (a transaction's caller handles it)
+                raise
+            logger.warning("Email %s went, but is not yet recorded as sent; trying again", key, exc_info=True)
+            connection.close()  # the next try connects afresh
+            time.sleep(delay)

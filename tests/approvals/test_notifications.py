@@ -75,6 +75,21 @@ def test_a_retried_send_reaches_the_server_once(
     assert OutboundEmail.objects.get().status == OutboundEmail.Status.SENT
 
 
+def test_an_email_keeps_its_message_id_however_often_it_is_sent(people: dict[str, User]) -> None:
+    from django.core import mail
+
+    from approvals.services import notifications
+
+    send = dict(user=people["reviewer1"], kind="assigned", subject="Review", body_text="b", body_html="")
+    notifications.email_once(key="assigned:1", **send)
+    OutboundEmail.objects.update(status=OutboundEmail.Status.PENDING)  # as if its record were lost
+    notifications.email_once(key="assigned:1", **send)
+    notifications.email_once(key="assigned:2", **send)
+    ids = [m.message()["Message-ID"] for m in mail.outbox]
+    assert ids[0] == ids[1] != ids[2]
+    assert ids[0].startswith("<") and ids[0].endswith("@localhost>")
+
+
 def test_a_refused_address_fails_for_good_and_is_recorded(
     smtp: Mailbox, people: dict[str, User], purchase: RequestType
 ) -> None:
@@ -176,3 +191,36 @@ def test_emails_that_come_with_a_projection_go_out_once_it_commits_or_are_handed
     assert sorted(m["To"] for m in smtp.messages) == ["reviewer1@example.com", "reviewer2@example.com"]
     assert {e.status for e in OutboundEmail.objects.all()} == {OutboundEmail.Status.SENT}
     assert beats  # alive between recipients
+
+
+def test_an_email_that_went_while_the_database_was_away_is_recorded_once_it_is_back_not_sent_again(
+    people: dict[str, User], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.core import mail
+    from django.db import OperationalError
+    from django.db.models import QuerySet
+
+    from approvals.services import notifications
+
+    update = QuerySet.update
+    away = [OperationalError("server closed the connection unexpectedly")] * 2
+
+    def restarting(queryset: QuerySet[Any], **values: Any) -> int:
+        if queryset.model is OutboundEmail and values.get("status") == OutboundEmail.Status.SENT and away:
+            raise away.pop()
+        return update(queryset, **values)
+
+    monkeypatch.setattr(QuerySet, "update", restarting)
+    monkeypatch.setattr(notifications, "SENT_MARK_DELAYS", (0.01, 0.01, 0.01))
+    send = dict(
+        key="assigned:1",
+        user=people["reviewer1"],
+        kind="assigned",
+        subject="Review",
+        body_text="b",
+        body_html="",
+    )
+    notifications.email_once(**send)  # a retry of the activity would call it again:
+    notifications.email_once(**send)
+    assert [m.extra_headers["X-Idempotency-Key"] for m in mail.outbox] == ["assigned:1"]
+    assert OutboundEmail.objects.get(idempotency_key="assigned:1").status == OutboundEmail.Status.SENT

@@ -15,11 +15,9 @@ import email.policy
 import http.cookiejar
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -40,6 +38,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from approvals.management.commands.seed_demo import DEMO_PASSWORD
 from approvals.services.actions import RECORDED_LATE
+from bench.processes import ScratchPostgres, postgres_bin
 from tests.conftest import Endpoint, LoopThread, free_port, wait_until
 from workflows.approval import ApprovalWorkflow
 from workflows.types import Action, ActionKind, workflow_id_for
@@ -48,64 +47,10 @@ pytestmark = pytest.mark.temporal_server
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def postgres_bin() -> Path | None:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if found:
-        return found[-1].parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
 if postgres_bin() is None:
     if os.environ.get("REQUIRE_FAULT_TESTS") == "1":
         raise RuntimeError("PostgreSQL's server binaries (initdb, pg_ctl) are missing")
     pytestmark = [pytestmark, pytest.mark.skip(reason="PostgreSQL's server binaries are not installed")]
-
-
-class ScratchPostgres:
-    """A PostgreSQL cluster of the test's own, on its own port, started and stopped at will."""
-
-    def __init__(self) -> None:
-        self.bin = postgres_bin()
-        self.root = Path(tempfile.mkdtemp(prefix="approvals-pg-"))
-        self.root.chmod(0o755)
-        self.data = self.root / "data"
-        self.port = free_port()
-        # The server refuses to run as root: run it as the postgres user when we are root.
-        self.as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        self.data.mkdir()
-        if self.as_owner:
-            shutil.chown(self.data, "postgres")
-            shutil.chown(self.root, "postgres")
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
-        self.start()
-
-    def _run(self, tool: str, *args: str) -> None:
-        subprocess.run(
-            [*self.as_owner, str(self.bin / tool), *args], check=True, capture_output=True, timeout=60
-        )
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
-
-    def stop(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
-
-    def url(self, database: str) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
-
-    def create(self, database: str) -> str:
-        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{database}"')
-        return self.url(database)
-
-    def destroy(self) -> None:
-        try:
-            self.stop()
-        except subprocess.CalledProcessError:
-            pass
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

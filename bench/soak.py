@@ -1,0 +1,500 @@
+"""The chaos soak: people keep working while any process of the app is killed at any moment; once
+the load stops and the system settles, the books must balance.
+
+    .venv/bin/python bench/soak.py --seconds 120 --seed 7     # the short soak CI runs
+    .venv/bin/python bench/soak.py --seconds 900 --seed 1     # before a release, several seeds
+
+It starts the production topology on loopback, each part a process of its own: two web processes
+(uvicorn), the interactive and the bulk worker, the Temporal dev server on a persistent file, a
+PostgreSQL cluster of its own and a Redis server of its own (bench/processes.py), beside an SMTP
+server and a webhook receiver in this process. Simulated requesters submit through the HTTP API;
+simulated reviewers approve, reject, comment and ask
+for changes, through either web process; short deadlines and reminders keep timers firing.
+Every call is made with an Idempotency-Key and retried as a careful client retries, and every
+answer the client saw is logged.
+
+Meanwhile faults come at moments drawn from the seeded generator, so that a failing seed runs
+again the same way: SIGKILL of a web process, a worker or the Temporal server (each restarted
+after a pause), a fast stop and start of PostgreSQL and of Redis, SIGSTOP and SIGCONT of a worker.
+
+Then, with everything back up and the requests run to their ends, it checks the invariants
+(`CHECKS` in bench/soak_checks.py) and prints each with its count; it exits 1 if one fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import email
+import email.policy
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from approvals.client.connection import DEV_SERVER_ARGS, DEV_SERVER_FILE_ARGS  # noqa: E402
+from bench.processes import ScratchPostgres, ScratchRedis, free_port, listening  # noqa: E402
+from bench.run import binary, wait_for  # noqa: E402
+
+PASSWORD = "soak-pass-123"
+ACTION_KINDS = ["approve", "approve", "approve", "reject", "comment", "comment", "request_changes"]
+FAULTS = [
+    "kill web-a",
+    "kill web-b",
+    "kill worker",
+    "kill bulk-worker",
+    "kill temporal",
+    "restart postgres",
+    "restart redis",
+    "pause worker",
+]
+
+
+@dataclass
+class Knobs:
+    seconds: float
+    seed: int
+    requesters: int = 3
+    reviewers: int = 4
+    fault_every: tuple[float, float] = (5.0, 12.0)  # seconds between faults, drawn uniformly
+    pause: tuple[float, float] = (0.5, 4.0)  # seconds a fault lasts before its restart
+    settle_seconds: float = 240.0
+
+
+@dataclass
+class Call:
+    """One logical call of a simulated person, as the client saw it end: `acked` (its answer says
+    it took effect), `refused` (a 4xx: it did not), or `unknown` (no answer, 5xx, or 202 pending:
+    it may or may not have)."""
+
+    who: str
+    kind: str  # create, approve, reject, comment, request_changes
+    key: str
+    request: str  # the request's public id ("" for a create whose answer never came)
+    outcome: str = "unknown"
+    status: int = 0
+    tries: int = 0
+
+
+@dataclass
+class Log:
+    calls: list[Call] = field(default_factory=list)
+    faults: list[tuple[float, str]] = field(default_factory=list)
+
+
+# --- The processes ----------------------------------------------------------------------------
+
+
+class Mailbox:
+    """An SMTP server's handler that counts each message's idempotency key."""
+
+    def __init__(self) -> None:
+        self.keys: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.lock:
+            self.keys[str(message["X-Idempotency-Key"])] += 1
+        return "250 Message accepted"
+
+
+class Hooks:
+    """A webhook receiver that counts each event id it is sent (and answers 2xx)."""
+
+    def __init__(self) -> None:
+        self.ids: Counter[str] = Counter()
+        hooks = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                hooks.ids[self.headers.get("webhook-id", "")] += 1
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+class Topology:
+    def __init__(self, scratch: Path) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.scratch = scratch
+        self.postgres = ScratchPostgres()
+        self.db_url = self.postgres.create("soak")
+        self.redis = ScratchRedis()
+        self.mailbox = Mailbox()
+        self.smtp = Controller(self.mailbox, hostname="127.0.0.1", port=free_port())
+        self.smtp.start()
+        self.hooks = Hooks()
+        self.temporal_port = free_port()
+        self.address = f"127.0.0.1:{self.temporal_port}"
+        self.web_ports = {"web-a": free_port(), "web-b": free_port()}
+        self.bases = [f"http://127.0.0.1:{port}" for port in self.web_ports.values()]
+        keep = {"PATH", "HOME", "LANG", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV"}
+        self.env = {key: value for key, value in os.environ.items() if key in keep}
+        self.env.update(
+            DATABASE_URL=self.db_url,
+            REDIS_URL=self.redis.url,
+            DATA_DIR=str(scratch / "data"),
+            DJANGO_SETTINGS_MODULE="approvals.settings",
+            TEMPORAL_ADDRESS=self.address,
+            TEMPORAL_RPC_TIMEOUT="5",
+            SITE_URL=self.bases[0],
+            EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+            EMAIL_HOST="127.0.0.1",
+            EMAIL_PORT=str(self.smtp.port),
+            EMAIL_TIMEOUT="20",
+            LOG_LEVEL="WARNING",
+            SESSION_COOKIE_SECURE="0",
+            CSRF_COOKIE_SECURE="0",
+            LOGIN_FAILURE_LIMIT="100000",
+            API_RATE_LIMIT="100000",
+            WEBHOOK_TIMEOUT="5",
+        )
+        uvicorn = [sys.executable, "-m", "uvicorn", "approvals.asgi:application", "--host", "127.0.0.1"]
+        self.commands: dict[str, list[str]] = {
+            "temporal": [
+                binary("temporal"),
+                "server",
+                "start-dev",
+                "--headless",
+                "--db-filename",
+                str(scratch / "temporal.sqlite"),
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                str(self.temporal_port),
+                "--log-level",
+                "error",
+                *DEV_SERVER_ARGS,
+                *DEV_SERVER_FILE_ARGS,
+            ],
+            "worker": [sys.executable, "manage.py", "temporal_worker", "--queue", "interactive"],
+            "bulk-worker": [sys.executable, "manage.py", "temporal_worker", "--queue", "bulk"],
+            **{
+                name: [*uvicorn, "--port", str(port), "--log-level", "warning"]
+                for name, port in self.web_ports.items()
+            },
+        }
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str) -> None:
+        log = (self.scratch / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            self.commands[name], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        if name == "temporal":
+            wait_for("Temporal", lambda: listening(self.temporal_port), 60)
+        elif name in self.web_ports:
+            wait_for(name, lambda: listening(self.web_ports[name]), 60)
+
+    def up(self) -> None:
+        self.manage("migrate", "--noinput")
+        for name in self.commands:
+            self.start(name)
+
+    def ensure_up(self) -> None:
+        """Restart whatever is down (after the faults)."""
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                self.start(name)
+
+    def signal(self, name: str, sig: int) -> None:
+        self.processes[name].send_signal(sig)
+
+    def manage(
+        self, *args: str, timeout: float = 600, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and done.returncode != 0:
+            raise RuntimeError(f"manage.py {args[0]} failed:\n{done.stdout}\n{done.stderr}")
+        return done
+
+    def shell(self, code: str, **env: str) -> Any:
+        """Run Python in the app (Django set up); it prints one JSON value last."""
+        done = subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", code],
+            cwd=ROOT,
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"manage.py shell failed:\n{done.stdout}\n{done.stderr}")
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def down(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
+                process.send_signal(signal.SIGINT)
+        for process in self.processes.values():
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.smtp.stop()
+        self.hooks.server.shutdown()
+        self.redis.stop()
+        self.postgres.destroy()
+
+
+SETUP = """
+import json
+from datetime import timedelta
+from django.contrib.auth.models import Group, User
+from approvals import services
+from approvals.models import RequestType, Stage, WebhookSubscriber
+from approvals.services import tokens
+people = {}
+reviewers = Group.objects.create(name="Soak reviewers")
+for name in [f"requester{i}" for i in range(%(requesters)d)] + [f"reviewer{i}" for i in range(%(reviewers)d)]:
+    user = User.objects.create_user(name, email=f"{name}@example.com", password=%(password)r)
+    if name.startswith("reviewer"):
+        user.groups.add(reviewers)
+    people[name] = tokens.token_create(user=user, name="soak", scopes=["read", "create", "decide"])[1]
+admin = User.objects.create_superuser("admin", email="admin@example.com", password=%(password)r)
+kind = RequestType.objects.create(name="Soak", slug="soak", undo_seconds=0, distinct_approvers=False)
+stage = Stage.objects.create(
+    request_type=kind, name="Review", deadline=timedelta(seconds=%(deadline)d),
+    reminder_interval=timedelta(seconds=%(reminder)d), on_exhausted="expire",
+)
+stage.approver_groups.set([reviewers])
+services.subscriber_save(
+    subscriber=None, url=%(hooks)r, description="soak", events=list(WebhookSubscriber.Event.values),
+    is_active=True, by=admin,
+)
+print(json.dumps(people))
+"""
+
+
+# --- The load ---------------------------------------------------------------------------------
+
+
+class Person:
+    def __init__(self, name: str, token: str, bases: list[str], rng: random.Random, log: Log) -> None:
+        self.name, self.rng, self.log, self.bases = name, rng, log, bases
+        self.http = httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=15)
+
+    async def call(self, method: str, path: str, record: Call | None, **kwargs: Any) -> httpx.Response | None:
+        """One call, to either web process (the other if one is down), retried with the same
+        Idempotency-Key while its answer is unknown, as a careful client does."""
+        headers = {"Idempotency-Key": record.key} if record else {}
+        answer: httpx.Response | None = None
+        for attempt in range(4):
+            base = self.rng.choice(self.bases)
+            try:
+                answer = await self.http.request(method, f"{base}/api/v1{path}", headers=headers, **kwargs)
+            except httpx.HTTPError:
+                answer = None
+            if record is not None:
+                record.tries = attempt + 1
+            if answer is not None and answer.status_code < 500 and answer.status_code != 202:
+                break
+            await asyncio.sleep(0.5 * 2**attempt)
+        if record is not None:
+            record.status = answer.status_code if answer is not None else 0
+            if answer is not None and answer.status_code in (200, 201):
+                record.outcome = "acked"
+            elif answer is not None and 400 <= answer.status_code < 500 and answer.status_code != 429:
+                record.outcome = "refused"
+            self.log.calls.append(record)
+        return answer
+
+    async def requester(self, until: float) -> None:
+        while time.monotonic() < until:
+            record = Call(self.name, "create", str(uuid.uuid4()), "")
+            body = {"type": "soak", "title": f"Soak {record.key[:8]}", "details": "Under chaos"}
+            answer = await self.call("POST", "/requests", record, json=body)
+            if answer is not None and answer.status_code in (200, 201, 202):
+                record.request = answer.json().get("id", "")
+            await asyncio.sleep(self.rng.uniform(0.5, 2.0))
+
+    async def reviewer(self, until: float) -> None:
+        while time.monotonic() < until:
+            inbox = await self.call("GET", "/inbox", None, params={"state": "waiting"})
+            items = inbox.json().get("results", []) if inbox is not None and inbox.status_code == 200 else []
+            if items:
+                item = self.rng.choice(items)
+                kind = self.rng.choice(ACTION_KINDS)
+                record = Call(self.name, kind, str(uuid.uuid4()), item["request"]["id"])
+                body = {"kind": kind, "comment": f"{kind} by {self.name}"}
+                await self.call("POST", f"/requests/{record.request}/actions", record, json=body)
+            await asyncio.sleep(self.rng.uniform(0.3, 1.5))
+
+
+# --- The faults --------------------------------------------------------------------------------
+
+
+async def faults(
+    topology: Topology, rng: random.Random, knobs: Knobs, until: float, log: Log, start: float
+) -> None:
+    while (wait := rng.uniform(*knobs.fault_every)) < until - time.monotonic():
+        await asyncio.sleep(wait)
+        fault = rng.choice(FAULTS)
+        pause = rng.uniform(*knobs.pause)
+        log.faults.append((round(time.monotonic() - start, 1), fault))
+        print(f"{time.monotonic() - start:7.1f} s  {fault} ({pause:.1f} s)", flush=True)
+        verb, name = fault.split()
+        if verb == "kill":
+            topology.signal(name, signal.SIGKILL)
+            topology.processes[name].wait(10)
+            await asyncio.sleep(pause)
+            await asyncio.to_thread(topology.start, name)
+        elif verb == "pause":
+            topology.signal(name, signal.SIGSTOP)
+            await asyncio.sleep(pause)
+            topology.signal(name, signal.SIGCONT)
+        elif name == "postgres":
+            await asyncio.to_thread(topology.postgres.stop)
+            await asyncio.sleep(pause)
+            await asyncio.to_thread(topology.postgres.start)
+        else:
+            topology.redis.stop()
+            await asyncio.sleep(pause)
+            await asyncio.to_thread(topology.redis.start)
+
+
+async def load(topology: Topology, people: dict[str, str], knobs: Knobs, log: Log) -> None:
+    rng = random.Random(knobs.seed)
+    start = time.monotonic()
+    until = start + knobs.seconds
+    persons = [
+        Person(name, token, topology.bases, random.Random(rng.random()), log)
+        for name, token in people.items()
+    ]
+    tasks = [
+        (person.requester if person.name.startswith("requester") else person.reviewer)(until)
+        for person in persons
+    ]
+    await asyncio.gather(faults(topology, rng, knobs, until, log, start), *tasks)
+    for person in persons:
+        await person.http.aclose()
+
+
+def settle(topology: Topology, knobs: Knobs) -> float:
+    """Bring everything back, and wait until nothing waits on the system: every request ended
+    (or sent back to its requester), no action pending, no email or webhook still to go. The
+    seconds that took."""
+    started = time.monotonic()
+    topology.ensure_up()
+    deadline = started + knobs.settle_seconds
+    while (left := int(topology.shell(OPEN))) > 0:
+        if time.monotonic() > deadline:
+            print(f"{left} things still under way after {knobs.settle_seconds:.0f} s", flush=True)
+            break
+        time.sleep(2)
+    return time.monotonic() - started
+
+
+OPEN = """
+import json
+from approvals.models import ApprovalRequest, OutboundEmail, PendingAction, WebhookDelivery
+from workflows.types import FINAL_STATUSES
+print(json.dumps(
+    ApprovalRequest.objects.exclude(status__in=[s.value for s in FINAL_STATUSES])
+    .exclude(status="changes_requested").count()
+    + PendingAction.objects.count()
+    + OutboundEmail.objects.filter(status="pending").count()
+    + WebhookDelivery.objects.filter(status="pending").count()
+))
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=120, help="How long the load runs.")
+    parser.add_argument("--seed", type=int, default=7, help="The seed of the faults and the load.")
+    parser.add_argument("--out", type=Path, help="Write the summary (JSON) here.")
+    parser.add_argument("--keep", action="store_true", help="Keep the scratch directory (logs).")
+    options = parser.parse_args(argv)
+    knobs = Knobs(seconds=options.seconds, seed=options.seed)
+    print(f"Soak: seed {knobs.seed}, {knobs.seconds:.0f} s of load", flush=True)
+    scratch = Path(tempfile.mkdtemp(prefix="approvals-soak-"))
+    topology = Topology(scratch)
+    log = Log()
+    try:
+        topology.up()
+        setup = SETUP % {
+            "requesters": knobs.requesters,
+            "reviewers": knobs.reviewers,
+            "password": PASSWORD,
+            "deadline": 25,
+            "reminder": 8,
+            "hooks": topology.hooks.url,
+        }
+        people: dict[str, str] = topology.shell(setup)
+        asyncio.run(load(topology, people, knobs, log))
+        settled = settle(topology, knobs)
+        from bench import soak_checks
+
+        results = soak_checks.run_all(topology, log)
+    finally:
+        topology.down()
+    summary = {
+        "seed": knobs.seed,
+        "seconds": knobs.seconds,
+        "actions": len(log.calls),
+        "acknowledged": sum(c.outcome == "acked" for c in log.calls),
+        "faults": len(log.faults),
+        "fault_log": log.faults,
+        "settle_seconds": round(settled, 1),
+        "invariants": [asdict(r) for r in results],
+        "held": all(r.held for r in results),
+        "scratch": str(scratch) if options.keep else "",
+    }
+    print(
+        f"{summary['actions']} actions ({summary['acknowledged']} acknowledged), {len(log.faults)} faults, "
+        f"settled in {settled:.1f} s"
+    )
+    for r in results:
+        print(
+            f"  {'held  ' if r.held else 'BROKEN'}  {r.name}: {r.count} checked"
+            + (f"; {r.problem}" if r.problem else "")
+        )
+    print(
+        f"Seed {knobs.seed}: {'every invariant held' if summary['held'] else 'AN INVARIANT BROKE'}",
+        flush=True,
+    )
+    if options.out:
+        options.out.write_text(json.dumps(summary, indent=1))
+    if not options.keep:
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 0 if summary["held"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""The soak's read-model invariants (bench/soak_checks.py) can fail: each catches what it is
+there for in a read model made to hold exactly that flaw, and passes on the same without it."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from approvals.api.routes import KEYS
+from approvals.models import OutboundEmail, RequestEvent, RequestType, WebhookDelivery, WebhookEvent
+from approvals.services import subscriber_save
+from bench.soak_checks import read_model_findings
+from tests.conftest import make_request
+
+pytestmark = pytest.mark.django_db
+
+
+def broken(findings: list[tuple[str, int, list[str]]]) -> dict[str, list[str]]:
+    return {name: problems for name, _, problems in findings if problems}
+
+
+def call(who: str, kind: str, outcome: str, key: str | None = None) -> dict[str, Any]:
+    return {
+        "who": who,
+        "kind": kind,
+        "key": key or str(uuid.uuid4()),
+        "request": "",
+        "outcome": outcome,
+        "status": 200,
+    }
+
+
+def event(request: Any, seq: int, kind: str, user: User, key: str) -> None:
+    RequestEvent.objects.create(
+        request=request,
+        seq=seq,
+        kind=kind,
+        actor=user,
+        occurred_at=timezone.now(),
+        action_id=str(uuid.uuid5(KEYS, f"{user.pk}:{key}")),
+    )
+
+
+def test_actions_are_counted_against_what_the_client_was_told(
+    people: dict[str, User], purchase: RequestType
+) -> None:
+    request = make_request(people, purchase, title="Soak 1234abcd")
+    once, twice, refused = (
+        call("reviewer1", "approve", "acked"),
+        call("reviewer1", "comment", "unknown"),
+        call("reviewer1", "reject", "refused"),
+    )
+    created = call("requester", "create", "acked", key="1234abcd-0000")
+    event(request, 1, "approval", people["reviewer1"], once["key"])
+    assert broken(read_model_findings([created, once, twice, refused], {}, {})) == {}
+
+    lost = call("reviewer1", "approve", "acked")  # acknowledged, never recorded
+    event(request, 2, "comment", people["reviewer1"], twice["key"])
+    event(request, 3, "comment", people["reviewer1"], twice["key"])  # recorded twice
+    event(request, 4, "rejected", people["reviewer1"], refused["key"])  # refused, yet recorded
+    found = broken(read_model_findings([created, once, twice, refused, lost], {}, {}))
+    assert set(found) == {
+        "every acknowledged action is in its timeline exactly once",
+        "no unacknowledged action is in it twice",
+        "no refused action is in it",
+    }
+    assert "0 times in the timeline" in found["every acknowledged action is in its timeline exactly once"][0]
+
+
+def test_emails_and_webhooks_are_counted_against_what_their_servers_received(
+    people: dict[str, User], purchase: RequestType
+) -> None:
+    request = make_request(people, purchase)
+    for key in ("assigned:1", "reminder:1"):
+        OutboundEmail.objects.create(
+            idempotency_key=key,
+            request=request,
+            kind="assigned",
+            to="a@example.com",
+            subject="s",
+            body_text="b",
+            status="sent",
+        )
+    subscriber = subscriber_save(
+        subscriber=None,
+        url="https://erp.example.com/hooks",
+        description="",
+        events=["request.submitted"],
+        is_active=True,
+        by=people["admin"],
+    )
+    hook = WebhookEvent.objects.create(
+        type="request.submitted", source="soak:1", request=request, payload={}, occurred_at=timezone.now()
+    )
+    WebhookDelivery.objects.create(event=hook, subscriber=subscriber, status="delivered")
+    fine = {"assigned:1": 1, "reminder:1": 1}
+    assert broken(read_model_findings([], fine, {hook.event_id: 2})) == {}  # a webhook twice is allowed
+
+    found = broken(read_model_findings([], {"assigned:1": 2, "stray:9": 1}, {}))
+    assert found["every email key was sent at most once"] == [
+        "assigned:1 sent 2 times",
+        "stray:9 was sent but is not recorded",
+    ]
+    assert found["every email that was due was sent"] == ["reminder:1 is marked sent, yet never arrived"]
+    assert found["every webhook event was delivered at least once and recorded once"] == [
+        f"event {hook.event_id} never reached the receiver"
+    ]
