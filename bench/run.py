@@ -938,6 +938,7 @@ TARGETS = {
 
 
 HISTORY = "## History"
+SOAK = "## Chaos soak"  # bench/soak.py --record writes it, above the history
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -1061,9 +1062,11 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
-    # The history below the table (before and after of each change) is kept by hand.
+    # The soak's table and the history below (before and after of each change, kept by hand)
+    # are not this run's to write.
     kept = args.markdown.read_text() if args.markdown.exists() else ""
-    history = kept[kept.index(HISTORY) :] if HISTORY in kept else HISTORY + "\n"
+    starts = [kept.index(heading) for heading in (SOAK, HISTORY) if heading in kept]
+    history = kept[min(starts) :] if starts else HISTORY + "\n"
     args.markdown.write_text(markdown(result) + "\n" + history)
     if any("failed" in reason for reason in figures.reasons.values()):
         print(f"A scenario failed: the processes' logs are kept in {scratch}", file=sys.stderr)

@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from approvals.client.connection import DEV_SERVER_ARGS, DEV_SERVER_FILE_ARGS  # noqa: E402
 from bench.processes import ScratchPostgres, ScratchRedis, free_port, listening  # noqa: E402
-from bench.run import binary, wait_for  # noqa: E402
+from bench.run import HISTORY, SOAK, binary, revision, wait_for  # noqa: E402
 
 PASSWORD = "soak-pass-123"
 ACTION_KINDS = ["approve", "approve", "approve", "reject", "comment", "comment", "request_changes"]
@@ -72,6 +72,7 @@ class Knobs:
     seed: int
     requesters: int = 3
     reviewers: int = 4
+    faults: int = 1000  # at most this many
     fault_every: tuple[float, float] = (5.0, 12.0)  # seconds between faults, drawn uniformly
     pause: tuple[float, float] = (0.5, 4.0)  # seconds a fault lasts before its restart
     settle_seconds: float = 240.0
@@ -360,7 +361,10 @@ class Person:
 async def faults(
     topology: Topology, rng: random.Random, knobs: Knobs, until: float, log: Log, start: float
 ) -> None:
-    while (wait := rng.uniform(*knobs.fault_every)) < until - time.monotonic():
+    while (
+        len(log.faults) < knobs.faults
+        and (wait := rng.uniform(*knobs.fault_every)) < until - time.monotonic()
+    ):
         await asyncio.sleep(wait)
         fault = rng.choice(FAULTS)
         pause = rng.uniform(*knobs.pause)
@@ -432,14 +436,69 @@ print(json.dumps(
 """
 
 
+SOAK_INTRO = """
+Written by `bench/soak.py --record` (see the README), one row a run: the seconds of load, the
+calls the simulated people made (those acknowledged to them in brackets), the faults injected,
+the invariants that held of those checked, and the seconds the system took to settle once the
+load stopped (everything back up, every request at its end, nothing left to send).
+
+| Date | Revision | Seed | Load (s) | Actions (acked) | Faults | Invariants held | Settled (s) |
+|---|---|---|---|---|---|---|---|
+"""
+
+
+def record(summary: dict[str, Any], path: Path) -> None:
+    """Add this run's row to the soak's table in docs/benchmarks.md (the section bench/run.py
+    keeps when it writes the rest)."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if SOAK not in text:
+        section = f"{SOAK}\n{SOAK_INTRO}\n"
+        at = text.index(HISTORY) if HISTORY in text else len(text)
+        text = text[:at].rstrip("\n") + "\n\n" + section + text[at:]
+    faults = Counter(fault for _, fault in summary["fault_log"])
+    held = sum(r["held"] for r in summary["invariants"])
+    row = (
+        f"| {time.strftime('%Y-%m-%d')} | {revision()} | {summary['seed']} | {summary['seconds']:.0f} "
+        f"| {summary['actions']} ({summary['acknowledged']}) "
+        f"| {summary['faults']}: {', '.join(f'{n}× {f}' for f, n in sorted(faults.items()))} "
+        f"| {held} of {len(summary['invariants'])} | {summary['settle_seconds']} |"
+    )
+    start = text.index(SOAK)
+    end = text.find("\n## ", start + len(SOAK))
+    end = len(text) if end < 0 else end
+    section = text[start:end].rstrip("\n") + "\n" + row + "\n\n"
+    path.write_text(text[:start] + section + text[end:].lstrip("\n"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=120, help="How long the load runs.")
     parser.add_argument("--seed", type=int, default=7, help="The seed of the faults and the load.")
+    parser.add_argument("--faults", type=int, default=1000, help="At most this many faults.")
+    parser.add_argument(
+        "--fault-every",
+        type=float,
+        nargs=2,
+        default=(5.0, 12.0),
+        metavar=("LOW", "HIGH"),
+        help="Seconds between faults, drawn between these two (default 5 12).",
+    )
     parser.add_argument("--out", type=Path, help="Write the summary (JSON) here.")
     parser.add_argument("--keep", action="store_true", help="Keep the scratch directory (logs).")
+    parser.add_argument(
+        "--record",
+        type=Path,
+        nargs="?",
+        const=ROOT / "docs" / "benchmarks.md",
+        help="Add the run's figures to this table (docs/benchmarks.md unless told).",
+    )
     options = parser.parse_args(argv)
-    knobs = Knobs(seconds=options.seconds, seed=options.seed)
+    knobs = Knobs(
+        seconds=options.seconds,
+        seed=options.seed,
+        faults=options.faults,
+        fault_every=tuple(options.fault_every),
+    )
     print(f"Soak: seed {knobs.seed}, {knobs.seconds:.0f} s of load", flush=True)
     scratch = Path(tempfile.mkdtemp(prefix="approvals-soak-"))
     topology = Topology(scratch)
@@ -489,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if options.out:
         options.out.write_text(json.dumps(summary, indent=1))
+    if options.record:
+        record(summary, options.record)
     if not options.keep:
         import shutil
 

@@ -14,11 +14,12 @@ import os
 import tempfile
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
 
 from workflows.approval import ApprovalWorkflow
@@ -143,8 +144,14 @@ def read_model(topology: Any, calls: list[Any]) -> list[Result]:
 
 def reconciled(topology: Any) -> Result:
     done = topology.manage("reconcile", check=False)
-    lines = done.stdout.strip().splitlines()
-    problems = [] if done.returncode == 0 else lines[:-1] or [done.stderr.strip()[-300:]]
+    return reconcile_judged(done.returncode, done.stdout, done.stderr)
+
+
+def reconcile_judged(returncode: int, stdout: str, stderr: str) -> Result:
+    """What `manage.py reconcile` answered, judged: its last line counts the requests it checked,
+    and the lines before it name each drift."""
+    lines = stdout.strip().splitlines()
+    problems = [] if returncode == 0 else lines[:-1] or [stderr.strip()[-300:]]
     count = int(lines[-1].split()[0]) if lines and lines[-1].split()[0].isdigit() else 0
     return judged("reconcile finds no drift between the read model and Temporal", count, problems)
 
@@ -174,17 +181,22 @@ async def temporal_checks(address: str) -> list[Result]:
         await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
         async for execution in client.list_workflows("")
     ]
-    replayer = Replayer(workflows=WORKFLOWS)
+    return [
+        judged("no workflow is stuck (failing task, activity retrying past a bound)", running, stuck),
+        judged("no workflow failed", len(histories), failed),
+        await replayed(histories),
+    ]
+
+
+async def replayed(histories: list[WorkflowHistory], workflows: Sequence[type] = WORKFLOWS) -> Result:
+    """Every history replays on this code (`workflows`, today's unless told)."""
+    replayer = Replayer(workflows=workflows)
     failures = []
     for history in histories:
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
         if result.replay_failure is not None:
             failures.append(f"{history.workflow_id}: {result.replay_failure}")
-    return [
-        judged("no workflow is stuck (failing task, activity retrying past a bound)", running, stuck),
-        judged("no workflow failed", len(histories), failed),
-        judged("every history replays on today's code", len(histories), failures),
-    ]
+    return judged("every history replays on today's code", len(histories), failures)
 
 
 def run_all(topology: Any, log: Any) -> list[Result]:

@@ -15,7 +15,7 @@ import pytest
 
 from bench.run import KEYS
 
-pytestmark = pytest.mark.temporal_server
+pytestmark = [pytest.mark.temporal_server, pytest.mark.slow]  # minutes: CI runs it after the suite
 ROOT = Path(__file__).resolve().parents[2]
 
 

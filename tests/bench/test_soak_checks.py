@@ -109,3 +109,29 @@ def test_emails_and_webhooks_are_counted_against_what_their_servers_received(
     assert found["every webhook event was delivered at least once and recorded once"] == [
         f"event {hook.event_id} never reached the receiver"
     ]
+
+
+def test_each_soak_adds_its_row_above_the_benchmarks_history(tmp_path: Any) -> None:
+    from bench.run import HISTORY, SOAK
+    from bench.soak import record
+
+    table = tmp_path / "benchmarks.md"
+    table.write_text(f"# Benchmarks\n\n| Key | App |\n|---|---|\n\n{HISTORY}\n\nBy hand.\n")
+    summary = {
+        "seed": 29,
+        "seconds": 120.0,
+        "actions": 300,
+        "acknowledged": 280,
+        "faults": 2,
+        "fault_log": [[12.5, "kill worker"], [30.1, "kill worker"]],
+        "invariants": [{"held": True}, {"held": False}],
+        "settle_seconds": 18.4,
+    }
+    record(summary, table)
+    record({**summary, "seed": 30}, table)
+    text = table.read_text()
+    assert text.index("| Key | App |") < text.index(SOAK) < text.index(HISTORY)
+    assert text.endswith(f"{HISTORY}\n\nBy hand.\n")
+    rows = [line for line in text.splitlines() if line.startswith("| 20")]
+    assert [row.split(" | ")[2] for row in rows] == ["29", "30"]
+    assert "| 300 (280) | 2: 2× kill worker | 1 of 2 | 18.4 |" in rows[0]

@@ -264,6 +264,7 @@ def children_started(events: list[HistoryEvent]) -> int:
     return sum(e.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED for e in events)
 
 
+@pytest.mark.slow  # minutes: CI runs it after the suite (pyproject's markers)
 def test_2500_reviews_fan_out_in_bounded_runs_and_end_with_exact_counts(
     loop: LoopThread, env: WorkflowEnvironment
 ) -> None:
