@@ -1,18 +1,40 @@
 """Servers of a run's own, started and stopped at will: a PostgreSQL cluster (initdb and pg_ctl,
 on its own port, so that stopping it never touches the machine's server) and a Redis server.
-The soak (bench/soak.py) and the fault tests (tests/integration/test_faults.py) use them."""
+The soak (bench/soak.py) and the fault tests (tests/integration/test_faults.py) use them; and the
+JSON answering of the small HTTP services they stand up (a supplier, a webhook receiver)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 
 import psycopg
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """A quiet handler of a service on loopback that reads and answers JSON."""
+
+    def json_body(self) -> Any:
+        return json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+
+    def answer(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
 
 
 def free_port() -> int:

@@ -7,9 +7,12 @@ the load stops and the system settles, the books must balance.
 It starts the production topology on loopback, each part a process of its own: two web processes
 (uvicorn), the interactive and the bulk worker, the Temporal dev server on a persistent file, a
 PostgreSQL cluster of its own and a Redis server of its own (bench/processes.py), beside an SMTP
-server and a webhook receiver in this process. Simulated requesters submit through the HTTP API;
-simulated reviewers approve, reject, comment and ask
-for changes, through either web process; short deadlines and reminders keep timers firing.
+server, a webhook receiver and a purchase-order supplier in this process. Simulated requesters
+submit through the HTTP API, a third of them purchases whose fulfilment sagas call the supplier
+(which fails now and then, and refuses one amount for good); simulated reviewers approve,
+reject, comment and ask for changes, through either web process; a small access-review campaign
+runs on the bulk worker, its owner keeping reviews through the browser's pages; short deadlines
+and reminders keep timers firing.
 Every call is made with an Idempotency-Key and retried as a careful client retries, and every
 answer the client saw is logged.
 
@@ -30,6 +33,7 @@ import email.policy
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -39,7 +43,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from approvals.client.connection import DEV_SERVER_ARGS, DEV_SERVER_FILE_ARGS  # noqa: E402
-from bench.processes import ScratchPostgres, ScratchRedis, free_port, listening  # noqa: E402
+from bench.processes import JsonHandler, ScratchPostgres, ScratchRedis, free_port, listening  # noqa: E402
 from bench.run import HISTORY, SOAK, binary, revision, wait_for  # noqa: E402
 
 PASSWORD = "soak-pass-123"
@@ -72,6 +76,7 @@ class Knobs:
     seed: int
     requesters: int = 3
     reviewers: int = 4
+    holders: int = 40  # of the access the campaign reviews
     faults: int = 1000  # at most this many
     fault_every: tuple[float, float] = (5.0, 12.0)  # seconds between faults, drawn uniformly
     pause: tuple[float, float] = (0.5, 4.0)  # seconds a fault lasts before its restart
@@ -96,7 +101,8 @@ class Call:
 @dataclass
 class Log:
     calls: list[Call] = field(default_factory=list)
-    faults: list[tuple[float, str]] = field(default_factory=list)
+    faults: list[tuple[float, str]] = field(default_factory=list)  # (seconds into the load, fault)
+    started: float = 0.0  # time.monotonic() as the load started
 
 
 # --- The processes ----------------------------------------------------------------------------
@@ -107,12 +113,15 @@ class Mailbox:
 
     def __init__(self) -> None:
         self.keys: Counter[str] = Counter()
+        self.copies: dict[str, list[tuple[float, str]]] = {}  # key -> (when, Message-ID) of each
         self.lock = threading.Lock()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.lock:
-            self.keys[str(message["X-Idempotency-Key"])] += 1
+            key = str(message["X-Idempotency-Key"]).strip()  # (a long one comes folded)
+            self.keys[key] += 1
+            self.copies.setdefault(key, []).append((time.monotonic(), str(message["Message-ID"]).strip()))
         return "250 Message accepted"
 
 
@@ -123,23 +132,70 @@ class Hooks:
         self.ids: Counter[str] = Counter()
         hooks = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 hooks.ids[self.headers.get("webhook-id", "")] += 1
                 self.send_response(204)
                 self.end_headers()
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+class Supplier:
+    """The purchase-order service fulfilment sagas call: an order per Idempotency-Key, whatever
+    is sent again under it. It refuses orders of REFUSED_AMOUNT for good (the saga rolls back at
+    once), and now and then fails for a moment (503) or places the order and loses its answer,
+    drawn from its own seeded generator."""
+
+    REFUSED_AMOUNT = "13.00"
+
+    def __init__(self, seed: int) -> None:
+        self.orders: dict[str, str] = {}  # idempotency key -> order number
+        self.cancelled: set[str] = set()
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        supplier = self
+
+        class Handler(JsonHandler):
+            def do_POST(self) -> None:
+                body = self.json_body()
+                with supplier.lock:
+                    status, answer = supplier.answer(self.path, self.headers.get("Idempotency-Key", ""), body)
+                self.answer(status, answer)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/orders"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def answer(self, path: str, key: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        luck = self.rng.random()
+        if luck < 0.1:
+            return 503, {"error": "busy for a moment"}
+        if path == "/orders":
+            if str(body.get("amount")) == self.REFUSED_AMOUNT:
+                return 422, {"error": "that amount is refused"}
+            number = self.orders.setdefault(key, f"EXT-{len(self.orders) + 1}")
+            return (
+                (503, {"error": "placed, and the answer lost"}) if luck < 0.2 else (201, {"number": number})
+            )
+        if path == "/orders/cancel":  # by the key it was placed under, its answer lost
+            if (number := self.orders.get(str(body.get("key")))) is None:
+                return 404, {"error": "no such order"}
+            self.cancelled.add(number)
+            return 200, {"number": number}
+        self.cancelled.add(path.split("/")[2])
+        return 200, {}
+
+    def state(self) -> dict[str, Any]:
+        with self.lock:
+            return {"orders": dict(self.orders), "cancelled": sorted(self.cancelled)}
+
+
 class Topology:
-    def __init__(self, scratch: Path) -> None:
+    def __init__(self, scratch: Path, seed: int) -> None:
         from aiosmtpd.controller import Controller
 
         self.scratch = scratch
@@ -150,6 +206,7 @@ class Topology:
         self.smtp = Controller(self.mailbox, hostname="127.0.0.1", port=free_port())
         self.smtp.start()
         self.hooks = Hooks()
+        self.supplier = Supplier(seed)
         self.temporal_port = free_port()
         self.address = f"127.0.0.1:{self.temporal_port}"
         self.web_ports = {"web-a": free_port(), "web-b": free_port()}
@@ -174,6 +231,8 @@ class Topology:
             LOGIN_FAILURE_LIMIT="100000",
             API_RATE_LIMIT="100000",
             WEBHOOK_TIMEOUT="5",
+            PURCHASE_ORDER_URL=self.supplier.url,
+            PURCHASE_ORDER_TIMEOUT="5",
         )
         uvicorn = [sys.executable, "-m", "uvicorn", "approvals.asgi:application", "--host", "127.0.0.1"]
         self.commands: dict[str, list[str]] = {
@@ -267,6 +326,7 @@ class Topology:
                 process.kill()
         self.smtp.stop()
         self.hooks.server.shutdown()
+        self.supplier.server.shutdown()
         self.redis.stop()
         self.postgres.destroy()
 
@@ -276,7 +336,11 @@ import json
 from datetime import timedelta
 from django.contrib.auth.models import Group, User
 from approvals import services
-from approvals.models import RequestType, Stage, WebhookSubscriber
+from decimal import Decimal
+from django.utils import timezone
+from approvals.models import (
+    AccessGrant, ApprovalRequest, CostCentre, RequestType, Resource, Stage, WebhookSubscriber,
+)
 from approvals.services import tokens
 people = {}
 reviewers = Group.objects.create(name="Soak reviewers")
@@ -292,9 +356,39 @@ stage = Stage.objects.create(
     reminder_interval=timedelta(seconds=%(reminder)d), on_exhausted="expire",
 )
 stage.approver_groups.set([reviewers])
+# Purchases: approved, each runs a fulfilment saga (reserve the budget, then order from the supplier).
+order = RequestType.objects.create(
+    name="Soak order", slug="soak-order", undo_seconds=0, distinct_approvers=False, fulfilment="purchase"
+)
+Stage.objects.create(
+    request_type=order, name="Review", deadline=timedelta(seconds=%(deadline)d),
+    reminder_interval=timedelta(seconds=%(reminder)d), on_exhausted="expire",
+).approver_groups.set([reviewers])
+centre = CostCentre.objects.create(code="soak", name="Soak")
+services.budget_allocate(cost_centre=centre, amount=Decimal("1000000"), key="soak:budget")
 services.subscriber_save(
     subscriber=None, url=%(hooks)r, description="soak", events=list(WebhookSubscriber.Event.values),
     is_active=True, by=admin,
+)
+# A small access review: holders of a drive reviewer0 owns, kept at its deadline unless decided.
+now = timezone.now()
+drive = Resource.objects.create(
+    code="soak-drive", name="Soak drive", roles="read", owner=User.objects.get(username="reviewer0"),
+)
+for n in range(%(holders)d):
+    holder = User.objects.create_user(f"holder{n}", email=f"holder{n}@example.com")
+    held = ApprovalRequest.objects.create(
+        request_type=kind, requester=holder, title="Soak drive", status="approved", resource=drive,
+        access_role="read", access_days=90, workflow_started_at=now,
+    )
+    AccessGrant.objects.create(
+        key=f"seed:{held.public_id}", request=held, holder=holder, resource=drive, role="read",
+        starts_at=now, ends_at=now + timedelta(days=90),
+    )
+services.campaign_start(
+    actor=admin, name="Soak review", resource=drive, role="", reviewer="owner",
+    deadline=now + timedelta(seconds=%(campaign)d), remind_every=timedelta(minutes=1),
+    escalate_after=None, end_rule="keep",
 )
 print(json.dumps(people))
 """
@@ -336,7 +430,14 @@ class Person:
     async def requester(self, until: float) -> None:
         while time.monotonic() < until:
             record = Call(self.name, "create", str(uuid.uuid4()), "")
-            body = {"type": "soak", "title": f"Soak {record.key[:8]}", "details": "Under chaos"}
+            body: dict[str, Any] = {
+                "type": "soak",
+                "title": f"Soak {record.key[:8]}",
+                "details": "Under chaos",
+            }
+            if self.rng.random() < 0.3:  # a purchase, now and then of an amount the supplier refuses
+                amount = self.rng.choice(["120.00", "250.00", Supplier.REFUSED_AMOUNT])
+                body |= {"type": "soak-order", "amount": amount, "cost_centre": "soak"}
             answer = await self.call("POST", "/requests", record, json=body)
             if answer is not None and answer.status_code in (200, 201, 202):
                 record.request = answer.json().get("id", "")
@@ -353,6 +454,53 @@ class Person:
                 body = {"kind": kind, "comment": f"{kind} by {self.name}"}
                 await self.call("POST", f"/requests/{record.request}/actions", record, json=body)
             await asyncio.sleep(self.rng.uniform(0.3, 1.5))
+
+    async def campaign_reviewer(self, until: float) -> None:
+        """Keep reviews of the campaign one at a time through the browser's own pages (logged in,
+        with the CSRF token), as the drive's owner, until none is left or the load ends."""
+        browser = httpx.AsyncClient(timeout=15, follow_redirects=False)
+        while time.monotonic() < until:
+            base = self.rng.choice(self.bases)
+            try:
+                page = await browser.get(f"{base}/inbox/reviews/")
+                if page.status_code == 302:  # not logged in (or the session is gone): log in
+                    await browser.get(f"{base}/accounts/login/")
+                    await browser.post(
+                        f"{base}/accounts/login/",
+                        data={"username": self.name, "password": PASSWORD},
+                        headers={"X-CSRFToken": browser.cookies.get("csrftoken", "")},
+                    )
+                    continue
+                ids = re.findall(r'name="ids" value="(\d+)"', page.text) if page.status_code == 200 else []
+            except httpx.HTTPError:
+                ids = []
+            if ids:
+                await self.keep(browser, base, self.rng.choice(ids))
+            await asyncio.sleep(self.rng.uniform(0.5, 2.0))
+        await browser.aclose()
+
+    async def keep(self, browser: httpx.AsyncClient, base: str, item: str) -> None:
+        record = Call(self.name, "keep", item, "campaign")
+        for attempt in range(3):  # no answer: a person clicks again
+            record.tries = attempt + 1
+            try:
+                answer = await browser.post(
+                    f"{base}/inbox/reviews/decide/",
+                    data={"ids": item, "kind": "keep", "comment": "Still needed"},
+                    headers={"X-CSRFToken": browser.cookies.get("csrftoken", "")},
+                )
+            except httpx.HTTPError:
+                await asyncio.sleep(1)
+                continue
+            record.status = answer.status_code
+            told = re.search(r'id="review-results-title">(\d+) of \d+ kept<', answer.text)
+            if told and told.group(1) == "1":
+                record.outcome = "acked"
+            elif told and 'class="pending"' not in answer.text:
+                record.outcome = "refused"
+            if answer.status_code < 500:
+                break
+        self.log.calls.append(record)
 
 
 # --- The faults --------------------------------------------------------------------------------
@@ -392,7 +540,7 @@ async def faults(
 
 async def load(topology: Topology, people: dict[str, str], knobs: Knobs, log: Log) -> None:
     rng = random.Random(knobs.seed)
-    start = time.monotonic()
+    start = log.started = time.monotonic()
     until = start + knobs.seconds
     persons = [
         Person(name, token, topology.bases, random.Random(rng.random()), log)
@@ -402,6 +550,7 @@ async def load(topology: Topology, people: dict[str, str], knobs: Knobs, log: Lo
         (person.requester if person.name.startswith("requester") else person.reviewer)(until)
         for person in persons
     ]
+    tasks += [person.campaign_reviewer(until) for person in persons if person.name == "reviewer0"]
     await asyncio.gather(faults(topology, rng, knobs, until, log, start), *tasks)
     for person in persons:
         await person.http.aclose()
@@ -424,7 +573,9 @@ def settle(topology: Topology, knobs: Knobs) -> float:
 
 OPEN = """
 import json
-from approvals.models import ApprovalRequest, OutboundEmail, PendingAction, WebhookDelivery
+from approvals.models import (
+    ApprovalRequest, Campaign, Fulfilment, OutboundEmail, PendingAction, WebhookDelivery,
+)
 from workflows.types import FINAL_STATUSES
 print(json.dumps(
     ApprovalRequest.objects.exclude(status__in=[s.value for s in FINAL_STATUSES])
@@ -432,6 +583,10 @@ print(json.dumps(
     + PendingAction.objects.count()
     + OutboundEmail.objects.filter(status="pending").count()
     + WebhookDelivery.objects.filter(status="pending").count()
+    + Fulfilment.objects.exclude(status__in=["fulfilled", "rolled_back"]).count()
+    + Campaign.objects.exclude(status__in=["completed", "cancelled"]).count()
+    + ApprovalRequest.objects.filter(status="approved", request_type__fulfilment="purchase")
+    .exclude(fulfilment__in=["fulfilled", "rolled_back"]).count()
 ))
 """
 
@@ -501,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"Soak: seed {knobs.seed}, {knobs.seconds:.0f} s of load", flush=True)
     scratch = Path(tempfile.mkdtemp(prefix="approvals-soak-"))
-    topology = Topology(scratch)
+    topology = Topology(scratch, knobs.seed)
     log = Log()
     try:
         topology.up()
@@ -512,6 +667,8 @@ def main(argv: list[str] | None = None) -> int:
             "deadline": 25,
             "reminder": 8,
             "hooks": topology.hooks.url,
+            "holders": knobs.holders,
+            "campaign": max(65, int(knobs.seconds * 0.75)),  # its deadline, from now
         }
         people: dict[str, str] = topology.shell(setup)
         asyncio.run(load(topology, people, knobs, log))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
-import json
 import os
 import shutil
 import socket
@@ -54,6 +53,7 @@ from approvals.services import budget_allocate, policy_snapshot, request_project
 from approvals.services.projection import approvers_for
 from approvals.settings import redis_channel_layers
 from approvals.worker import build_bulk_worker, build_webhook_worker, build_worker, relay_webhooks
+from bench.processes import JsonHandler
 from workflows import handlers
 from workflows.grant import GrantWorkflow
 from workflows.review import Review
@@ -331,9 +331,9 @@ class Endpoint:
         self.lock = threading.Lock()
         endpoint = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+                body = self.json_body()
                 key = self.headers["Idempotency-Key"]
                 with endpoint.lock:
                     status, answer, hold = endpoint.answer(self.path, key, body)
@@ -341,17 +341,6 @@ class Endpoint:
                     endpoint.held.set()
                     endpoint.release.wait(120)
                 self.answer(status, answer)
-
-            def answer(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/orders"

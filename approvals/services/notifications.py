@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.core.mail import EmailMultiAlternatives
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.backends.base import BaseEmailBackend
 from django.db import InterfaceError, OperationalError, connection
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -122,10 +123,17 @@ def email_once(
         )
         return
     headers = {"X-Idempotency-Key": key, "Message-ID": message_id(key)}
-    message = EmailMultiAlternatives(email.subject, email.body_text, to=[email.to], headers=headers)
+    connection = get_connection()
+    message = EmailMultiAlternatives(
+        email.subject, email.body_text, to=[email.to], headers=headers, connection=connection
+    )
     message.attach_alternative(email.body_html, "text/html")
     try:
-        message.send()
+        connection.open()
+        message.send()  # on the open connection: back once the server has taken it
+        # Recorded before taking leave of the server, so that a worker that dies after the
+        # server took the email is unlikely to have not yet recorded it (one UPDATE between).
+        _mark_sent(email.pk, key)
     except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused) as exc:
         # The address is refused for good: retrying cannot help. Recorded for staff to see.
         OutboundEmail.objects.filter(pk=email.pk).update(
@@ -142,7 +150,16 @@ def email_once(
             return
         raise  # 4xx: a temporary failure; the activity retries with backoff
     # Any other error (connection refused, timeout) propagates and the activity retries.
-    _mark_sent(email.pk, key)
+    finally:
+        _leave(connection, key)
+
+
+def _leave(connection: BaseEmailBackend, key: str) -> None:
+    """Say goodbye to the mail server; if it is gone by then, what it took is taken all the same."""
+    try:
+        connection.close()
+    except (smtplib.SMTPException, OSError) as exc:
+        logger.info("Email %s: the mail server went before goodbye: %s", key, exc)
 
 
 def message_id(key: str) -> str:

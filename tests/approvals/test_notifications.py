@@ -224,3 +224,24 @@ def test_an_email_that_went_while_the_database_was_away_is_recorded_once_it_is_b
     notifications.email_once(**send)
     assert [m.extra_headers["X-Idempotency-Key"] for m in mail.outbox] == ["assigned:1"]
     assert OutboundEmail.objects.get(idempotency_key="assigned:1").status == OutboundEmail.Status.SENT
+
+
+def test_an_email_is_recorded_as_sent_before_the_mail_server_is_left(
+    smtp: Mailbox, people: dict[str, User], purchase: RequestType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window in which a dying worker leaves an email taken but unrecorded (and so sent
+    again) is one UPDATE, not the QUIT's round trip as well."""
+    import smtplib
+
+    at_goodbye: list[str] = []
+    quit = smtplib.SMTP.quit
+
+    def goodbye(self: smtplib.SMTP) -> Any:
+        at_goodbye.append(OutboundEmail.objects.get().status)
+        return quit(self)
+
+    monkeypatch.setattr(smtplib.SMTP, "quit", goodbye)
+    request = make_request(people, purchase, started=True)
+    notification_send(notification=note(str(request.public_id), people["reviewer1"]))
+    assert len(smtp.messages) == 1
+    assert at_goodbye == [OutboundEmail.Status.SENT]

@@ -50,4 +50,4 @@ def test_the_short_soak_holds_every_invariant(tmp_path: Path) -> None:
     assert result["seed"] == SEED and result["held"]
     assert result["faults"] >= 4, "the faults came too late to be injected in time"
     assert result["acknowledged"] > 50, "too little load got through to test anything"
-    assert len(result["invariants"]) == 10
+    assert len(result["invariants"]) == 12

@@ -135,3 +135,67 @@ def test_each_soak_adds_its_row_above_the_benchmarks_history(tmp_path: Any) -> N
     rows = [line for line in text.splitlines() if line.startswith("| 20")]
     assert [row.split(" | ")[2] for row in rows] == ["29", "30"]
     assert "| 300 (280) | 2: 2× kill worker | 1 of 2 | 18.4 |" in rows[0]
+
+
+def test_each_saga_is_checked_against_its_ledger_and_the_supplier(
+    people: dict[str, User], purchase: RequestType
+) -> None:
+    from decimal import Decimal
+
+    from approvals.models import CostCentre, Fulfilment, LedgerEntry, PurchaseOrder
+    from approvals.services.budgets import budget_allocate, budget_release, budget_reserve
+    from bench.soak_checks import ledger_findings
+
+    centre = CostCentre.objects.create(code="soak", name="Soak")
+    budget_allocate(cost_centre=centre, amount=Decimal("1000"), key="soak:budget")
+    supplier: dict[str, Any] = {"orders": {}, "cancelled": []}
+
+    def saga(status: str, number: str) -> str:
+        request = make_request(people, purchase, amount=100, title=number)
+        now = timezone.now()
+        Fulfilment.objects.create(
+            request=request, attempt=1, seq=1, status=status, started_at=now, updated_at=now, ended_at=now
+        )
+        key = f"{request.public_id}:fulfilment:1:"
+        budget_reserve(cost_centre=centre, amount=Decimal(100), key=key + "reserve", request=request)
+        PurchaseOrder.objects.create(
+            key=key + "order",
+            request=request,
+            number=number,
+            amount=100,
+            cancelled_at=None if status == "fulfilled" else now,
+        )
+        supplier["orders"][key + "order"] = number
+        if status == "rolled_back":
+            budget_release(key=key + "reserve")
+            supplier["cancelled"].append(number)
+        return key
+
+    saga("fulfilled", "EXT-1")
+    undone = saga("rolled_back", "EXT-2")
+    name, count, problems = ledger_findings(supplier)
+    assert (count, problems) == (2, [])
+
+    supplier["cancelled"].remove("EXT-2")  # the supplier never heard the cancel
+    LedgerEntry.objects.filter(key=undone + "reserve:released").delete()  # nor was the money given back
+    problems = ledger_findings(supplier)[2]
+    assert any("reserved 100.00, released None" in p for p in problems)
+    assert any("order EXT-2 is still live at the supplier" in p for p in problems)
+    assert any(
+        "cost centre soak: 1000.00 allocated, 200.00 reserved (its fulfilled purchases: 100" in p
+        for p in problems
+    )
+
+
+def test_an_email_sent_twice_is_excused_only_after_its_worker_was_killed_with_the_same_message_id() -> None:
+    def twice(resends: dict[str, list[Any]], kills: list[float]) -> tuple[str, list[str]]:
+        findings = read_model_findings([], {"k": 2}, {}, None, resends, kills)
+        [(name, problems)] = [(n, p) for n, _, p in findings if n.startswith("every email key")]
+        return name, [p for p in problems if "sent 2 times" in p]
+
+    same = {"k": [[10.0, "<a@x>"], [45.0, "<a@x>"]]}
+    name, problems = twice(same, [30.0])
+    assert problems == [] and "1 sent again after its worker was killed mid-send" in name
+    assert twice(same, [50.0])[1] == ["k sent 2 times"]  # no kill between the copies
+    assert twice(same, [])[1] == ["k sent 2 times"]
+    assert twice({"k": [[10.0, "<a@x>"], [45.0, "<b@x>"]]}, [30.0])[1] == ["k sent 2 times"]
