@@ -29,12 +29,8 @@ from temporalio.worker import Worker
 from approvals import client as temporal
 from approvals import live, services
 from approvals.activities import ACTIVITIES, BULK_ACTIVITIES, WEBHOOK_ACTIVITIES
-from workflows.approval import ApprovalWorkflow
-from workflows.campaign import CampaignWorkflow, ReviewWorkflow
-from workflows.fulfilment import FulfilmentWorkflow
-from workflows.grant import GrantWorkflow
+from workflows.registry import BULK_WORKFLOWS, INTERACTIVE_WORKFLOWS, WEBHOOK_WORKFLOWS
 from workflows.types import INTERACTIVE_TASK_QUEUE
-from workflows.webhook import WebhookDeliveryWorkflow
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +46,7 @@ def build_worker(
     activities: Sequence[Callable[..., Any]] = ACTIVITIES,
 ) -> Worker:
     """The interactive queue's worker."""
-    return _worker(
-        client, executor, task_queue, [ApprovalWorkflow, FulfilmentWorkflow, GrantWorkflow], activities
-    )
+    return _worker(client, executor, task_queue, INTERACTIVE_WORKFLOWS, activities)
 
 
 def build_bulk_worker(
@@ -63,7 +57,7 @@ def build_bulk_worker(
 ) -> Worker:
     """The bulk queue's worker: campaigns and their reviews, with activities of their own."""
     queue = task_queue or settings.TEMPORAL_BULK_TASK_QUEUE
-    return _worker(client, executor, queue, [CampaignWorkflow, ReviewWorkflow], activities)
+    return _worker(client, executor, queue, BULK_WORKFLOWS, activities)
 
 
 def build_webhook_worker(
@@ -74,7 +68,7 @@ def build_webhook_worker(
 ) -> Worker:
     """The webhook queue's worker: each delivery's workflow, and its attempts."""
     queue = task_queue or settings.TEMPORAL_WEBHOOK_TASK_QUEUE
-    return _worker(client, executor, queue, [WebhookDeliveryWorkflow], activities)
+    return _worker(client, executor, queue, WEBHOOK_WORKFLOWS, activities)
 
 
 def _worker(

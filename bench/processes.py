@@ -1,7 +1,9 @@
 """Servers of a run's own, started and stopped at will: a PostgreSQL cluster (initdb and pg_ctl,
 on its own port, so that stopping it never touches the machine's server) and a Redis server.
-The soak (bench/soak.py) and the fault tests (tests/integration/test_faults.py) use them; and the
-JSON answering of the small HTTP services they stand up (a supplier, a webhook receiver)."""
+The soak (bench/soak.py) and the fault tests (tests/integration/test_faults.py) use them; and what
+the benchmark, the soak and those tests share besides: a free port, whether one is listening,
+`manage.py` run in a subprocess with an environment of its own, and the JSON answering of the
+small HTTP services they stand up (a supplier, a webhook receiver)."""
 
 from __future__ import annotations
 
@@ -10,13 +12,17 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class JsonHandler(BaseHTTPRequestHandler):
@@ -49,6 +55,31 @@ def listening(port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def manage(
+    *args: str, env: Mapping[str, str], timeout: float, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """`manage.py` with these arguments, in the app's directory and with this environment; a
+    run that fails raises (its output in the message) unless `check` is false. `timeout` bounds
+    a hang."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and done.returncode != 0:
+        raise RuntimeError(f"manage.py {args[0]} failed:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def shell(code: str, *, env: Mapping[str, str], timeout: float) -> Any:
+    """Run Python in the app (Django set up); it prints one JSON value last, which this returns."""
+    done = manage("shell", "-c", code, env=env, timeout=timeout)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def postgres_bin() -> Path | None:

@@ -23,7 +23,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,7 +45,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from approvals.client.connection import DEV_SERVER_ARGS, DEV_SERVER_FILE_ARGS  # noqa: E402
+from bench import processes  # noqa: E402
 from bench.bare import BareDecision  # noqa: E402
+from bench.processes import free_port, listening  # noqa: E402
 
 PASSWORD = "bench-pass-123"
 # The figures, exactly these keys (issue "Fast under load"); each value a number or null.
@@ -96,26 +97,12 @@ QUICK = Sizes(1, 1, 8, 8, (5, 10), (100, 200, 300), 3, 20, 60)
 # --- Processes ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_for(what: str, check: Callable[[], bool], timeout: float, interval: float = 0.2) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
             raise RuntimeError(f"Timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
-
-
-def listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-    except OSError:
-        return False
-    return True
 
 
 def cpu_seconds(pid: int) -> float:
@@ -182,21 +169,11 @@ class Stack:
         return process
 
     def manage(self, *args: str, timeout: float = 600) -> str:
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"manage.py {args[0]} failed:\n{done.stdout}\n{done.stderr}")
-        return done.stdout
+        return processes.manage(*args, env=self.env, timeout=timeout).stdout
 
     def shell(self, code: str, timeout: float = 900) -> Any:
         """Run Python in the app (Django set up); it prints one JSON value last."""
-        return json.loads(self.manage("shell", "-c", code, timeout=timeout).strip().splitlines()[-1])
+        return processes.shell(code, env=self.env, timeout=timeout)
 
     def start(self) -> None:
         import redis

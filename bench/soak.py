@@ -1,27 +1,30 @@
 """The chaos soak: people keep working while any process of the app is killed at any moment; once
 the load stops and the system settles, the books must balance.
 
-    .venv/bin/python bench/soak.py --seconds 120 --seed 7     # the short soak CI runs
-    .venv/bin/python bench/soak.py --seconds 900 --seed 1     # before a release, several seeds
+    .venv/bin/python bench/soak.py --seconds 120 --seed 349 --faults 6 --fault-every 8 16  # CI's
+    .venv/bin/python bench/soak.py --seconds 600 --seed 1     # before a release, several seeds
 
 It starts the production topology on loopback, each part a process of its own: two web processes
 (uvicorn), the interactive and the bulk worker, the Temporal dev server on a persistent file, a
 PostgreSQL cluster of its own and a Redis server of its own (bench/processes.py), beside an SMTP
 server, a webhook receiver and a purchase-order supplier in this process. Simulated requesters
-submit through the HTTP API, a third of them purchases whose fulfilment sagas call the supplier
-(which fails now and then, and refuses one amount for good); simulated reviewers approve,
-reject, comment and ask for changes, through either web process; a small access-review campaign
-runs on the bulk worker, its owner keeping reviews through the browser's pages; short deadlines
-and reminders keep timers firing.
-Every call is made with an Idempotency-Key and retried as a careful client retries, and every
-answer the client saw is logged.
+submit through the HTTP API, four in ten of them purchases whose fulfilment sagas call the
+supplier (which fails now and then, and refuses one amount for good), two in ten of a type that
+holds decisions for an undo period. Simulated reviewers, through either web process, approve,
+reject, comment and ask for changes through the API; do the same on the request's page (logged
+in, with the CSRF token), delegate to a deputy there and undo a held decision now and then; and
+use the one-click links of the emails they were sent, a link that worked now and then twice. A
+small access-review campaign runs on the bulk worker, its owner keeping reviews through the
+browser's pages; short deadlines and reminders keep timers firing.
+Every API call is made with an Idempotency-Key and every form with its action id, each retried
+as a careful client retries, and every answer the client saw is logged.
 
 Meanwhile faults come at moments drawn from the seeded generator, so that a failing seed runs
 again the same way: SIGKILL of a web process, a worker or the Temporal server (each restarted
 after a pause), a fast stop and start of PostgreSQL and of Redis, SIGSTOP and SIGCONT of a worker.
 
 Then, with everything back up and the requests run to their ends, it checks the invariants
-(`CHECKS` in bench/soak_checks.py) and prints each with its count; it exits 1 if one fails.
+(bench/soak_checks.py) and prints each with its count; it exits 1 if one fails.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import email
+import email.message
 import email.policy
 import json
 import os
@@ -53,11 +57,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from approvals.client.connection import DEV_SERVER_ARGS, DEV_SERVER_FILE_ARGS  # noqa: E402
+from bench import processes  # noqa: E402
 from bench.processes import JsonHandler, ScratchPostgres, ScratchRedis, free_port, listening  # noqa: E402
 from bench.run import HISTORY, SOAK, binary, revision, wait_for  # noqa: E402
 
 PASSWORD = "soak-pass-123"
 ACTION_KINDS = ["approve", "approve", "approve", "reject", "comment", "comment", "request_changes"]
+WEB_KINDS = ["approve", "approve", "reject", "request_changes", "comment", "delegate", "delegate"]
+UNDO_SECONDS = 5  # the undo period of the "Soak undo" type
+# Where an email link's decision stands, as its page (and the page it polls) says.
+STATUS = re.compile(
+    r'id="decision-([^"]+)" class="decision-status" data-testid="decision-status" data-status="(\w+)"'
+)
 FAULTS = [
     "kill web-a",
     "kill web-b",
@@ -90,12 +101,14 @@ class Call:
     it may or may not have)."""
 
     who: str
-    kind: str  # create, approve, reject, comment, request_changes
-    key: str
-    request: str  # the request's public id ("" for a create whose answer never came)
+    kind: str  # create, approve, reject, comment, request_changes, delegate, undo, keep, click again
+    key: str  # its Idempotency-Key (api), its form's action id (web), the link's token (email)
+    request: str  # the request's public id ("" where the answer never said)
     outcome: str = "unknown"
     status: int = 0
     tries: int = 0
+    via: str = "api"  # api, web (a page's form), email (a one-click link)
+    target: str = ""  # an undo's: the action id of the decision it undoes
 
 
 @dataclass
@@ -109,20 +122,38 @@ class Log:
 
 
 class Mailbox:
-    """An SMTP server's handler that counts each message's idempotency key."""
+    """An SMTP server's handler that keeps each message's idempotency key (when each copy came,
+    with its Message-ID) and, by recipient, the one-click links it was sent."""
+
+    LINK = re.compile(r"^ *(Approve|Reject): +(\S+/email/[^/\s]+/) *$", re.MULTILINE)
 
     def __init__(self) -> None:
-        self.keys: Counter[str] = Counter()
         self.copies: dict[str, list[tuple[float, str]]] = {}  # key -> (when, Message-ID) of each
+        self.links: dict[str, list[tuple[str, str]]] = {}  # address -> (approve or reject, URL)
         self.lock = threading.Lock()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        body = message.get_body(("plain",))
+        text = (
+            body.get_content().replace("\r\n", "\n") if isinstance(body, email.message.EmailMessage) else ""
+        )
         with self.lock:
             key = str(message["X-Idempotency-Key"]).strip()  # (a long one comes folded)
-            self.keys[key] += 1
             self.copies.setdefault(key, []).append((time.monotonic(), str(message["Message-ID"]).strip()))
+            for address in envelope.rcpt_tos:
+                links = self.links.setdefault(address.lower(), [])
+                links += [(verb.lower(), url) for verb, url in self.LINK.findall(text)]
         return "250 Message accepted"
+
+    def counts(self) -> dict[str, int]:
+        """How many copies of each key arrived."""
+        with self.lock:
+            return {key: len(copies) for key, copies in self.copies.items()}
+
+    def recent_links(self, address: str, last: int) -> list[tuple[str, str]]:
+        with self.lock:
+            return list(self.links.get(address, [])[-last:])
 
 
 class Hooks:
@@ -288,31 +319,11 @@ class Topology:
     def manage(
         self, *args: str, timeout: float = 600, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if check and done.returncode != 0:
-            raise RuntimeError(f"manage.py {args[0]} failed:\n{done.stdout}\n{done.stderr}")
-        return done
+        return processes.manage(*args, env=self.env, timeout=timeout, check=check)
 
     def shell(self, code: str, **env: str) -> Any:
         """Run Python in the app (Django set up); it prints one JSON value last."""
-        done = subprocess.run(
-            [sys.executable, "manage.py", "shell", "-c", code],
-            cwd=ROOT,
-            env={**self.env, **env},
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"manage.py shell failed:\n{done.stdout}\n{done.stderr}")
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        return processes.shell(code, env={**self.env, **env}, timeout=900)
 
     def down(self) -> None:
         for process in self.processes.values():
@@ -349,13 +360,27 @@ for name in [f"requester{i}" for i in range(%(requesters)d)] + [f"reviewer{i}" f
     if name.startswith("reviewer"):
         user.groups.add(reviewers)
     people[name] = tokens.token_create(user=user, name="soak", scopes=["read", "create", "decide"])[1]
+# The one reviewers delegate to: they approve a type nobody asks for, so that a stage of these
+# may be handed to them (whom no policy asks cannot be delegated to), and none until one is.
+deputy = User.objects.create_user("deputy0", email="deputy0@example.com", password=%(password)r)
+people["deputy0"] = tokens.token_create(user=deputy, name="soak", scopes=["read", "create", "decide"])[1]
 admin = User.objects.create_superuser("admin", email="admin@example.com", password=%(password)r)
+standby = RequestType.objects.create(name="Soak standby", slug="soak-standby", undo_seconds=0)
+Stage.objects.create(request_type=standby, name="Review").approver_users.set([deputy])
 kind = RequestType.objects.create(name="Soak", slug="soak", undo_seconds=0, distinct_approvers=False)
 stage = Stage.objects.create(
     request_type=kind, name="Review", deadline=timedelta(seconds=%(deadline)d),
     reminder_interval=timedelta(seconds=%(reminder)d), on_exhausted="expire",
 )
 stage.approver_groups.set([reviewers])
+# Decisions held for an undo period first: undone by their maker, let go, or in effect after it.
+held = RequestType.objects.create(
+    name="Soak undo", slug="soak-undo", undo_seconds=%(undo)d, distinct_approvers=False
+)
+Stage.objects.create(
+    request_type=held, name="Review", deadline=timedelta(seconds=%(deadline)d),
+    reminder_interval=timedelta(seconds=%(reminder)d), on_exhausted="expire",
+).approver_groups.set([reviewers])
 # Purchases: approved, each runs a fulfilment saga (reserve the budget, then order from the supplier).
 order = RequestType.objects.create(
     name="Soak order", slug="soak-order", undo_seconds=0, distinct_approvers=False, fulfilment="purchase"
@@ -390,17 +415,71 @@ services.campaign_start(
     deadline=now + timedelta(seconds=%(campaign)d), remind_every=timedelta(minutes=1),
     escalate_after=None, end_rule="keep",
 )
-print(json.dumps(people))
+print(json.dumps({"tokens": people, "deputy": deputy.pk}))
 """
 
 
 # --- The load ---------------------------------------------------------------------------------
 
 
+@dataclass
+class People:
+    """What the simulated people share: the web processes, the mailbox their email arrives in,
+    and the user id of the person reviewers delegate to."""
+
+    bases: list[str]
+    mailbox: Mailbox
+    deputy: int
+
+
+class Browser:
+    """A person's browser on the app's pages, through either web process: it logs in again
+    whenever the session is gone, and sends the CSRF token with every form."""
+
+    def __init__(self, name: str, bases: list[str], rng: random.Random) -> None:
+        self.name, self.bases, self.rng = name, bases, rng
+        self.http = httpx.AsyncClient(timeout=15, follow_redirects=False)
+
+    def csrf(self) -> dict[str, str]:
+        return {"X-CSRFToken": self.http.cookies.get("csrftoken") or ""}
+
+    async def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response | None:
+        """One request (logged in first if the page asks); None when no answer came."""
+        headers = kwargs.pop("headers", {})
+        for _ in range(3):
+            base = self.rng.choice(self.bases)
+            try:
+                answer = await self.http.request(
+                    method, f"{base}{path}", headers={**self.csrf(), **headers}, **kwargs
+                )
+                if answer.status_code != 302 or "/accounts/login/" not in answer.headers.get("location", ""):
+                    return answer
+                await self.http.get(f"{base}/accounts/login/")
+                await self.http.post(
+                    f"{base}/accounts/login/",
+                    data={"username": self.name, "password": PASSWORD},
+                    headers=self.csrf(),
+                )
+            except httpx.HTTPError:
+                return None
+        return None
+
+
+def outcome(status: int) -> str:
+    """What a person may conclude from an answer's status: it took effect (200, 201), it did not
+    (a 4xx, but for 429), or they cannot tell (no answer, a 5xx, 202 pending)."""
+    if status in (200, 201):
+        return "acked"
+    return "refused" if 400 <= status < 500 and status != 429 else "unknown"
+
+
 class Person:
-    def __init__(self, name: str, token: str, bases: list[str], rng: random.Random, log: Log) -> None:
-        self.name, self.rng, self.log, self.bases = name, rng, log, bases
+    def __init__(self, name: str, token: str, people: People, rng: random.Random, log: Log) -> None:
+        self.name, self.rng, self.log, self.people = name, rng, log, people
+        self.bases = people.bases
         self.http = httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=15)
+        self.browser = Browser(name, self.bases, rng)
+        self.clicked: set[str] = set()  # the email links this person has used
 
     async def call(self, method: str, path: str, record: Call | None, **kwargs: Any) -> httpx.Response | None:
         """One call, to either web process (the other if one is down), retried with the same
@@ -420,10 +499,7 @@ class Person:
             await asyncio.sleep(0.5 * 2**attempt)
         if record is not None:
             record.status = answer.status_code if answer is not None else 0
-            if answer is not None and answer.status_code in (200, 201):
-                record.outcome = "acked"
-            elif answer is not None and 400 <= answer.status_code < 500 and answer.status_code != 429:
-                record.outcome = "refused"
+            record.outcome = outcome(record.status)
             self.log.calls.append(record)
         return answer
 
@@ -435,61 +511,157 @@ class Person:
                 "title": f"Soak {record.key[:8]}",
                 "details": "Under chaos",
             }
-            if self.rng.random() < 0.3:  # a purchase, now and then of an amount the supplier refuses
+            luck = self.rng.random()
+            if luck < 0.4:  # a purchase, now and then of an amount the supplier refuses
                 amount = self.rng.choice(["120.00", "250.00", Supplier.REFUSED_AMOUNT])
                 body |= {"type": "soak-order", "amount": amount, "cost_centre": "soak"}
+            elif luck < 0.6:  # its decisions held for an undo period first
+                body["type"] = "soak-undo"
             answer = await self.call("POST", "/requests", record, json=body)
             if answer is not None and answer.status_code in (200, 201, 202):
                 record.request = answer.json().get("id", "")
             await asyncio.sleep(self.rng.uniform(0.5, 2.0))
 
     async def reviewer(self, until: float) -> None:
+        """Decide what waits in the inbox, now through the API, now on the request's page
+        (delegating too, and undoing a decision now and then), now from an email's link."""
         while time.monotonic() < until:
-            inbox = await self.call("GET", "/inbox", None, params={"state": "waiting"})
-            items = inbox.json().get("results", []) if inbox is not None and inbox.status_code == 200 else []
-            if items:
-                item = self.rng.choice(items)
-                kind = self.rng.choice(ACTION_KINDS)
-                record = Call(self.name, kind, str(uuid.uuid4()), item["request"]["id"])
-                body = {"kind": kind, "comment": f"{kind} by {self.name}"}
-                await self.call("POST", f"/requests/{record.request}/actions", record, json=body)
+            luck = self.rng.random()
+            if luck < 0.15:
+                await self.click_email_link()
+            else:
+                inbox = await self.call("GET", "/inbox", None, params={"state": "waiting"})
+                ok = inbox is not None and inbox.status_code == 200
+                items = inbox.json().get("results", []) if inbox is not None and ok else []
+                # Purchases first, half the time: each approved one runs a saga.
+                purchases = [i for i in items if i["request"]["type"] == "soak-order"]
+                if purchases and self.rng.random() < 0.5:
+                    items = purchases
+                if items:
+                    request = self.rng.choice(items)["request"]["id"]
+                    if luck < 0.4:
+                        await self.decide_in_browser(request)
+                    else:
+                        kind = self.rng.choice(ACTION_KINDS)
+                        record = Call(self.name, kind, str(uuid.uuid4()), request)
+                        body = {"kind": kind, "comment": f"{kind} by {self.name}"}
+                        await self.call("POST", f"/requests/{request}/actions", record, json=body)
             await asyncio.sleep(self.rng.uniform(0.3, 1.5))
+
+    async def decide_in_browser(self, request: str) -> None:
+        kinds = WEB_KINDS if self.name != "deputy0" else [k for k in WEB_KINDS if k != "delegate"]
+        kind = self.rng.choice(kinds)
+        fields = {"delegate": str(self.people.deputy)} if kind == "delegate" else {}
+        record, answer = await self.act_in_browser(request, kind, **fields)
+        if record.outcome == "acked" and answer is not None and "data-undo" in answer.text:
+            if self.rng.random() < 0.6:  # held for its undo period: undo it, in time or too late
+                await asyncio.sleep(self.rng.uniform(0, UNDO_SECONDS * 1.5))
+                await self.act_in_browser(request, "undo", target=record.key)
+
+    async def act_in_browser(
+        self, request: str, kind: str, **fields: str
+    ) -> tuple[Call, httpx.Response | None]:
+        """Press the button on the request's page (an htmx form, with the id the page gave it):
+        sent again while the answer is unknown, as a person clicks again."""
+        record = Call(self.name, kind, str(uuid.uuid4()), request, via="web", target=fields.get("target", ""))
+        data = {"action_id": record.key, "kind": kind, **fields}
+        if kind not in ("undo", "delegate"):
+            data["comment"] = f"{kind} by {self.name} on the page"
+        answer = None
+        for attempt in range(4):
+            record.tries = attempt + 1
+            answer = await self.browser.send(
+                "POST", f"/requests/{request}/act/", data=data, headers={"HX-Request": "true"}
+            )
+            if answer is not None and answer.status_code < 500 and answer.status_code != 202:
+                break
+            await asyncio.sleep(0.5 * 2**attempt)
+        record.status = answer.status_code if answer is not None else 0
+        record.outcome = outcome(record.status)
+        self.log.calls.append(record)
+        return record, answer
+
+    async def click_email_link(self) -> None:
+        """Open one of the last links this person was emailed, confirm it, and follow where the
+        decision stands; now and then click it again once it worked."""
+        links = self.people.mailbox.recent_links(f"{self.name}@example.com", 6)
+        fresh = [(verb, url) for verb, url in links if url not in self.clicked]
+        if not fresh:
+            return
+        verb, url = self.rng.choice(fresh)
+        self.clicked.add(url)
+        path = httpx.URL(url).path
+        record = Call(self.name, verb, path.split("/")[2], "", via="email")
+        self.log.calls.append(record)
+        page = await self.browser.send("GET", path)
+        if page is None or page.status_code != 200:
+            record.status, record.outcome = (page.status_code if page else 0), "refused"  # nothing sent
+            return
+        answer = None
+        for attempt in range(3):
+            record.tries = attempt + 1
+            answer = await self.browser.send(
+                "POST", path, data={"comment": f"{verb} by {self.name} by email"}
+            )
+            if answer is not None and answer.status_code < 500:
+                break
+            await asyncio.sleep(1)
+        record.status = answer.status_code if answer is not None else 0
+        if answer is None or answer.status_code >= 500 or (answer.status_code >= 400 and record.tries > 1):
+            return  # unknown: it may have been taken before its answer was lost
+        if answer.status_code >= 400:
+            record.outcome = "refused"
+            return
+        status = await self.decision(answer.text, record)
+        record.outcome = "acked" if status in ("done", "held", "lapsed") else "unknown"
+        if record.outcome == "acked" and self.rng.random() < 0.35:
+            again = Call(self.name, "click again", record.key, record.request, via="email")
+            second = await self.browser.send("GET", path)
+            again.status = second.status_code if second is not None else 0
+            again.outcome = outcome(again.status)
+            self.log.calls.append(again)
+
+    async def decision(self, page: str, record: Call) -> str:
+        """Where the link's decision stands, asked again every second while it is only sent, as
+        its page asks (for 20 s at most)."""
+        status = STATUS.search(page)
+        request = re.search(r'href="/requests/([0-9a-f-]{36})/"', page)
+        if status is None or request is None:
+            return "unknown"
+        record.request = request.group(1)
+        action_id, said = status.groups()
+        for _ in range(20):
+            if said != "sent":
+                break
+            await asyncio.sleep(1)
+            answer = await self.browser.send("GET", f"/requests/{record.request}/decisions/{action_id}/")
+            found = STATUS.search(answer.text) if answer is not None and answer.status_code == 200 else None
+            said = found.group(2) if found else said
+        return said
 
     async def campaign_reviewer(self, until: float) -> None:
         """Keep reviews of the campaign one at a time through the browser's own pages (logged in,
         with the CSRF token), as the drive's owner, until none is left or the load ends."""
-        browser = httpx.AsyncClient(timeout=15, follow_redirects=False)
+        browser = Browser(self.name, self.bases, self.rng)  # a tab of its own
         while time.monotonic() < until:
-            base = self.rng.choice(self.bases)
-            try:
-                page = await browser.get(f"{base}/inbox/reviews/")
-                if page.status_code == 302:  # not logged in (or the session is gone): log in
-                    await browser.get(f"{base}/accounts/login/")
-                    await browser.post(
-                        f"{base}/accounts/login/",
-                        data={"username": self.name, "password": PASSWORD},
-                        headers={"X-CSRFToken": browser.cookies.get("csrftoken", "")},
-                    )
-                    continue
-                ids = re.findall(r'name="ids" value="(\d+)"', page.text) if page.status_code == 200 else []
-            except httpx.HTTPError:
-                ids = []
+            page = await browser.send("GET", "/inbox/reviews/")
+            ok = page is not None and page.status_code == 200
+            ids = re.findall(r'name="ids" value="(\d+)"', page.text) if page is not None and ok else []
             if ids:
-                await self.keep(browser, base, self.rng.choice(ids))
+                await self.keep(browser, self.rng.choice(ids))
             await asyncio.sleep(self.rng.uniform(0.5, 2.0))
-        await browser.aclose()
+        await browser.http.aclose()
 
-    async def keep(self, browser: httpx.AsyncClient, base: str, item: str) -> None:
-        record = Call(self.name, "keep", item, "campaign")
+    async def keep(self, browser: Browser, item: str) -> None:
+        record = Call(self.name, "keep", item, "campaign", via="web")
         for attempt in range(3):  # no answer: a person clicks again
             record.tries = attempt + 1
-            try:
-                answer = await browser.post(
-                    f"{base}/inbox/reviews/decide/",
-                    data={"ids": item, "kind": "keep", "comment": "Still needed"},
-                    headers={"X-CSRFToken": browser.cookies.get("csrftoken", "")},
-                )
-            except httpx.HTTPError:
+            answer = await browser.send(
+                "POST",
+                "/inbox/reviews/decide/",
+                data={"ids": item, "kind": "keep", "comment": "Still needed"},
+            )
+            if answer is None:
                 await asyncio.sleep(1)
                 continue
             record.status = answer.status_code
@@ -501,6 +673,10 @@ class Person:
             if answer.status_code < 500:
                 break
         self.log.calls.append(record)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await self.browser.http.aclose()
 
 
 # --- The faults --------------------------------------------------------------------------------
@@ -538,13 +714,16 @@ async def faults(
             await asyncio.to_thread(topology.redis.start)
 
 
-async def load(topology: Topology, people: dict[str, str], knobs: Knobs, log: Log) -> None:
+async def load(topology: Topology, setup: dict[str, Any], knobs: Knobs, log: Log) -> None:
+    # The faults draw from a generator of their own, so that the seed alone says which come when;
+    # each person from one of theirs.
     rng = random.Random(knobs.seed)
     start = log.started = time.monotonic()
     until = start + knobs.seconds
+    shared = People(topology.bases, topology.mailbox, setup["deputy"])
     persons = [
-        Person(name, token, topology.bases, random.Random(rng.random()), log)
-        for name, token in people.items()
+        Person(name, token, shared, random.Random(f"{knobs.seed}:{name}"), log)
+        for name, token in setup["tokens"].items()
     ]
     tasks = [
         (person.requester if person.name.startswith("requester") else person.reviewer)(until)
@@ -553,7 +732,7 @@ async def load(topology: Topology, people: dict[str, str], knobs: Knobs, log: Lo
     tasks += [person.campaign_reviewer(until) for person in persons if person.name == "reviewer0"]
     await asyncio.gather(faults(topology, rng, knobs, until, log, start), *tasks)
     for person in persons:
-        await person.http.aclose()
+        await person.close()
 
 
 def settle(topology: Topology, knobs: Knobs) -> float:
@@ -668,10 +847,10 @@ def main(argv: list[str] | None = None) -> int:
             "reminder": 8,
             "hooks": topology.hooks.url,
             "holders": knobs.holders,
+            "undo": UNDO_SECONDS,
             "campaign": max(65, int(knobs.seconds * 0.75)),  # its deadline, from now
         }
-        people: dict[str, str] = topology.shell(setup)
-        asyncio.run(load(topology, people, knobs, log))
+        asyncio.run(load(topology, topology.shell(setup), knobs, log))
         settled = settle(topology, knobs)
         from bench import soak_checks
 
@@ -683,6 +862,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": knobs.seconds,
         "actions": len(log.calls),
         "acknowledged": sum(c.outcome == "acked" for c in log.calls),
+        "by_kind": dict(sorted(Counter(f"{c.via} {c.kind}: {c.outcome}" for c in log.calls).items())),
         "faults": len(log.faults),
         "fault_log": log.faults,
         "settle_seconds": round(settled, 1),
@@ -694,6 +874,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{summary['actions']} actions ({summary['acknowledged']} acknowledged), {len(log.faults)} faults, "
         f"settled in {settled:.1f} s"
     )
+    print("  " + ", ".join(f"{what} {n}" for what, n in summary["by_kind"].items()))
     for r in results:
         print(
             f"  {'held  ' if r.held else 'BROKEN'}  {r.name}: {r.count} checked"

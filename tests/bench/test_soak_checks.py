@@ -34,14 +34,16 @@ def call(who: str, kind: str, outcome: str, key: str | None = None) -> dict[str,
     }
 
 
-def event(request: Any, seq: int, kind: str, user: User, key: str) -> None:
+def event(request: Any, seq: int, kind: str, user: User, key: str, *, api: bool = True) -> None:
+    """An event of the action the key names: an API call's (its id made as the API makes it), or,
+    not `api`, a form's or a link's (the key is its id)."""
     RequestEvent.objects.create(
         request=request,
         seq=seq,
         kind=kind,
         actor=user,
         occurred_at=timezone.now(),
-        action_id=str(uuid.uuid5(KEYS, f"{user.pk}:{key}")),
+        action_id=str(uuid.uuid5(KEYS, f"{user.pk}:{key}")) if api else key,
     )
 
 
@@ -199,3 +201,59 @@ def test_an_email_sent_twice_is_excused_only_after_its_worker_was_killed_with_th
     assert twice(same, [50.0])[1] == ["k sent 2 times"]  # no kill between the copies
     assert twice(same, [])[1] == ["k sent 2 times"]
     assert twice({"k": [[10.0, "<a@x>"], [45.0, "<b@x>"]]}, [30.0])[1] == ["k sent 2 times"]
+
+
+def test_a_held_decision_must_end_once_taken_let_go_or_undone(
+    people: dict[str, User], purchase: RequestType
+) -> None:
+    request = make_request(people, purchase)
+    reviewer = people["reviewer1"]
+    taken, lapsed, undone, lost, twice = (str(uuid.uuid4()) for _ in range(5))
+    undo = str(uuid.uuid4())
+    rows = [
+        (taken, "held"), (taken, "approval"),
+        (lapsed, "held"), (lapsed, "lapsed"),
+        (undone, "held"), (undo, "undone"),
+        (lost, "held"),  # never ended
+        (twice, "held"), (twice, "rejected"), (twice, "lapsed"),  # ended twice
+    ]  # fmt: skip
+    for seq, (action_id, kind) in enumerate(rows, 1):
+        event(request, seq, kind, reviewer, action_id, api=False)
+
+    def web(kind: str, key: str, target: str = "") -> dict[str, Any]:
+        return {**call("reviewer1", kind, "acked", key=key), "via": "web", "target": target}
+
+    calls = [web("approve", taken), web("approve", lapsed), web("approve", undone), web("undo", undo, undone)]
+    found = broken(read_model_findings(calls, {}, {}))
+    assert set(found) == {"every held decision took effect, lapsed or was undone, exactly once"}
+    assert sorted(p.split(":")[1] for p in found.popitem()[1]) == [
+        " held, then ended 0 times",
+        " held, then ended 2 times",
+    ]
+    # Without the undo in the client's log, nothing ended the decision it undid.
+    [problems] = broken(read_model_findings(calls[:3], {}, {})).values()
+    assert len(problems) == 3 and any(undone[:8] in p for p in problems)
+
+
+def test_an_email_link_counts_by_the_id_in_its_token_and_works_once(
+    people: dict[str, User], purchase: RequestType
+) -> None:
+    from django.core import signing
+
+    from approvals.services.email_links import SALT
+
+    request = make_request(people, purchase)
+    link_id = uuid.uuid4()
+    token = signing.dumps({"n": link_id.hex}, salt=SALT, compress=True)
+    event(request, 1, "approval", people["reviewer1"], str(link_id), api=False)
+    clicked = {**call("reviewer1", "approve", "acked", key=token), "via": "email"}
+    again = {**call("reviewer1", "click again", "refused", key=token), "via": "email", "status": 409}
+    assert broken(read_model_findings([clicked, again], {}, {})) == {}
+
+    forged = {**clicked, "key": signing.dumps({"n": link_id.hex}, salt="another", compress=True)}
+    worked_again = {**again, "outcome": "acked", "status": 200}
+    found = broken(read_model_findings([forged, worked_again], {}, {}))
+    assert set(found) == {
+        "every acknowledged action is in its timeline exactly once",
+        "every email link used works once: clicked again, it is refused",
+    }

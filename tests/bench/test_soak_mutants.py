@@ -25,9 +25,11 @@ from temporalio.client import Client as TemporalClient
 from approvals import services
 from approvals.models import ApprovalRequest, RequestType
 from approvals.services import notifications, projection
-from bench.soak_checks import WORKFLOWS, Result, read_model_findings, reconcile_judged, replayed
+from bench.soak_checks import Result, read_model_findings, reconcile_judged, replayed
 from tests.conftest import LoopThread, make_request, wait_until
 from tests.workflows.test_replay import HISTORIES, load
+from workflows.approval import ApprovalWorkflow
+from workflows.registry import ALL_WORKFLOWS
 from workflows.types import ActionKind, NotificationInput, NotificationKind
 
 
@@ -149,7 +151,7 @@ def changed_workflows(tmp_path: Path) -> Iterator[list[type]]:
     try:
         import changed_approval  # type: ignore[import-not-found]
 
-        yield [changed_approval.ApprovalWorkflow, *WORKFLOWS[1:]]
+        yield [changed_approval.ApprovalWorkflow if w is ApprovalWorkflow else w for w in ALL_WORKFLOWS]
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("changed_approval", None)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import email.policy
 import http.cookiejar
-import json
 import os
 import signal
 import subprocess
@@ -38,7 +37,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from approvals.management.commands.seed_demo import DEMO_PASSWORD
 from approvals.services.actions import RECORDED_LATE
-from bench.processes import ScratchPostgres, postgres_bin
+from bench import processes
+from bench.processes import ScratchPostgres, listening, postgres_bin
 from tests.conftest import Endpoint, LoopThread, free_port, wait_until
 from workflows.approval import ApprovalWorkflow
 from workflows.types import Action, ActionKind, workflow_id_for
@@ -105,20 +105,11 @@ class App:
         self.processes: list[subprocess.Popen[bytes]] = []
 
     def manage(self, *args: str, timeout: float = 120) -> str:
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout
+        return processes.manage(*args, env=self.env, timeout=timeout).stdout
 
     def shell(self, code: str, timeout: float = 120) -> Any:
         """Run Python in the app (Django set up) and return what it prints as JSON."""
-        return json.loads(self.manage("shell", "-c", code, timeout=timeout).strip().splitlines()[-1])
+        return processes.shell(code, env=self.env, timeout=timeout)
 
     def spawn(self, name: str, *command: str) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{name}-{len(self.processes)}.log").open("wb")
@@ -134,7 +125,7 @@ class App:
     def web(self, port: int) -> subprocess.Popen[bytes]:
         command = [sys.executable, "-m", "uvicorn", "approvals.asgi:application", "--port", str(port)]
         process = self.spawn("web", *command, "--host", "127.0.0.1", "--log-level", "warning")
-        wait_until(lambda: _listening(port), timeout=30, what="the web server")
+        wait_until(lambda: listening(port), timeout=30, what="the web server")
         return process
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -154,16 +145,6 @@ class App:
                 process.wait(15)
             except subprocess.TimeoutExpired:
                 process.kill()
-
-
-def _listening(port: int) -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-    except OSError:
-        return False
-    return True
 
 
 @pytest.fixture

@@ -15,9 +15,7 @@ from temporalio.workflow import NondeterminismError
 
 from tests.conftest import LoopThread
 from workflows.approval import ApprovalWorkflow
-from workflows.campaign import CampaignWorkflow, ReviewWorkflow
-from workflows.fulfilment import FulfilmentWorkflow
-from workflows.grant import GrantWorkflow
+from workflows.registry import ALL_WORKFLOWS
 from workflows.review import Review
 from workflows.types import (
     ApprovalInput,
@@ -27,16 +25,7 @@ from workflows.types import (
     RequestStatus,
     workflow_id_for,
 )
-from workflows.webhook import WebhookDeliveryWorkflow
 
-RELEASED = [
-    ApprovalWorkflow,
-    FulfilmentWorkflow,
-    GrantWorkflow,
-    CampaignWorkflow,
-    ReviewWorkflow,
-    WebhookDeliveryWorkflow,
-]
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 
@@ -96,7 +85,8 @@ def test_released_histories_are_committed() -> None:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 def test_committed_history_replays_on_the_current_workflow(loop: LoopThread, path: Path) -> None:
-    result = loop.run(Replayer(workflows=RELEASED).replay_workflow(load(path), raise_on_replay_failure=False))
+    replayer = Replayer(workflows=ALL_WORKFLOWS)
+    result = loop.run(replayer.replay_workflow(load(path), raise_on_replay_failure=False))
     assert result.replay_failure is None, f"{path.name} no longer replays: {result.replay_failure}"
 
 
