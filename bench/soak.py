@@ -735,19 +735,19 @@ async def load(topology: Topology, setup: dict[str, Any], knobs: Knobs, log: Log
         await person.close()
 
 
-def settle(topology: Topology, knobs: Knobs) -> float:
+def settle(topology: Topology, knobs: Knobs) -> tuple[float, dict[str, int]]:
     """Bring everything back, and wait until nothing waits on the system: every request ended
     (or sent back to its requester), no action pending, no email or webhook still to go. The
-    seconds that took."""
+    seconds that took, and what was still under way if the limit came first."""
     started = time.monotonic()
     topology.ensure_up()
     deadline = started + knobs.settle_seconds
-    while (left := int(topology.shell(OPEN))) > 0:
+    while left := {what: n for what, n in topology.shell(OPEN).items() if n}:
         if time.monotonic() > deadline:
-            print(f"{left} things still under way after {knobs.settle_seconds:.0f} s", flush=True)
-            break
+            print(f"Still under way after {knobs.settle_seconds:.0f} s: {left}", flush=True)
+            return time.monotonic() - started, left
         time.sleep(2)
-    return time.monotonic() - started
+    return time.monotonic() - started, {}
 
 
 OPEN = """
@@ -756,17 +756,18 @@ from approvals.models import (
     ApprovalRequest, Campaign, Fulfilment, OutboundEmail, PendingAction, WebhookDelivery,
 )
 from workflows.types import FINAL_STATUSES
-print(json.dumps(
-    ApprovalRequest.objects.exclude(status__in=[s.value for s in FINAL_STATUSES])
-    .exclude(status="changes_requested").count()
-    + PendingAction.objects.count()
-    + OutboundEmail.objects.filter(status="pending").count()
-    + WebhookDelivery.objects.filter(status="pending").count()
-    + Fulfilment.objects.exclude(status__in=["fulfilled", "rolled_back"]).count()
-    + Campaign.objects.exclude(status__in=["completed", "cancelled"]).count()
-    + ApprovalRequest.objects.filter(status="approved", request_type__fulfilment="purchase")
-    .exclude(fulfilment__in=["fulfilled", "rolled_back"]).count()
-))
+print(json.dumps({
+    "requests under review": ApprovalRequest.objects.exclude(status__in=[s.value for s in FINAL_STATUSES])
+    .exclude(status="changes_requested").count(),
+    "actions shown pending": PendingAction.objects.count(),
+    "emails to send": OutboundEmail.objects.filter(status="pending").count(),
+    "webhooks to deliver": WebhookDelivery.objects.filter(status="pending").count(),
+    "sagas under way": Fulfilment.objects.exclude(status__in=["fulfilled", "rolled_back"]).count(),
+    "campaigns under way": Campaign.objects.exclude(status__in=["completed", "cancelled"]).count(),
+    "approved purchases not fulfilled": ApprovalRequest.objects.filter(
+        status="approved", request_type__fulfilment="purchase"
+    ).exclude(fulfilment__in=["fulfilled", "rolled_back"]).count(),
+}))
 """
 
 
@@ -791,11 +792,13 @@ def record(summary: dict[str, Any], path: Path) -> None:
         text = text[:at].rstrip("\n") + "\n\n" + section + text[at:]
     faults = Counter(fault for _, fault in summary["fault_log"])
     held = sum(r["held"] for r in summary["invariants"])
+    left = ", ".join(f"{n} {what}" for what, n in summary.get("unsettled", {}).items())
+    settled = f"{summary['settle_seconds']} (gave up: {left})" if left else str(summary["settle_seconds"])
     row = (
         f"| {time.strftime('%Y-%m-%d')} | {revision()} | {summary['seed']} | {summary['seconds']:.0f} "
         f"| {summary['actions']} ({summary['acknowledged']}) "
         f"| {summary['faults']}: {', '.join(f'{n}× {f}' for f, n in sorted(faults.items()))} "
-        f"| {held} of {len(summary['invariants'])} | {summary['settle_seconds']} |"
+        f"| {held} of {len(summary['invariants'])} | {settled} |"
     )
     start = text.index(SOAK)
     end = text.find("\n## ", start + len(SOAK))
@@ -851,10 +854,17 @@ def main(argv: list[str] | None = None) -> int:
             "campaign": max(65, int(knobs.seconds * 0.75)),  # its deadline, from now
         }
         asyncio.run(load(topology, topology.shell(setup), knobs, log))
-        settled = settle(topology, knobs)
+        settled, unsettled = settle(topology, knobs)
         from bench import soak_checks
 
-        results = soak_checks.run_all(topology, log)
+        results = [
+            soak_checks.judged(
+                "the system settled: nothing left under way, no action shown pending for good",
+                OPEN.count('": '),  # the kinds of thing it waited on
+                [f"{n} {what} after {knobs.settle_seconds:.0f} s" for what, n in unsettled.items()],
+            ),
+            *soak_checks.run_all(topology, log),
+        ]
     finally:
         topology.down()
     summary = {
@@ -866,6 +876,7 @@ def main(argv: list[str] | None = None) -> int:
         "faults": len(log.faults),
         "fault_log": log.faults,
         "settle_seconds": round(settled, 1),
+        "unsettled": unsettled,  # what was still under way when settling gave up
         "invariants": [asdict(r) for r in results],
         "held": all(r.held for r in results),
         "scratch": str(scratch) if options.keep else "",

@@ -158,11 +158,13 @@ def action_id(call: dict[str, Any], users: dict[str, int]) -> str:
 
 def recorded(call: dict[str, Any], action_id: str, events: Counter[tuple[str, str]]) -> int:
     """How many times the call's action is in its request's timeline: a decision held for an
-    undo period by the event that held it (how it ended is `held_findings`), any other action by
-    the event it makes."""
+    undo period by the event that held it (how it ended is `held_findings`); a signalled one
+    that came after the request moved on by the event that let it go; any other action by the
+    event it makes."""
     if call["kind"] in ("approve", "reject", "request_changes") and events[(action_id, "held")]:
         return events[(action_id, "held")]
-    return events[(action_id, EVENT[call["kind"]])]
+    let_go = events[(action_id, "lapsed")] if call.get("via") == "email" else 0
+    return events[(action_id, EVENT[call["kind"]])] + let_go
 
 
 def held_findings(calls: list[dict[str, Any]], users: dict[str, int]) -> tuple[str, int, list[str]]:

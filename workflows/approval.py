@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.fulfilment import FulfilmentWorkflow
     from workflows.retry import ACTIVITY_RETRY, ACTIVITY_TIMEOUT
     from workflows.review import (
+        PATCH_DROPPED_TOLD,
         PATCH_HANDED_BACK,
         PATCH_PROGRESS_EMAIL,
         PATCH_SKIPPED_STAGES,
@@ -384,6 +385,16 @@ class ApprovalWorkflow:
         if problem or isinstance(action, str):
             who = (payload.get("kind"), payload.get("actor_id")) if isinstance(payload, dict) else ("?", "?")
             workflow.logger.warning("Refused %s by %s: %s", *who, problem)
+            # A person's action that came too late (the request moved on) is let go in the
+            # timeline; not one that could not be read, nor one refused only to keep the backlog
+            # bounded (it would add to it).
+            if (
+                isinstance(action, Action)
+                and problem
+                and problem != BACKLOGGED
+                and self._patched(PATCH_DROPPED_TOLD)
+            ):
+                handlers.drop(self.review, action, problem)
             return
         handlers.apply(self.review, action)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from workflows import rules
 from workflows.review import PATCH_HANDED_BACK, PATCH_UNDO, Review
@@ -134,16 +134,30 @@ def _moot(review: Review, held: Held) -> str | None:
 
 
 def _lapse(review: Review, held: Held, why: str) -> None:
-    """Let the held decision go, saying whose it was and why (the timeline names no actor: nobody
-    let it go, the request moved on)."""
-    action = held.action
-    made = f"{action.actor_name}'s {NOUNS[action.kind]}, made at {at_second(held.made_at)}"
+    """Let the held decision go, saying whose it was and why."""
+    _let_go(review, held.action, held.made_at, why)
+
+
+def drop(review: Review, action: Action, why: str) -> None:
+    """A signalled action (an email link's, say) that the workflow will not take, because the
+    request moved on before it came: let go as a held decision is, so that the read model no
+    longer shows it as on its way, and its sender's page says it did not count, and why.
+
+    Only while the request is open: once it ends, nothing sent is shown pending any more."""
+    if not review.state.status.is_final:
+        _let_go(review, action, review.now(), why)
+
+
+def _let_go(review: Review, action: Action, made_at: datetime, why: str) -> None:
+    """The action did not take effect, in the timeline, saying whose it was and why (it names no
+    actor: nobody let it go, the request moved on)."""
+    made = f"{action.actor_name}'s {NOUNS[action.kind]}, made at {at_second(made_at)}"
     event = review.record(
         EventKind.LAPSED,
         actor_id=action.actor_id,
         detail=f"{made}, did not take effect: {why[:1].lower()}{why[1:]}",
     )
-    event.action_id = action.action_id  # the decision it lets go of
+    event.action_id = action.action_id  # the action it lets go of
     review.changed = True
 
 

@@ -46,6 +46,9 @@ PATCH_HANDED_BACK = "handed-back-acts-for-nobody"
 PATCH_SKIPPED_STAGES = "record-skipped-stages"
 # Decisions wait out the request type's undo period (Policy.undo_seconds) before they take effect.
 PATCH_UNDO = "undo-grace"
+# A signalled action the workflow will not take is in the timeline as let go, with why, so that
+# its sender is not told it is on its way for good (see handlers.drop).
+PATCH_DROPPED_TOLD = "dropped-signal-told"
 
 # Who hears of a request's end, and by which email.
 END_NOTIFICATIONS = {

@@ -56,4 +56,4 @@ def test_the_short_soak_holds_every_invariant(tmp_path: Path) -> None:
     took = {what.split(":")[0].split()[0] for what in result["by_kind"] if what.endswith(": acked")}
     assert {"web delegate", "web undo", "email approve", "email reject"} <= sent, sorted(sent)
     assert took >= {"api", "web", "email"}, result["by_kind"]
-    assert len(result["invariants"]) == 14
+    assert len(result["invariants"]) == 15

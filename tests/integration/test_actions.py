@@ -18,10 +18,10 @@ from temporalio.client import WorkflowExecutionStatus
 from approvals import client as temporal_client
 from approvals import services
 from approvals.exceptions import ActionRefused
-from approvals.models import ApprovalRequest, OutboundEmail, RequestType
+from approvals.models import ApprovalRequest, OutboundEmail, PendingAction, RequestType
 from approvals.services import actions
 from tests.conftest import LoopThread, as_user, at_once, wait_until
-from workflows.types import ActionKind
+from workflows.types import Action, ActionKind
 
 pytestmark = pytest.mark.temporal_server
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -409,3 +409,34 @@ def test_an_email_link_decision_says_where_it_stands_until_it_settles(
     )
     assert undone.status_code == 302
     assert 'data-status="undone"' in reviewer.get(status).content.decode()
+
+
+def test_an_email_link_decision_that_arrives_after_the_request_moved_on_is_let_go_not_left_pending(
+    use_dev_server: TemporalClient, people: dict[str, User], purchase: RequestType
+) -> None:
+    """The link was checked, and its approval noted as pending and signalled, while another
+    reviewer's request for changes was on its way: the workflow takes the changes first and cannot
+    take the approval. It says so in the timeline, so the approval is not shown as on its way for
+    good (the request waits on its requester, and nothing else would clear it)."""
+    request = submitted(people, purchase)
+    services.request_signal(
+        request=request,
+        actor=people["reviewer1"],
+        kind=ActionKind.REQUEST_CHANGES,
+        comment="Which brand?",
+        action_id=uuid.uuid4(),
+    )
+    wait_until(lambda: status_of(request) == "changes_requested", what="changes requested")
+    # The approval in flight: noted and sent as request_signal does, once its check had passed.
+    late = Action(ActionKind.APPROVE, people["reviewer2"].pk, "reviewer2", "", action_id=str(uuid.uuid4()))
+    actions.pending_action_note(request=request, action=late, via=PendingAction.Via.EMAIL)
+    temporal_client.send_signal(request.public_id, late)
+
+    wait_until(lambda: not PendingAction.objects.filter(action_id=late.action_id).exists(), what="let go")
+    lapsed = request.events.get(action_id=late.action_id)
+    assert lapsed.kind == "lapsed" and lapsed.detail.startswith("reviewer2's approval, made at ")
+    assert "did not take effect: " in lapsed.detail
+    assert status_of(request) == "changes_requested"  # nothing else changed
+    status = reverse("decision_status", args=[request.public_id, late.action_id])
+    page = as_user(people["reviewer2"]).get(status).content.decode()
+    assert 'data-status="lapsed"' in page and "did not take effect" in page

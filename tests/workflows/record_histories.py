@@ -282,6 +282,17 @@ async def record(only: set[str]) -> None:
             ApprovalWorkflow.submit_action, act(ActionKind.WITHDRAW, 10, "Not needed")
         )
 
+    async def signal_let_go(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]) -> None:
+        """An approval by signal (an email link's) that came once changes were requested: let go,
+        in the timeline; then the requester withdraws."""
+        await handle.execute_update(
+            ApprovalWorkflow.submit_action, act(ActionKind.REQUEST_CHANGES, 11, "Which model?")
+        )
+        await handle.signal(ApprovalWorkflow.act, act(ActionKind.APPROVE, 12))
+        await handle.execute_update(
+            ApprovalWorkflow.submit_action, act(ActionKind.WITHDRAW, 10, "Not needed")
+        )
+
     async def continued_as_new(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]) -> None:
         for i in range(60):
             await handle.signal(ApprovalWorkflow.act, act(ActionKind.COMMENT, 10 + i % 3, f"comment {i}"))
@@ -469,6 +480,7 @@ async def record(only: set[str]) -> None:
         "approved_then_fulfilled": (approved_then_fulfilled, "200", 2000),
         "agent_approved_with_edits": (agent_approved_with_edits, "", 2000),
         "agent_trusted_low_risk": (nothing, "", 2000),
+        "signal_let_go": (signal_let_go, "1500", 2000),
     }
     # ... and the fulfilment and grant workflows of that release, started on their own.
     others: dict[str, tuple[Any, Any, Scenario | None]] = {
