@@ -46,6 +46,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -476,22 +477,32 @@ def outcome(status: int) -> str:
 class Person:
     def __init__(self, name: str, token: str, people: People, rng: random.Random, log: Log) -> None:
         self.name, self.rng, self.log, self.people = name, rng, log, people
-        self.bases = people.bases
         self.http = httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=15)
-        self.browser = Browser(name, self.bases, rng)
+        self.browser = Browser(name, people.bases, rng)
         self.clicked: set[str] = set()  # the email links this person has used
 
     async def call(self, method: str, path: str, record: Call | None, **kwargs: Any) -> httpx.Response | None:
-        """One call, to either web process (the other if one is down), retried with the same
-        Idempotency-Key while its answer is unknown, as a careful client does."""
+        """One call to the API, to either web process (the other if one is down), retried with
+        the same Idempotency-Key while its answer is unknown."""
         headers = {"Idempotency-Key": record.key} if record else {}
+
+        async def send() -> httpx.Response | None:
+            base = self.rng.choice(self.people.bases)
+            try:
+                return await self.http.request(method, f"{base}/api/v1{path}", headers=headers, **kwargs)
+            except httpx.HTTPError:
+                return None
+
+        return await self.retried(record, send)
+
+    async def retried(
+        self, record: Call | None, send: Callable[[], Awaitable[httpx.Response | None]]
+    ) -> httpx.Response | None:
+        """`send`, sent again while its answer is unknown (none, a 5xx, 202 pending), as a careful
+        client does, four times at most; what the client saw in the end goes into the log."""
         answer: httpx.Response | None = None
         for attempt in range(4):
-            base = self.rng.choice(self.bases)
-            try:
-                answer = await self.http.request(method, f"{base}/api/v1{path}", headers=headers, **kwargs)
-            except httpx.HTTPError:
-                answer = None
+            answer = await send()
             if record is not None:
                 record.tries = attempt + 1
             if answer is not None and answer.status_code < 500 and answer.status_code != 202:
@@ -567,18 +578,12 @@ class Person:
         data = {"action_id": record.key, "kind": kind, **fields}
         if kind not in ("undo", "delegate"):
             data["comment"] = f"{kind} by {self.name} on the page"
-        answer = None
-        for attempt in range(4):
-            record.tries = attempt + 1
-            answer = await self.browser.send(
+        answer = await self.retried(
+            record,
+            lambda: self.browser.send(
                 "POST", f"/requests/{request}/act/", data=data, headers={"HX-Request": "true"}
-            )
-            if answer is not None and answer.status_code < 500 and answer.status_code != 202:
-                break
-            await asyncio.sleep(0.5 * 2**attempt)
-        record.status = answer.status_code if answer is not None else 0
-        record.outcome = outcome(record.status)
-        self.log.calls.append(record)
+            ),
+        )
         return record, answer
 
     async def click_email_link(self) -> None:
@@ -642,7 +647,7 @@ class Person:
     async def campaign_reviewer(self, until: float) -> None:
         """Keep reviews of the campaign one at a time through the browser's own pages (logged in,
         with the CSRF token), as the drive's owner, until none is left or the load ends."""
-        browser = Browser(self.name, self.bases, self.rng)  # a tab of its own
+        browser = Browser(self.name, self.people.bases, self.rng)  # a tab of its own
         while time.monotonic() < until:
             page = await browser.send("GET", "/inbox/reviews/")
             ok = page is not None and page.status_code == 200
@@ -738,16 +743,16 @@ async def load(topology: Topology, setup: dict[str, Any], knobs: Knobs, log: Log
 def settle(topology: Topology, knobs: Knobs) -> tuple[float, dict[str, int]]:
     """Bring everything back, and wait until nothing waits on the system: every request ended
     (or sent back to its requester), no action pending, no email or webhook still to go. The
-    seconds that took, and what was still under way if the limit came first."""
+    seconds that took, and how many of each of those things were still under way at the end
+    (none, unless the limit came first)."""
     started = time.monotonic()
     topology.ensure_up()
     deadline = started + knobs.settle_seconds
-    while left := {what: n for what, n in topology.shell(OPEN).items() if n}:
-        if time.monotonic() > deadline:
-            print(f"Still under way after {knobs.settle_seconds:.0f} s: {left}", flush=True)
-            return time.monotonic() - started, left
+    while any((counts := topology.shell(OPEN)).values()) and time.monotonic() <= deadline:
         time.sleep(2)
-    return time.monotonic() - started, {}
+    if left := {what: n for what, n in counts.items() if n}:
+        print(f"Still under way after {knobs.settle_seconds:.0f} s: {left}", flush=True)
+    return time.monotonic() - started, counts
 
 
 OPEN = """
@@ -854,15 +859,11 @@ def main(argv: list[str] | None = None) -> int:
             "campaign": max(65, int(knobs.seconds * 0.75)),  # its deadline, from now
         }
         asyncio.run(load(topology, topology.shell(setup), knobs, log))
-        settled, unsettled = settle(topology, knobs)
+        settled, under_way = settle(topology, knobs)
         from bench import soak_checks
 
         results = [
-            soak_checks.judged(
-                "the system settled: nothing left under way, no action shown pending for good",
-                OPEN.count('": '),  # the kinds of thing it waited on
-                [f"{n} {what} after {knobs.settle_seconds:.0f} s" for what, n in unsettled.items()],
-            ),
+            soak_checks.settled_judged(under_way, knobs.settle_seconds),
             *soak_checks.run_all(topology, log),
         ]
     finally:
@@ -876,7 +877,7 @@ def main(argv: list[str] | None = None) -> int:
         "faults": len(log.faults),
         "fault_log": log.faults,
         "settle_seconds": round(settled, 1),
-        "unsettled": unsettled,  # what was still under way when settling gave up
+        "unsettled": {what: n for what, n in under_way.items() if n},  # when settling gave up
         "invariants": [asdict(r) for r in results],
         "held": all(r.held for r in results),
         "scratch": str(scratch) if options.keep else "",

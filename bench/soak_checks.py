@@ -32,8 +32,9 @@ EVENT = {
     "delegate": "delegated",
     "undo": "undone",
 }
+DECISIONS = ("approve", "reject", "request_changes")  # held for an undo period, where it has one
 # How a decision held for its undo period ends: in effect, let go, or undone (the undo's event).
-TAKEN = ("approval", "rejected", "changes_requested")
+TAKEN = tuple(EVENT[kind] for kind in DECISIONS)
 OWN_CHECKS = ("keep", "click again")  # a campaign's review, a used link clicked again
 STUCK_ATTEMPTS = 5  # an activity retrying past this many attempts once settled is stuck
 
@@ -49,6 +50,14 @@ class Result:
 def judged(name: str, count: int, problems: list[str]) -> Result:
     shown = "; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")
     return Result(name, not problems, count, shown)
+
+
+def settled_judged(under_way: dict[str, int], limit: float) -> Result:
+    """The system settled within `limit` seconds: of each kind of thing it waited on (`under_way`,
+    how many were left when it stopped waiting), none left."""
+    problems = [f"{n} {what} after {limit:.0f} s" for what, n in under_way.items() if n]
+    name = "the system settled: nothing left under way, no action shown pending for good"
+    return judged(name, len(under_way), problems)
 
 
 def read_model_findings(
@@ -76,17 +85,15 @@ def read_model_findings(
 
     users = dict(User.objects.values_list("username", "pk"))
     titles = Counter(ApprovalRequest.objects.values_list("title", flat=True))
-    actions = [c for c in calls if c["kind"] not in OWN_CHECKS and c["kind"] != "create"]
-    ids = [action_id(c, users) for c in actions]
+    checked = [c for c in calls if c["kind"] not in OWN_CHECKS]
+    ids = ["" if c["kind"] == "create" else action_id(c, users) for c in checked]
     events = Counter(RequestEvent.objects.filter(action_id__in=ids).values_list("action_id", "kind"))
     acked, unknown, refused = [], [], []
-    for call in calls:
-        if call["kind"] in OWN_CHECKS:
-            continue
+    for call, made in zip(checked, ids, strict=True):
         if call["kind"] == "create":
             found = titles[f"Soak {call['key'][:8]}"]
         else:
-            found = recorded(call, action_id(call, users), events)
+            found = recorded(call, made, events)
         via = call.get("via", "api")
         said = f"{call['kind']} {call['key'][:8]} by {call['who']} via {via} (answered {call['status']})"
         if call["outcome"] == "acked" and found != 1:
@@ -95,12 +102,12 @@ def read_model_findings(
             unknown.append(f"{said}: {found} times")
         elif call["outcome"] == "refused" and found != 0:
             refused.append(f"{said}: refused, yet {found} times")
-    told = Counter(c["outcome"] for c in calls if c["kind"] not in OWN_CHECKS)
+    told = Counter(c["outcome"] for c in checked)
     findings = [
         ("every acknowledged action is in its timeline exactly once", told["acked"], acked),
         ("no unacknowledged action is in it twice", told["unknown"], unknown),
         ("no refused action is in it", told["refused"], refused),
-        held_findings(calls, users),
+        held_findings(calls),
         link_findings([c for c in calls if c["kind"] == "click again"]),
     ]
 
@@ -161,13 +168,13 @@ def recorded(call: dict[str, Any], action_id: str, events: Counter[tuple[str, st
     undo period by the event that held it (how it ended is `held_findings`); a signalled one
     that came after the request moved on by the event that let it go; any other action by the
     event it makes."""
-    if call["kind"] in ("approve", "reject", "request_changes") and events[(action_id, "held")]:
+    if call["kind"] in DECISIONS and events[(action_id, "held")]:
         return events[(action_id, "held")]
     let_go = events[(action_id, "lapsed")] if call.get("via") == "email" else 0
     return events[(action_id, EVENT[call["kind"]])] + let_go
 
 
-def held_findings(calls: list[dict[str, Any]], users: dict[str, int]) -> tuple[str, int, list[str]]:
+def held_findings(calls: list[dict[str, Any]]) -> tuple[str, int, list[str]]:
     """Each decision held for its undo period ended exactly once: it took effect, or lapsed (the
     request moved on), or its maker undid it (an undo of it that is in the timeline)."""
     from approvals.models import RequestEvent

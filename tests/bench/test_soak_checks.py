@@ -257,3 +257,11 @@ def test_an_email_link_counts_by_the_id_in_its_token_and_works_once(
         "every acknowledged action is in its timeline exactly once",
         "every email link used works once: clicked again, it is refused",
     }
+
+
+def test_the_system_settled_only_when_nothing_of_any_kind_was_left() -> None:
+    from bench.soak_checks import settled_judged
+
+    assert settled_judged({"emails to send": 0, "actions shown pending": 0}, 240).held
+    left = settled_judged({"emails to send": 0, "actions shown pending": 1}, 240)
+    assert (left.held, left.count, left.problem) == (False, 2, "1 actions shown pending after 240 s")
